@@ -1,0 +1,32 @@
+# Two commands on a fresh machine with Python 3.11+: `make run` and `make test`.
+# Each creates (or refreshes) the local virtualenv on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run test test-postgres clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dealflow needs Python 3.11+, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Start the whole system on this machine (SQLite under ./var/).
+run: $(STAMP)
+	$(BIN)/dealflow up
+
+## Run the test suite (no external services needed).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Run the same store-backed tests against a PostgreSQL server (PG_URL).
+test-postgres: $(STAMP)
+	DEALFLOW_TEST_POSTGRES_URL=$(PG_URL) $(BIN)/python -m pytest -m postgres
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

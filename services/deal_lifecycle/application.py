@@ -1,0 +1,342 @@
+"""The application service: the one place HTTP and NATS hand commands to.
+
+Each command is: load the deal, check the idempotency receipt and the expected
+version, call the aggregate, and save its new events together with the read-model
+row and the receipt in one transaction. Commands that did not state a version are
+retried on a concurrent write; commands that did are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import CanMutateAggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from . import commands as c
+from .domain.deal import Deal
+from .domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound
+from .domain.model import Attribution, Participant
+from .read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
+from .storage import transcodings
+
+log = structlog.get_logger("dealflow.deals")
+
+
+class VersionMismatch(CommandRefused):
+    code = "version_mismatch"
+
+
+class ConcurrentWrite(CommandRefused):
+    code = "concurrent_write"
+
+
+class IdempotencyKeyReused(DealflowError):
+    code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The deal right after the command, and the id of what the command created, if any."""
+
+    deal: Deal
+    created_id: str | None = None
+    replayed: bool = False
+
+
+Action = Callable[[Deal], str | None]
+
+
+class DealService(Application[UUID]):
+    name = "Deals"
+    # A deal with thousands of events loads from its latest snapshot plus a short tail.
+    snapshotting_intervals = {Deal: 100}  # noqa: RUF012 - the library's own class attribute
+    conflict_retries = 5
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcodings.register(transcoder)
+
+    # -- commands ------------------------------------------------------------------------
+
+    def open_deal(self, cmd: c.OpenDeal, ctx: c.CommandContext) -> Outcome:
+        def opening(by: Attribution) -> Deal:
+            return Deal.open(title=cmd.title, client_name=cmd.client_name, owner=cmd.owner, by=by)
+
+        return self._execute("open_deal", None, cmd, ctx, opening=opening)
+
+    def sign_letter_of_intent(self, deal_id: UUID, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "sign_letter_of_intent", deal_id, None, ctx, lambda d: d.sign_letter_of_intent(by=_by(ctx))
+        )
+
+    def hold_transition_meeting(self, deal_id: UUID, cmd: c.HoldTransitionMeeting, ctx: c.CommandContext) -> Outcome:
+        participants = [Participant(p.name, p.role) for p in cmd.participants]
+        return self._execute(
+            "hold_transition_meeting",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.hold_transition_meeting(participants=participants, by=_by(ctx)),
+        )
+
+    def record_sales_promise(self, deal_id: UUID, cmd: c.RecordSalesPromise, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "record_sales_promise", deal_id, cmd, ctx, lambda d: d.record_sales_promise(statement=cmd.statement, by=_by(ctx))
+        )
+
+    def decide_sales_promise(
+        self, deal_id: UUID, promise_id: str, cmd: c.DecideSalesPromise, ctx: c.CommandContext
+    ) -> Outcome:
+        return self._execute(
+            "decide_sales_promise",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.decide_sales_promise(promise_id, accepted=cmd.accepted, reason=cmd.reason, by=_by(ctx)),
+            target=promise_id,
+        )
+
+    def withdraw_sales_promise(self, deal_id: UUID, promise_id: str, cmd: c.Withdraw, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "withdraw_sales_promise",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.withdraw_sales_promise(promise_id, reason=cmd.reason, by=_by(ctx)),
+            target=promise_id,
+        )
+
+    def record_expectation(self, deal_id: UUID, cmd: c.RecordExpectation, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "record_expectation",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.record_expectation(
+                side=cmd.side,
+                statement=cmd.statement,
+                metric=cmd.metric,
+                target=cmd.target,
+                due=cmd.due,
+                priority=cmd.priority,
+                today=self.today(),
+                by=_by(ctx),
+            ),
+        )
+
+    def decide_expectation(
+        self, deal_id: UUID, expectation_id: str, cmd: c.DecideExpectation, ctx: c.CommandContext
+    ) -> Outcome:
+        return self._execute(
+            "decide_expectation",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.decide_expectation(expectation_id, agreed=cmd.agreed, reason=cmd.reason, by=_by(ctx)),
+            target=expectation_id,
+        )
+
+    def withdraw_expectation(
+        self, deal_id: UUID, expectation_id: str, cmd: c.Withdraw, ctx: c.CommandContext
+    ) -> Outcome:
+        return self._execute(
+            "withdraw_expectation",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.withdraw_expectation(expectation_id, reason=cmd.reason, by=_by(ctx)),
+            target=expectation_id,
+        )
+
+    def sign_contract(self, deal_id: UUID, ctx: c.CommandContext) -> Outcome:
+        return self._execute("sign_contract", deal_id, None, ctx, lambda d: d.sign_contract(by=_by(ctx)))
+
+    def walk_away(self, deal_id: UUID, cmd: c.WalkAway, ctx: c.CommandContext) -> Outcome:
+        return self._execute("walk_away", deal_id, cmd, ctx, lambda d: d.walk_away(reason=cmd.reason, by=_by(ctx)))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def get_deal(self, deal_id: UUID, *, version: int | None = None, as_of: datetime | None = None) -> Deal:
+        """The deal now, or as it was at a version or a moment (replayed from its events)."""
+        if as_of is not None:
+            version = self._version_at(deal_id, as_of)
+        if version is not None and version < 1:
+            raise InvalidCommand("as_of_version", "must be 1 or more")
+        try:
+            deal: Deal = self.repository.get(deal_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(f"no deal {deal_id}") from None
+        if version is not None and deal.version < version:
+            raise InvalidCommand("as_of_version", f"must be at most {deal.version}, the deal's latest version")
+        return deal
+
+    def history(self, deal_id: UUID) -> list[CanMutateAggregate[UUID]]:
+        events = list(self.events.get(deal_id))
+        if not events:
+            raise NotFound(f"no deal {deal_id}")
+        return events
+
+    def list_deals(self, *, stage: str | None, owner: str | None, limit: int, cursor: str | None) -> Page:
+        after = decode_cursor(cursor) if cursor else None
+        rows = self.recorder.select_summaries(stage=stage, owner=owner, after=after, limit=limit + 1)
+        more = len(rows) > limit
+        items = rows[:limit]
+        return Page(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+    def rebuild_read_model(self) -> int:
+        """Replace the read model with one rebuilt from the event log; returns the number of deals.
+
+        Run it while no commands are being accepted: a command saved during the rebuild
+        would have its row overwritten by the older state read here.
+        """
+        deal_ids: list[UUID] = []
+        start, page = None, 1000
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=start, limit=page, topics=[Deal.DealOpened.TOPIC], inclusive_of_start=False
+            )
+            deal_ids += [n.originator_id for n in notifications]  # type: ignore[misc]
+            if len(notifications) < page:
+                break
+            start = notifications[-1].id
+        self.recorder.replace_summaries([summary_of(self.repository.get(deal_id)) for deal_id in deal_ids])
+        return len(deal_ids)
+
+    @staticmethod
+    def today() -> date:
+        return datetime.now(timezone.utc).date()
+
+    # -- the command pipeline ------------------------------------------------------------
+
+    def _execute(
+        self,
+        name: str,
+        deal_id: UUID | None,
+        payload: c.Command | None,
+        ctx: c.CommandContext,
+        action: Action | None = None,
+        *,
+        target: str | None = None,
+        opening: Callable[[Attribution], Deal] | None = None,
+    ) -> Outcome:
+        bound = log.bind(
+            command=name,
+            deal_id=str(deal_id) if deal_id else None,
+            actor=ctx.actor,
+            correlation_id=ctx.correlation_id,
+            idempotency_key=ctx.idempotency_key,
+        )
+        fingerprint = _fingerprint(name, deal_id, target, payload)
+        try:
+            outcome = self._replayed(ctx, fingerprint)
+            if outcome is None:
+                for attempt in self._attempts(ctx):
+                    with attempt:
+                        outcome = self._run_once(deal_id, ctx, action, opening, fingerprint)
+        except DealflowError as refusal:
+            bound.info("command", outcome="refused", code=refusal.code, reason=refusal.message)
+            raise
+        assert outcome is not None
+        bound.info(
+            "command",
+            outcome="replayed" if outcome.replayed else "accepted",
+            deal_id=str(outcome.deal.id),
+            version=outcome.deal.version,
+        )
+        return outcome
+
+    def _attempts(self, ctx: c.CommandContext) -> Retrying:
+        # A command that stated its expected version must not be re-applied to a newer one.
+        attempts = 1 if ctx.expected_version is not None else self.conflict_retries
+        return Retrying(
+            retry=retry_if_exception_type(ConcurrentWrite),
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=0.002, max=0.05),
+            reraise=True,
+        )
+
+    def _run_once(
+        self,
+        deal_id: UUID | None,
+        ctx: c.CommandContext,
+        action: Action | None,
+        opening: Callable[[Attribution], Deal] | None,
+        fingerprint: str,
+    ) -> Outcome:
+        if opening is not None:
+            deal, created_id = opening(_by(ctx)), None
+        else:
+            assert deal_id is not None and action is not None
+            deal = self.get_deal(deal_id)
+            if ctx.expected_version is not None and deal.version != ctx.expected_version:
+                raise VersionMismatch(
+                    f"deal {deal_id} is at version {deal.version}, not the expected {ctx.expected_version}"
+                )
+            created_id = action(deal)
+        receipt = (
+            CommandReceipt(ctx.idempotency_key, fingerprint, str(deal.id), deal.version, created_id)
+            if ctx.idempotency_key
+            else None
+        )
+        try:
+            self.save(deal, summaries=[summary_of(deal)], receipt=receipt)
+        except IntegrityError:
+            # Either the same idempotency key won a race, or another writer took this version.
+            replayed = self._replayed(ctx, fingerprint)
+            if replayed is not None:
+                return replayed
+            if ctx.expected_version is not None:
+                raise VersionMismatch(
+                    f"deal {deal.id} changed while the command ran; it is no longer at version {ctx.expected_version}"
+                ) from None
+            raise ConcurrentWrite(f"deal {deal.id} was changed by another command at the same time") from None
+        return Outcome(deal, created_id)
+
+    def _replayed(self, ctx: c.CommandContext, fingerprint: str) -> Outcome | None:
+        if not ctx.idempotency_key:
+            return None
+        receipt = self.recorder.select_receipt(ctx.idempotency_key)
+        if receipt is None:
+            return None
+        if receipt.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                f"idempotency key {ctx.idempotency_key!r} was already used for a different command or payload"
+            )
+        deal = self.get_deal(UUID(receipt.deal_id), version=receipt.version)
+        return Outcome(deal, receipt.created_id, replayed=True)
+
+    def _version_at(self, deal_id: UUID, moment: datetime) -> int:
+        if moment.tzinfo is None:
+            raise InvalidCommand("as_of", "must include a time zone, e.g. 2026-01-31T12:00:00Z")
+        version = None
+        for domain_event in self.history(deal_id):
+            if domain_event.timestamp > moment:
+                break
+            version = domain_event.originator_version
+        if version is None:
+            raise NotFound(f"deal {deal_id} was not yet opened at {moment.isoformat()}")
+        return version
+
+
+def _by(ctx: c.CommandContext) -> Attribution:
+    return Attribution(actor=ctx.actor, correlation_id=ctx.correlation_id)
+
+
+def _fingerprint(name: str, deal_id: UUID | None, target: str | None, payload: c.Command | None) -> str:
+    document: dict[str, Any] = {
+        "command": name,
+        "deal_id": str(deal_id) if deal_id else None,
+        "target": target,
+        "payload": payload.model_dump(mode="json") if payload else None,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,60 @@
+"""Settings, read once from the environment at the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.utils import get_topic
+
+
+@dataclass(frozen=True)
+class Settings:
+    # SQLite is the embedded default, so a fresh clone runs with nothing else installed.
+    sqlite_path: Path = Path("var/dealflow.sqlite3")
+    # postgresql://user:password@host:port/dbname?schema=name switches the store to PostgreSQL.
+    database_url: str | None = None
+    max_request_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        return cls(
+            sqlite_path=Path(environ.get("DEALFLOW_SQLITE_PATH", cls.sqlite_path)),
+            database_url=environ.get("DEALFLOW_DATABASE_URL") or None,
+            max_request_bytes=int(environ.get("DEALFLOW_MAX_REQUEST_BYTES", cls.max_request_bytes)),
+        )
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The eventsourcing library's own settings (PERSISTENCE_MODULE and friends)."""
+        if self.database_url is None:
+            from .storage import sqlite  # noqa: PLC0415
+
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.sqlite_path),
+                "SQLITE_LOCK_TIMEOUT": "10",
+                "APPLICATION_RECORDER_TOPIC": get_topic(sqlite.DealRecorder),
+            }
+        from .storage import postgres  # noqa: PLC0415 - psycopg is loaded only when PostgreSQL is used
+
+        url = urlsplit(self.database_url)
+        if url.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"DEALFLOW_DATABASE_URL must be a postgresql:// URL, not {url.scheme}://")
+        schema = parse_qs(url.query).get("schema", [""])[0]
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_SCHEMA": schema,
+            "POSTGRES_POOL_SIZE": "5",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+            "APPLICATION_RECORDER_TOPIC": get_topic(postgres.DealRecorder),
+        }

@@ -1,0 +1,66 @@
+"""What stops the contract from being signed: every blocker, not just the first.
+
+The lifecycle's guard on signing and the deal's `blockers` view both come from here,
+so the answer to "why can't we sign?" is the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from .errors import Blocker
+from .model import Decision, Expectation, Participant, Role, SalesPromise, Side, Stage
+
+STAGE = "stage"
+MISSING_CLIENT_EXPECTATION = "missing_client_expectation"
+MISSING_PROVIDER_EXPECTATION = "missing_provider_expectation"
+EXPECTATION_NOT_AGREED = "expectation_not_agreed"
+PROMISE_NOT_ACCEPTED = "promise_not_accepted"
+ATTENDANCE_INCOMPLETE = "attendance_incomplete"
+# Raised once walk-away conditions exist (a later issue); named here so the set is complete.
+OPEN_WALK_AWAY_CONDITION = "open_walk_away_condition"
+
+
+class SigningState(Protocol):
+    stage: str
+    participants: Sequence[Participant]
+    sales_promises: Mapping[str, SalesPromise]
+    expectations: Mapping[str, Expectation]
+
+
+def signing_blockers(deal: SigningState) -> list[Blocker]:
+    blockers: list[Blocker] = []
+    if deal.stage != Stage.TRANSITION_MEETING:
+        blockers.append(
+            Blocker(STAGE, f"the deal is at stage {deal.stage}; signing happens after the transition meeting")
+        )
+    live = [e for e in deal.expectations.values() if e.decision is not Decision.WITHDRAWN]
+    for side, code in ((Side.CLIENT, MISSING_CLIENT_EXPECTATION), (Side.PROVIDER, MISSING_PROVIDER_EXPECTATION)):
+        if not any(e.side is side for e in live):
+            blockers.append(Blocker(code, f"no {side} expectation is recorded"))
+    for e in live:
+        if e.decision is not Decision.ACCEPTED:
+            blockers.append(
+                Blocker(
+                    EXPECTATION_NOT_AGREED,
+                    f"{e.side} expectation {e.statement!r} is {e.decision}, not agreed by the {e.side.other}",
+                    e.id,
+                )
+            )
+    for p in deal.sales_promises.values():
+        if p.decision not in (Decision.ACCEPTED, Decision.WITHDRAWN):
+            blockers.append(
+                Blocker(
+                    PROMISE_NOT_ACCEPTED,
+                    f"Sales promise {p.statement!r} is {p.decision}, not accepted by Operations",
+                    p.id,
+                )
+            )
+    attended = {p.role for p in deal.participants}
+    missing = [r.value for r in Role if r not in attended]
+    if missing:
+        blockers.append(
+            Blocker(ATTENDANCE_INCOMPLETE, "the transition meeting was not attended by " + ", ".join(missing))
+        )
+    return blockers

@@ -1,0 +1,100 @@
+"""The HTTP app factory: routes, error answers, OpenAPI at /schema, and the service's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_412_PRECONDITION_FAILED,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+)
+
+from ..application import DealService, IdempotencyKeyReused, VersionMismatch
+from ..config import Settings
+from ..domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
+from ..logs import configure_logging
+from .context import bind_request, echo_request_id
+from .routes import DealController
+
+_STATUS: list[tuple[type[DealflowError], int]] = [
+    (InvalidCommand, HTTP_422_UNPROCESSABLE_ENTITY),
+    (IdempotencyKeyReused, HTTP_422_UNPROCESSABLE_ENTITY),
+    (NotFound, HTTP_404_NOT_FOUND),
+    (VersionMismatch, HTTP_412_PRECONDITION_FAILED),
+    (CommandRefused, HTTP_409_CONFLICT),
+]
+
+
+def error_body(error: DealflowError) -> dict[str, Any]:
+    """The JSON body of a refusal; the NATS adapter replies with the same body."""
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if isinstance(error, InvalidCommand):
+        body["errors"] = [{"field": error.field, "rule": error.rule}]
+    if isinstance(error, SigningRefused):
+        body["blockers"] = [{"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in error.blockers]
+    return body
+
+
+def _refusal(_: Request[Any, Any, Any], error: DealflowError) -> Response[dict[str, Any]]:
+    status = next((code for kind, code in _STATUS if isinstance(error, kind)), HTTP_400_BAD_REQUEST)
+    return Response(error_body(error), status_code=status)
+
+
+def _invalid(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
+    if not isinstance(error.extra, list):
+        # The body could not even be decoded (malformed JSON).
+        return Response({"code": "malformed_request", "message": error.detail}, status_code=HTTP_400_BAD_REQUEST)
+    errors = [{"field": e.get("key", "body"), "rule": e.get("message", "")} for e in error.extra]
+    message = "; ".join(f"{e['field']}: {e['rule']}" for e in errors)
+    return Response(
+        {"code": InvalidCommand.code, "message": message, "errors": errors}, status_code=HTTP_422_UNPROCESSABLE_ENTITY
+    )
+
+
+def _http(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:
+    code = str(error.detail).lower().replace(" ", "_") if error.detail else "http_error"
+    return Response({"code": code, "message": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+def create_app(settings: Settings | None = None, service: DealService | None = None) -> Litestar:
+    """Wire the service into HTTP. Pass `service` to share one (tests); otherwise it is built from settings."""
+    settings = settings or Settings.from_env()
+    configure_logging()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        deals = service or DealService(env=settings.eventsourcing_env())
+        app.state.deals = deals
+        try:
+            yield
+        finally:
+            if service is None:
+                deals.close()
+
+    def provide_deals(request: Request[Any, Any, Any]) -> DealService:
+        return request.app.state.deals
+
+    return Litestar(
+        route_handlers=[DealController],
+        dependencies={"deals": Provide(provide_deals, sync_to_thread=False)},
+        lifespan=[lifespan],
+        before_request=bind_request,
+        after_request=echo_request_id,
+        exception_handlers={
+            DealflowError: _refusal,
+            ValidationException: _invalid,
+            HTTPException: _http,
+        },
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=OpenAPIConfig(title="dealflow", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )

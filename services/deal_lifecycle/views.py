@@ -1,0 +1,115 @@
+"""How a deal and its events look from outside: the JSON other systems and auditors read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Any, TypedDict
+from uuid import UUID
+
+from .domain.deal import Deal, event_type
+from .read_model import DealSummary
+
+# Fields every stored event has that are not part of its business data.
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id"}
+
+
+class BlockerView(TypedDict):
+    code: str
+    message: str
+    subject_id: str | None
+
+
+class DealView(TypedDict):
+    id: str
+    title: str
+    client_name: str
+    owner: str
+    stage: str
+    version: int
+    opened_at: str
+    updated_at: str
+    participants: list[dict[str, str]]
+    promises: list[dict[str, Any]]
+    expectations: list[dict[str, Any]]
+    walk_away_reason: str | None
+    blockers: list[BlockerView]
+
+
+class EventView(TypedDict):
+    deal_id: str
+    version: int
+    type: str
+    timestamp: str
+    actor: str
+    correlation_id: str
+    data: dict[str, Any]
+
+
+class DealSummaryView(TypedDict):
+    id: str
+    title: str
+    client_name: str
+    owner: str
+    stage: str
+    version: int
+    opened_at: str
+    updated_at: str
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    return value
+
+
+def deal_view(deal: Deal) -> DealView:
+    return {
+        "id": str(deal.id),
+        "title": deal.title,
+        "client_name": deal.client_name,
+        "owner": deal.owner,
+        "stage": str(deal.stage),
+        "version": deal.version,
+        "opened_at": deal.created_on.isoformat(),
+        "updated_at": deal.modified_on.isoformat(),
+        "participants": [{"name": p.name, "role": str(p.role)} for p in deal.participants],
+        "promises": [_json(asdict(p)) for p in deal.sales_promises.values()],
+        "expectations": [_json(asdict(e)) for e in deal.expectations.values()],
+        "walk_away_reason": deal.walk_away_reason,
+        "blockers": [
+            {"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in deal.blockers
+        ],
+    }
+
+
+def event_view(domain_event: Any) -> EventView:
+    state = vars(domain_event)
+    return {
+        "deal_id": str(domain_event.originator_id),
+        "version": domain_event.originator_version,
+        "type": event_type(domain_event),
+        "timestamp": domain_event.timestamp.isoformat(),
+        "actor": state["actor"],
+        "correlation_id": state["correlation_id"],
+        "data": {k: _json(v) for k, v in state.items() if k not in _ENVELOPE},
+    }
+
+
+def summary_view(summary: DealSummary) -> DealSummaryView:
+    return {
+        "id": summary.deal_id,
+        "title": summary.title,
+        "client_name": summary.client_name,
+        "owner": summary.owner,
+        "stage": summary.stage,
+        "version": summary.version,
+        "opened_at": summary.opened_at.isoformat(),
+        "updated_at": summary.updated_at.isoformat(),
+    }
