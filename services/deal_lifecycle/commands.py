@@ -11,9 +11,23 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from .domain.model import Role, Side
+
+
+def _exactly(kind: type, words: str) -> BeforeValidator:
+    # A plain check, because Litestar validates with strict=False, which overrides StrictBool/StrictInt.
+    def check(value: object) -> object:
+        if type(value) is not kind:
+            raise ValueError(f"must be {words}")  # noqa: TRY004 - pydantic turns ValueError into a field error
+        return value
+
+    return BeforeValidator(check)
+
+
+JsonBool = Annotated[bool, _exactly(bool, "true or false")]
+JsonInt = Annotated[int, _exactly(int, "a whole number")]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -45,7 +59,7 @@ class RecordSalesPromise(Command):
 
 
 class DecideSalesPromise(Command):
-    accepted: StrictBool
+    accepted: JsonBool
     reason: Reason | None = None
 
 
@@ -55,11 +69,11 @@ class RecordExpectation(Command):
     metric: Name
     target: Name
     due: date
-    priority: Annotated[StrictInt, Field(ge=1, le=99, description="1 is the highest priority")]
+    priority: Annotated[JsonInt, Field(ge=1, le=99, description="1 is the highest priority")]
 
 
 class DecideExpectation(Command):
-    agreed: StrictBool
+    agreed: JsonBool
     reason: Reason | None = None
 
 

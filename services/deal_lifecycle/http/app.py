@@ -60,8 +60,11 @@ def _invalid(_: Request[Any, Any, Any], error: ValidationException) -> Response[
     )
 
 
+_HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
 def _http(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:
-    code = str(error.detail).lower().replace(" ", "_") if error.detail else "http_error"
+    code = _HTTP_CODES.get(error.status_code, "http_error")
     return Response({"code": code, "message": error.detail}, status_code=error.status_code, headers=error.headers)
 
 

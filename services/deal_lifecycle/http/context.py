@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import structlog
 from litestar import Request, Response
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from ..commands import CommandContext
 from ..domain.errors import InvalidCommand
@@ -32,10 +32,10 @@ async def echo_request_id(response: Response) -> Response:
 
 def command_context(
     request: Request,
-    actor: Annotated[str | None, Parameter(header="X-Actor", description="Who is acting (until authentication exists)", max_length=200)] = None,
-    correlation_id: Annotated[str | None, Parameter(header="X-Correlation-ID", description="Ties the events of one conversation together; defaults to the request id", max_length=200)] = None,
-    idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", description="Retry with the same key and payload to get the first result again, with nothing recorded twice", max_length=255)] = None,
-    if_match: Annotated[str | None, Parameter(header="If-Match", description="The deal version the command expects (as in the ETag); 412 if the deal has moved on")] = None,
+    actor: Annotated[str | None, HeaderParameter(name="X-Actor", description="Who is acting (until authentication exists)", max_length=200)] = None,
+    correlation_id: Annotated[str | None, HeaderParameter(name="X-Correlation-ID", description="Ties the events of one conversation together; defaults to the request id", max_length=200)] = None,
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", description="Retry with the same key and payload to get the first result again, with nothing recorded twice", max_length=255)] = None,
+    if_match: Annotated[str | None, HeaderParameter(name="If-Match", description="The deal version the command expects (as in the ETag); 412 if the deal has moved on")] = None,
 ) -> CommandContext:
     return CommandContext(
         actor=(actor or "").strip() or "anonymous",

@@ -7,8 +7,8 @@ from typing import Annotated, TypedDict
 from uuid import UUID
 
 from litestar import Controller, Response, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from .. import commands as c
@@ -53,7 +53,7 @@ class DealController(Controller):
     dependencies = {"ctx": Provide(command_context, sync_to_thread=False)}  # noqa: RUF012
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Open a deal (stage prospect)")
-    def open_deal(self, deals: DealService, data: c.OpenDeal, ctx: c.CommandContext) -> Response[DealView]:
+    def open_deal(self, deals: NamedDependency[DealService], data: JSONBody[c.OpenDeal], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
         outcome = deals.open_deal(data, ctx)
         response = _deal(outcome, HTTP_201_CREATED)
         response.headers["Location"] = f"/deals/{outcome.deal.id}"
@@ -62,11 +62,11 @@ class DealController(Controller):
     @get("/", sync_to_thread=True, summary="List deals by stage or owner (from the read model)")
     def list_deals(
         self,
-        deals: DealService,
-        stage: Stage | None = None,
-        owner: Annotated[str | None, Parameter(max_length=200)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
+        deals: NamedDependency[DealService],
+        stage: Annotated[Stage | None, QueryParameter()] = None,
+        owner: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
     ) -> DealPage:
         page = deals.list_deals(stage=stage, owner=owner, limit=limit, cursor=cursor)
         return {"items": [summary_view(s) for s in page.items], "next_cursor": page.next_cursor}
@@ -74,10 +74,10 @@ class DealController(Controller):
     @get("/{deal_id:uuid}", sync_to_thread=True, summary="A deal now, or as of a version or a moment")
     def get_deal(
         self,
-        deals: DealService,
-        deal_id: UUID,
-        as_of_version: int | None = None,
-        as_of: Annotated[datetime | None, Parameter(description="ISO 8601 time with a zone")] = None,
+        deals: NamedDependency[DealService],
+        deal_id: FromPath[UUID],
+        as_of_version: Annotated[int | None, QueryParameter(ge=1)] = None,
+        as_of: Annotated[datetime | None, QueryParameter(description="ISO 8601 time with a zone")] = None,
     ) -> Response[DealView]:
         if as_of_version is not None and as_of is not None:
             raise InvalidCommand("as_of", "give either as_of or as_of_version, not both")
@@ -85,52 +85,52 @@ class DealController(Controller):
         return Response(deal_view(deal), headers={"ETag": etag(deal.version)})
 
     @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first")
-    def history(self, deals: DealService, deal_id: UUID) -> History:
+    def history(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID]) -> History:
         return {"deal_id": str(deal_id), "events": [event_view(e) for e in deals.history(deal_id)]}
 
     @post("/{deal_id:uuid}/letter-of-intent", status_code=HTTP_200_OK, sync_to_thread=True)
-    def sign_letter_of_intent(self, deals: DealService, deal_id: UUID, ctx: c.CommandContext) -> Response[DealView]:
+    def sign_letter_of_intent(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
         return _deal(deals.sign_letter_of_intent(deal_id, ctx))
 
     @post("/{deal_id:uuid}/transition-meeting", status_code=HTTP_200_OK, sync_to_thread=True)
     def hold_transition_meeting(
-        self, deals: DealService, deal_id: UUID, data: c.HoldTransitionMeeting, ctx: c.CommandContext
+        self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.HoldTransitionMeeting], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
         return _deal(deals.hold_transition_meeting(deal_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def record_sales_promise(
-        self, deals: DealService, deal_id: UUID, data: c.RecordSalesPromise, ctx: c.CommandContext
+        self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.RecordSalesPromise], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CreatedView]:
         return _created(deals.record_sales_promise(deal_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises/{promise_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
     def decide_sales_promise(
-        self, deals: DealService, deal_id: UUID, promise_id: str, data: c.DecideSalesPromise, ctx: c.CommandContext
+        self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.DecideSalesPromise], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
         return _deal(deals.decide_sales_promise(deal_id, promise_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises/{promise_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
     def withdraw_sales_promise(
-        self, deals: DealService, deal_id: UUID, promise_id: str, data: c.Withdraw, ctx: c.CommandContext
+        self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
         return _deal(deals.withdraw_sales_promise(deal_id, promise_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def record_expectation(
-        self, deals: DealService, deal_id: UUID, data: c.RecordExpectation, ctx: c.CommandContext
+        self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.RecordExpectation], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CreatedView]:
         return _created(deals.record_expectation(deal_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations/{expectation_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
     def decide_expectation(
-        self, deals: DealService, deal_id: UUID, expectation_id: str, data: c.DecideExpectation, ctx: c.CommandContext
+        self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.DecideExpectation], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
         return _deal(deals.decide_expectation(deal_id, expectation_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations/{expectation_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
     def withdraw_expectation(
-        self, deals: DealService, deal_id: UUID, expectation_id: str, data: c.Withdraw, ctx: c.CommandContext
+        self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
         return _deal(deals.withdraw_expectation(deal_id, expectation_id, data, ctx))
 
@@ -140,11 +140,11 @@ class DealController(Controller):
         sync_to_thread=True,
         summary="Sign the contract; 409 with every blocker if it may not be signed yet",
     )
-    def sign_contract(self, deals: DealService, deal_id: UUID, ctx: c.CommandContext) -> Response[DealView]:
+    def sign_contract(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
         return _deal(deals.sign_contract(deal_id, ctx))
 
     @post("/{deal_id:uuid}/walk-away", status_code=HTTP_200_OK, sync_to_thread=True, summary="Walk away (never after signing)")
-    def walk_away(self, deals: DealService, deal_id: UUID, data: c.WalkAway, ctx: c.CommandContext) -> Response[DealView]:
+    def walk_away(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.WalkAway], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
         return _deal(deals.walk_away(deal_id, data, ctx))
 
 

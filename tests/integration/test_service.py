@@ -1,0 +1,279 @@
+"""The application service against a real store (SQLite file, and PostgreSQL in `make test-postgres`)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+
+from services.deal_lifecycle import commands as c
+from services.deal_lifecycle.application import (
+    ConcurrentWrite,
+    DealService,
+    IdempotencyKeyReused,
+    VersionMismatch,
+)
+from services.deal_lifecycle.domain.errors import InvalidCommand, NotFound, SigningRefused
+from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
+from services.deal_lifecycle.domain.model import Role, Side, Stage
+from tests.support import BY, ctx, expectation, in_transition_meeting, open_deal, ready_to_sign
+
+
+def stored_versions(service: DealService, deal_id) -> list[int]:
+    return [e.originator_version for e in service.history(deal_id)]
+
+
+def test_a_deal_goes_from_prospect_to_signed_contract(service: DealService) -> None:
+    deal_id = ready_to_sign(service)
+    outcome = service.sign_contract(deal_id, ctx())
+    assert outcome.deal.stage == Stage.CONTRACT_SIGNED
+    reloaded = service.get_deal(deal_id)
+    assert (reloaded.stage, reloaded.version) == (Stage.CONTRACT_SIGNED, outcome.deal.version)
+    assert [type(e).__name__ for e in service.history(deal_id)] == [
+        "DealOpened",
+        "LetterOfIntentSigned",
+        "ExpectationRecorded",
+        "ExpectationAgreed",
+        "ExpectationRecorded",
+        "ExpectationAgreed",
+        "TransitionMeetingHeld",
+        "SalesPromiseRecorded",
+        "SalesPromiseAccepted",
+        "ContractSigned",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("absent", "blocker"),
+    [
+        (Role.SALES, "attendance_incomplete"),
+        (Role.OPERATIONS, "attendance_incomplete"),
+        (Role.CLIENT, "attendance_incomplete"),
+    ],
+)
+def test_signing_is_refused_with_blockers_and_stores_nothing(service: DealService, absent: Role, blocker: str) -> None:
+    deal_id = in_transition_meeting(service, *[r for r in Role if r != absent])
+    before = stored_versions(service, deal_id)
+    with pytest.raises(SigningRefused) as refused:
+        service.sign_contract(deal_id, ctx())
+    assert [b.code for b in refused.value.blockers] == [
+        "missing_client_expectation",
+        "missing_provider_expectation",
+        blocker,
+    ]
+    assert stored_versions(service, deal_id) == before
+
+
+def test_every_blocker_code_reaches_the_caller(service: DealService) -> None:
+    deal_id = open_deal(service)
+    with pytest.raises(SigningRefused) as early:
+        service.sign_contract(deal_id, ctx())
+    service.sign_letter_of_intent(deal_id, ctx())
+    service.record_expectation(deal_id, expectation(Side.CLIENT), ctx())
+    service.record_expectation(deal_id, expectation(Side.PROVIDER), ctx())
+    service.hold_transition_meeting(deal_id, c.HoldTransitionMeeting(participants=[c.ParticipantIn(name="Sam", role=Role.SALES)]), ctx())
+    service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx())
+    with pytest.raises(SigningRefused) as late:
+        service.sign_contract(deal_id, ctx())
+    seen = {b.code for b in early.value.blockers} | {b.code for b in late.value.blockers}
+    assert seen == {
+        "stage",
+        "missing_client_expectation",
+        "missing_provider_expectation",
+        "expectation_not_agreed",
+        "promise_not_accepted",
+        "attendance_incomplete",
+    }
+
+
+def test_the_same_idempotency_key_returns_the_first_result_and_records_nothing_new(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    first = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
+    versions = stored_versions(service, deal_id)
+    again = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
+    assert (again.created_id, again.deal.version, again.replayed) == (first.created_id, first.deal.version, True)
+    assert stored_versions(service, deal_id) == versions
+    assert len(service.get_deal(deal_id).sales_promises) == 1
+
+
+def test_an_idempotency_key_reused_with_another_payload_is_refused(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
+    versions = stored_versions(service, deal_id)
+    with pytest.raises(IdempotencyKeyReused):
+        service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 10 days"), ctx(key="crm-42"))
+    with pytest.raises(IdempotencyKeyReused):
+        service.walk_away(deal_id, c.WalkAway(reason="x"), ctx(key="crm-42"))
+    assert stored_versions(service, deal_id) == versions
+
+
+def test_opening_a_deal_twice_with_one_key_opens_one_deal(service: DealService) -> None:
+    cmd = c.OpenDeal(title="Acme payroll", client_name="Acme Ltd", owner="ann")
+    first = service.open_deal(cmd, ctx(key="crm-open-7"))
+    again = service.open_deal(cmd, ctx(key="crm-open-7"))
+    assert again.deal.id == first.deal.id
+    assert len(service.list_deals(stage=None, owner=None, limit=10, cursor=None).items) == 1
+
+
+def test_a_refused_command_leaves_no_receipt_so_a_retry_is_judged_afresh(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    with pytest.raises(SigningRefused):
+        service.sign_contract(deal_id, ctx(key="esign-1"))
+    with pytest.raises(SigningRefused):
+        service.sign_contract(deal_id, ctx(key="esign-1"))
+
+
+def test_a_stale_expected_version_is_refused_and_nothing_is_recorded(service: DealService) -> None:
+    deal_id = open_deal(service)
+    service.sign_letter_of_intent(deal_id, ctx(expected=1))
+    with pytest.raises(VersionMismatch):
+        service.walk_away(deal_id, c.WalkAway(reason="late"), ctx(expected=1))
+    assert service.get_deal(deal_id).stage == Stage.LETTER_OF_INTENT
+    assert stored_versions(service, deal_id) == [1, 2]
+
+
+def test_two_writers_on_one_version_never_both_succeed(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    version = service.get_deal(deal_id).version
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def write(statement: str) -> None:
+        barrier.wait()
+        try:
+            results.append(service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=statement), ctx(expected=version)))
+        except VersionMismatch as refused:
+            results.append(refused)
+
+    threads = [threading.Thread(target=write, args=(s,)) for s in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(type(r).__name__ for r in results) == ["Outcome", "VersionMismatch"]
+    assert stored_versions(service, deal_id)[-1] == version + 1
+
+
+def test_the_store_refuses_a_second_event_at_the_same_version(service: DealService) -> None:
+    """Two copies of the deal loaded at one version: the second save must fail, not overwrite."""
+    deal_id = in_transition_meeting(service)
+    first, second = service.get_deal(deal_id), service.get_deal(deal_id)
+    first.record_sales_promise(statement="a", by=BY)
+    second.record_sales_promise(statement="b", by=BY)
+    service.save(first)
+    with pytest.raises(Exception, match="(?i)integrity|unique|duplicate"):
+        service.save(second)
+    assert len(service.get_deal(deal_id).sales_promises) == 1
+
+
+def test_concurrent_commands_without_expected_version_are_all_applied(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    start = service.get_deal(deal_id).version
+    barrier = threading.Barrier(4)
+    errors: list[Exception] = []
+
+    def write(n: int) -> None:
+        barrier.wait()
+        try:
+            service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx())
+        except ConcurrentWrite as e:  # only if every retry lost; must not happen with four writers
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stored_versions(service, deal_id) == list(range(1, start + 5))
+    assert sorted(p.statement for p in service.get_deal(deal_id).sales_promises.values()) == [f"promise {n}" for n in range(4)]
+
+
+def test_the_deal_as_of_a_version_and_as_of_a_moment(service: DealService) -> None:
+    deal_id = open_deal(service)
+    service.sign_letter_of_intent(deal_id, ctx())
+    service.walk_away(deal_id, c.WalkAway(reason="client wants 120-day terms"), ctx())
+    events = service.history(deal_id)
+    assert service.get_deal(deal_id, version=1).stage == Stage.PROSPECT
+    assert service.get_deal(deal_id, version=2).stage == Stage.LETTER_OF_INTENT
+    assert service.get_deal(deal_id, as_of=events[1].timestamp).version == 2
+    between = events[1].timestamp + (events[2].timestamp - events[1].timestamp) / 2
+    assert service.get_deal(deal_id, as_of=between).stage == Stage.LETTER_OF_INTENT
+    assert service.get_deal(deal_id, as_of=events[2].timestamp).stage == Stage.WALKED_AWAY
+    with pytest.raises(NotFound):
+        service.get_deal(deal_id, as_of=events[0].timestamp - timedelta(seconds=1))
+    with pytest.raises(InvalidCommand):
+        service.get_deal(deal_id, version=4)
+
+
+def test_history_records_who_did_what_oldest_first(service: DealService) -> None:
+    deal_id = open_deal(service)
+    service.sign_letter_of_intent(deal_id, ctx("bob@firm"))
+    history = service.history(deal_id)
+    assert [(type(e).__name__, e.actor) for e in history] == [("DealOpened", "ann@firm"), ("LetterOfIntentSigned", "bob@firm")]
+    assert history[0].timestamp <= history[1].timestamp
+
+
+def test_walking_away_is_refused_after_signing(service: DealService) -> None:
+    deal_id = ready_to_sign(service)
+    service.sign_contract(deal_id, ctx())
+    with pytest.raises(NotAllowedAtStage):
+        service.walk_away(deal_id, c.WalkAway(reason="second thoughts"), ctx())
+    assert service.get_deal(deal_id).stage == Stage.CONTRACT_SIGNED
+
+
+def test_an_unknown_deal_is_not_found(service: DealService) -> None:
+    with pytest.raises(NotFound):
+        service.sign_letter_of_intent(uuid4(), ctx())
+
+
+def test_a_long_deal_is_snapshotted_and_loads_to_the_same_state(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    for n in range(230):
+        service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx())
+    assert service.snapshots is not None
+    snapshots = list(service.snapshots.get(deal_id))
+    assert [s.originator_version for s in snapshots] == [100, 200]
+    deal = service.get_deal(deal_id)
+    assert deal.version == 233
+    assert len(deal.sales_promises) == 230
+    assert service.get_deal(deal_id, version=150).version == 150
+
+
+def test_listing_deals_by_stage_and_owner_pages_through_the_read_model(service: DealService) -> None:
+    ids = [open_deal(service, title=f"deal {n}", owner="ann" if n % 2 else "bob") for n in range(5)]
+    service.sign_letter_of_intent(ids[0], ctx())
+    page = service.list_deals(stage=Stage.PROSPECT, owner=None, limit=2, cursor=None)
+    seen = [s.deal_id for s in page.items]
+    while page.next_cursor:
+        page = service.list_deals(stage=Stage.PROSPECT, owner=None, limit=2, cursor=page.next_cursor)
+        seen += [s.deal_id for s in page.items]
+    assert seen == [str(i) for i in ids[1:]]
+    assert [s.deal_id for s in service.list_deals(stage=None, owner="bob", limit=10, cursor=None).items] == [
+        str(i) for i in ids[0::2]
+    ]
+    letter = service.list_deals(stage=Stage.LETTER_OF_INTENT, owner=None, limit=10, cursor=None).items
+    assert [(s.deal_id, s.version) for s in letter] == [(str(ids[0]), 2)]
+
+
+def test_the_read_model_rebuilds_from_the_event_log(service: DealService) -> None:
+    ids = [open_deal(service, title=f"deal {n}") for n in range(3)]
+    service.sign_letter_of_intent(ids[1], ctx())
+    before = service.list_deals(stage=None, owner=None, limit=10, cursor=None).items
+    service.recorder.replace_summaries([])
+    assert service.list_deals(stage=None, owner=None, limit=10, cursor=None).items == []
+    assert service.rebuild_read_model() == 3
+    assert service.list_deals(stage=None, owner=None, limit=10, cursor=None).items == before
+
+
+def test_a_second_process_sees_the_same_store(service: DealService, settings) -> None:
+    deal_id = open_deal(service)
+    other = DealService(env=settings.eventsourcing_env())
+    try:
+        assert other.get_deal(deal_id).title == "Acme payroll"
+        other.sign_letter_of_intent(deal_id, ctx())
+    finally:
+        other.close()
+    assert service.get_deal(deal_id).stage == Stage.LETTER_OF_INTENT

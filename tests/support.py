@@ -1,0 +1,65 @@
+"""Small builders shared by the tests: the same steps a real client takes, in the domain's words."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from uuid import UUID
+
+from services.deal_lifecycle import commands as c
+from services.deal_lifecycle.application import DealService
+from services.deal_lifecycle.domain.deal import Deal
+from services.deal_lifecycle.domain.model import Attribution, Participant, Role, Side
+
+BY = Attribution(actor="ann@firm", correlation_id="corr-1")
+TODAY = date(2026, 11, 23)
+LATER = TODAY + timedelta(days=90)
+FULL_ATTENDANCE = [Participant("Sam", Role.SALES), Participant("Olu", Role.OPERATIONS), Participant("Cleo", Role.CLIENT)]
+
+
+def ctx(actor: str = "ann@firm", *, key: str | None = None, expected: int | None = None) -> c.CommandContext:
+    return c.CommandContext(actor=actor, correlation_id="corr-1", idempotency_key=key, expected_version=expected)
+
+
+def expectation(side: Side, statement: str = "monthly report") -> c.RecordExpectation:
+    return c.RecordExpectation(
+        side=side, statement=statement, metric="reports delivered", target="12 a year", due=date.today() + timedelta(days=90), priority=1
+    )
+
+
+def meeting(*roles: Role) -> c.HoldTransitionMeeting:
+    attendees = [p for p in FULL_ATTENDANCE if p.role in (roles or tuple(Role))]
+    return c.HoldTransitionMeeting(participants=[c.ParticipantIn(name=p.name, role=p.role) for p in attendees])
+
+
+def open_deal(service: DealService, title: str = "Acme payroll", owner: str = "ann") -> UUID:
+    outcome = service.open_deal(c.OpenDeal(title=title, client_name="Acme Ltd", owner=owner), ctx())
+    return outcome.deal.id
+
+
+def in_transition_meeting(service: DealService, *roles: Role) -> UUID:
+    deal_id = open_deal(service)
+    service.sign_letter_of_intent(deal_id, ctx())
+    service.hold_transition_meeting(deal_id, meeting(*roles), ctx())
+    return deal_id
+
+
+def ready_to_sign(service: DealService) -> UUID:
+    """A deal with every signing blocker cleared: the way a real deal gets there."""
+    deal_id = open_deal(service)
+    service.sign_letter_of_intent(deal_id, ctx())
+    for side in Side:
+        eid = service.record_expectation(deal_id, expectation(side), ctx()).created_id
+        assert eid is not None
+        service.decide_expectation(deal_id, eid, c.DecideExpectation(agreed=True), ctx())
+    service.hold_transition_meeting(deal_id, meeting(), ctx())
+    pid = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx()).created_id
+    assert pid is not None
+    service.decide_sales_promise(deal_id, pid, c.DecideSalesPromise(accepted=True), ctx())
+    return deal_id
+
+
+def domain_deal_in_meeting() -> Deal:
+    deal = Deal.open(title="Acme payroll", client_name="Acme Ltd", owner="ann", by=BY)
+    deal.sign_letter_of_intent(by=BY)
+    deal.hold_transition_meeting(participants=FULL_ATTENDANCE, by=BY)
+    return deal

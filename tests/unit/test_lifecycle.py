@@ -1,0 +1,80 @@
+"""The lifecycle machine: which command each stage allows, and that nothing is ever silently ignored."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.deal_lifecycle.domain.lifecycle import DealLifecycle, NotAllowedAtStage, permit
+from services.deal_lifecycle.domain.model import Stage
+
+ALLOWED = {
+    Stage.PROSPECT: {"sign_letter_of_intent", "walk_away"},
+    Stage.LETTER_OF_INTENT: {
+        "hold_transition_meeting",
+        "record_expectation",
+        "decide_expectation",
+        "withdraw_expectation",
+        "walk_away",
+    },
+    Stage.TRANSITION_MEETING: {
+        "hold_transition_meeting",
+        "record_expectation",
+        "decide_expectation",
+        "withdraw_expectation",
+        "record_sales_promise",
+        "decide_sales_promise",
+        "withdraw_sales_promise",
+        "sign_contract",
+        "walk_away",
+    },
+    Stage.CONTRACT_SIGNED: set(),
+    Stage.WALKED_AWAY: set(),
+}
+
+
+def all_commands() -> list[str]:
+    return sorted(str(e) for e in DealLifecycle(start_value=Stage.PROSPECT).events)
+
+
+def test_the_machine_has_exactly_the_stages_of_the_domain() -> None:
+    assert set(DealLifecycle.states_map) == {str(s) for s in Stage}
+    assert {s.value for s in DealLifecycle.final_states} == {Stage.CONTRACT_SIGNED, Stage.WALKED_AWAY}
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+def test_each_stage_allows_exactly_its_commands(stage: Stage) -> None:
+    allowed = set()
+    for command in all_commands():
+        if command == "sign_contract":
+            continue  # guarded by blockers; covered in test_deal
+        try:
+            permit(stage, command)
+        except NotAllowedAtStage:
+            continue
+        allowed.add(command)
+    assert allowed == ALLOWED[stage] - {"sign_contract"}
+
+
+@pytest.mark.parametrize(
+    ("stage", "command", "after"),
+    [
+        (Stage.PROSPECT, "sign_letter_of_intent", Stage.LETTER_OF_INTENT),
+        (Stage.LETTER_OF_INTENT, "hold_transition_meeting", Stage.TRANSITION_MEETING),
+        (Stage.TRANSITION_MEETING, "hold_transition_meeting", Stage.TRANSITION_MEETING),
+        (Stage.LETTER_OF_INTENT, "record_expectation", Stage.LETTER_OF_INTENT),
+        (Stage.PROSPECT, "walk_away", Stage.WALKED_AWAY),
+        (Stage.TRANSITION_MEETING, "walk_away", Stage.WALKED_AWAY),
+    ],
+)
+def test_permit_names_the_stage_after_the_command(stage: Stage, command: str, after: Stage) -> None:
+    assert permit(stage, command) == after
+
+
+def test_walking_away_after_signing_is_refused() -> None:
+    with pytest.raises(NotAllowedAtStage, match="walk away while the deal is at stage contract_signed"):
+        permit(Stage.CONTRACT_SIGNED, "walk_away")
+
+
+def test_an_unknown_command_raises_instead_of_being_ignored() -> None:
+    with pytest.raises(NotAllowedAtStage):
+        permit(Stage.PROSPECT, "promote_to_vip")
