@@ -1,0 +1,87 @@
+"""The `dealflow` command as a user runs it: a real process, a real port, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def environment(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_")}
+    env["DEALFLOW_SQLITE_PATH"] = str(tmp_path / "deals.sqlite3")
+    return env
+
+
+@pytest.fixture(params=["serve", "up"])
+def server(request: pytest.FixtureRequest, environment: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    log = tmp_path / "service.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*DEALFLOW, request.param, "--port", str(port)], env=environment, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/schema/openapi.json", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dealflow {request.param} did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_the_service_answers_over_http_and_logs_each_command_as_json(server: tuple[str, Path]) -> None:
+    url, log = server
+    opened = httpx.post(
+        f"{url}/deals",
+        json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"},
+        headers={"X-Request-ID": "req-cli-1", "X-Actor": "ann@firm"},
+    )
+    assert opened.status_code == 201, opened.text
+    deal_id = opened.json()["id"]
+    assert httpx.get(f"{url}/deals/{deal_id}").json()["stage"] == "prospect"
+    refused = httpx.post(f"{url}/deals/{deal_id}/contract", headers={"X-Request-ID": "req-cli-2"})
+    assert refused.status_code == 409
+
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        commands = [line for line in lines if line.get("event") == "command"]
+        if len(commands) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [(c["request_id"], c["command"], c["outcome"], c["deal_id"]) for c in commands] == [
+        ("req-cli-1", "open_deal", "accepted", deal_id),
+        ("req-cli-2", "sign_contract", "refused", deal_id),
+    ]
+
+
+def test_rebuild_read_model_from_the_command_line(environment: dict[str, str]) -> None:
+    done = subprocess.run([*DEALFLOW, "rebuild-read-model"], env=environment, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "0 deals" in done.stdout
