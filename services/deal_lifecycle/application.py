@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -214,7 +214,7 @@ class DealService(Application[UUID]):
 
     @staticmethod
     def today() -> date:
-        return datetime.now(timezone.utc).date()
+        return datetime.now(UTC).date()
 
     # -- the command pipeline ------------------------------------------------------------
 

@@ -18,6 +18,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port to listen on."),
 ) -> None:
     """Run the deal service's HTTP API."""
+    store = Settings.from_env().describe_store()
+    typer.echo(f"dealflow: deal service on http://{host}:{port} (OpenAPI at /schema), events in {store}", err=True)
     uvicorn.run(
         "services.deal_lifecycle.http.app:create_app",
         factory=True,

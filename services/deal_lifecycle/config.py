@@ -27,6 +27,12 @@ class Settings:
             max_request_bytes=int(environ.get("DEALFLOW_MAX_REQUEST_BYTES", cls.max_request_bytes)),
         )
 
+    def describe_store(self) -> str:
+        if self.database_url is None:
+            return f"SQLite at {self.sqlite_path}"
+        url = urlsplit(self.database_url)
+        return f"PostgreSQL at {url.hostname}:{url.port or 5432}{url.path}"  # never the password
+
     def eventsourcing_env(self) -> dict[str, str]:
         """The eventsourcing library's own settings (PERSISTENCE_MODULE and friends)."""
         if self.database_url is None:

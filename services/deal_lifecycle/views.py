@@ -20,7 +20,7 @@ class BlockerView(TypedDict):
     subject_id: str | None
 
 
-class DealView(TypedDict):
+class DealSummaryView(TypedDict):
     id: str
     title: str
     client_name: str
@@ -29,6 +29,9 @@ class DealView(TypedDict):
     version: int
     opened_at: str
     updated_at: str
+
+
+class DealView(DealSummaryView):
     participants: list[dict[str, str]]
     promises: list[dict[str, Any]]
     expectations: list[dict[str, Any]]
@@ -44,17 +47,6 @@ class EventView(TypedDict):
     actor: str
     correlation_id: str
     data: dict[str, Any]
-
-
-class DealSummaryView(TypedDict):
-    id: str
-    title: str
-    client_name: str
-    owner: str
-    stage: str
-    version: int
-    opened_at: str
-    updated_at: str
 
 
 def _json(value: Any) -> Any:

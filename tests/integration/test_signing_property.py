@@ -13,8 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from services.deal_lifecycle import commands as c
 from services.deal_lifecycle.application import DealService, Outcome
@@ -70,7 +78,9 @@ class DealCommands(RuleBasedStateMachine):
     @precondition(lambda self: self.expectations)
     @rule(pick=st.integers(min_value=0), agreed=MOSTLY_YES)
     def decide_expectation(self, pick: int, agreed: bool) -> None:
-        eid = self.expectations[pick % len(self.expectations)]
+        self.decide_expectation_now(self.expectations[pick % len(self.expectations)], agreed)
+
+    def decide_expectation_now(self, eid: str, agreed: bool) -> None:
         decision = c.DecideExpectation(agreed=agreed)
         self.attempt(lambda: self.service.decide_expectation(self.deal_id, eid, decision, ctx()))
 
@@ -90,7 +100,9 @@ class DealCommands(RuleBasedStateMachine):
     @precondition(lambda self: self.promises)
     @rule(pick=st.integers(min_value=0), accepted=MOSTLY_YES)
     def decide_sales_promise(self, pick: int, accepted: bool) -> None:
-        pid = self.promises[pick % len(self.promises)]
+        self.decide_sales_promise_now(self.promises[pick % len(self.promises)], accepted)
+
+    def decide_sales_promise_now(self, pid: str, accepted: bool) -> None:
         decision = c.DecideSalesPromise(accepted=accepted)
         self.attempt(lambda: self.service.decide_sales_promise(self.deal_id, pid, decision, ctx()))
 
@@ -111,13 +123,11 @@ class DealCommands(RuleBasedStateMachine):
             elif missing := [side for side in Side if side not in sides]:
                 self.record_expectation(missing[0])
             elif pending:
-                decision = c.DecideExpectation(agreed=True)
-                self.attempt(lambda: self.service.decide_expectation(self.deal_id, pending[0].id, decision, ctx()))
+                self.decide_expectation_now(pending[0].id, agreed=True)
             elif {p.role for p in deal.participants} != set(Role):
                 self.hold_transition_meeting(set(Role))
             elif promised:
-                decision = c.DecideSalesPromise(accepted=True)
-                self.attempt(lambda: self.service.decide_sales_promise(self.deal_id, promised[0].id, decision, ctx()))
+                self.decide_sales_promise_now(promised[0].id, accepted=True)
             else:
                 self.sign_contract()
 

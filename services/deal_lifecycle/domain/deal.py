@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 from eventsourcing.domain import Aggregate, event
@@ -22,6 +22,8 @@ from .model import Attribution, Decision, Expectation, Participant, Role, SalesP
 
 # Stored topics are a contract with history: they must not change when code moves.
 TOPIC_PREFIX = "dealflow:Deal"
+PROMISE, EXPECTATION = "Sales promise", "expectation"
+Item = TypeVar("Item", SalesPromise, Expectation)
 
 
 class Deal(Aggregate):
@@ -170,24 +172,22 @@ class Deal(Aggregate):
 
     def decide_sales_promise(self, promise_id: str, *, accepted: bool, reason: str | None, by: Attribution) -> None:
         """Operations accepts or rejects a Sales promise, in front of the client."""
-        self._pending_promise(promise_id)
+        self._undecided(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "decide_sales_promise")
         decided = self._sales_promise_accepted if accepted else self._sales_promise_rejected
         decided(promise_id=promise_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
 
     @event(SalesPromiseAccepted)
     def _sales_promise_accepted(self, *, promise_id: str, reason: str | None, actor: str, correlation_id: str) -> None:
-        self._set_promise(promise_id, Decision.ACCEPTED, reason)
+        self._decide(self.sales_promises, promise_id, Decision.ACCEPTED, reason)
 
     @event(SalesPromiseRejected)
     def _sales_promise_rejected(self, *, promise_id: str, reason: str | None, actor: str, correlation_id: str) -> None:
-        self._set_promise(promise_id, Decision.REJECTED, reason)
+        self._decide(self.sales_promises, promise_id, Decision.REJECTED, reason)
 
     def withdraw_sales_promise(self, promise_id: str, *, reason: str, by: Attribution) -> None:
         """Sales takes a promise back (it is no longer on the table, so no longer blocks signing)."""
-        promise = self._promise(promise_id)
-        if promise.decision is Decision.WITHDRAWN:
-            raise CommandRefused(f"Sales promise {promise_id} is already withdrawn", "already_withdrawn")
+        self._not_withdrawn(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "withdraw_sales_promise")
         self._sales_promise_withdrawn(
             promise_id=promise_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id
@@ -195,7 +195,7 @@ class Deal(Aggregate):
 
     @event(SalesPromiseWithdrawn)
     def _sales_promise_withdrawn(self, *, promise_id: str, reason: str, actor: str, correlation_id: str) -> None:
-        self._set_promise(promise_id, Decision.WITHDRAWN, reason)
+        self._decide(self.sales_promises, promise_id, Decision.WITHDRAWN, reason)
 
     # -- expectations, both ways ------------------------------------------------------
 
@@ -250,7 +250,7 @@ class Deal(Aggregate):
 
     def decide_expectation(self, expectation_id: str, *, agreed: bool, reason: str | None, by: Attribution) -> None:
         """The *other* side agrees to, or rejects, an expectation."""
-        expectation = self._pending_expectation(expectation_id)
+        expectation = self._undecided(self.expectations, expectation_id, EXPECTATION)
         permit(self.stage, "decide_expectation")
         other_side = str(expectation.side.other)
         if agreed:
@@ -274,19 +274,17 @@ class Deal(Aggregate):
     def _expectation_agreed(
         self, *, expectation_id: str, agreed_by: str, reason: str | None, actor: str, correlation_id: str
     ) -> None:
-        self._set_expectation(expectation_id, Decision.ACCEPTED, reason)
+        self._decide(self.expectations, expectation_id, Decision.ACCEPTED, reason)
 
     @event(ExpectationRejected)
     def _expectation_rejected(
         self, *, expectation_id: str, rejected_by: str, reason: str | None, actor: str, correlation_id: str
     ) -> None:
-        self._set_expectation(expectation_id, Decision.REJECTED, reason)
+        self._decide(self.expectations, expectation_id, Decision.REJECTED, reason)
 
     def withdraw_expectation(self, expectation_id: str, *, reason: str, by: Attribution) -> None:
         """An expectation is taken off the table, typically to be refined into a new one."""
-        expectation = self._expectation(expectation_id)
-        if expectation.decision is Decision.WITHDRAWN:
-            raise CommandRefused(f"expectation {expectation_id} is already withdrawn", "already_withdrawn")
+        self._not_withdrawn(self.expectations, expectation_id, EXPECTATION)
         permit(self.stage, "withdraw_expectation")
         self._expectation_withdrawn(
             expectation_id=expectation_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id
@@ -294,7 +292,7 @@ class Deal(Aggregate):
 
     @event(ExpectationWithdrawn)
     def _expectation_withdrawn(self, *, expectation_id: str, reason: str, actor: str, correlation_id: str) -> None:
-        self._set_expectation(expectation_id, Decision.WITHDRAWN, reason)
+        self._decide(self.expectations, expectation_id, Decision.WITHDRAWN, reason)
 
     # -- the end of the window ----------------------------------------------------------
 
@@ -328,37 +326,27 @@ class Deal(Aggregate):
             return []
         return signing_blockers(self)
 
-    def _promise(self, promise_id: str) -> SalesPromise:
+    def _on_table(self, items: dict[str, Item], item_id: str, what: str) -> Item:
         try:
-            return self.sales_promises[promise_id]
+            return items[item_id]
         except KeyError:
-            raise NotFound(f"deal {self.id} has no Sales promise {promise_id}") from None
+            raise NotFound(f"deal {self.id} has no {what} {item_id}") from None
 
-    def _pending_promise(self, promise_id: str) -> SalesPromise:
-        promise = self._promise(promise_id)
-        if promise.decision is not Decision.PENDING:
-            raise CommandRefused(f"Sales promise {promise_id} is already {promise.decision}", "already_decided")
-        return promise
+    def _undecided(self, items: dict[str, Item], item_id: str, what: str) -> Item:
+        item = self._on_table(items, item_id, what)
+        if item.decision is not Decision.PENDING:
+            raise CommandRefused(f"{what} {item_id} is already {item.decision}", "already_decided")
+        return item
 
-    def _expectation(self, expectation_id: str) -> Expectation:
-        try:
-            return self.expectations[expectation_id]
-        except KeyError:
-            raise NotFound(f"deal {self.id} has no expectation {expectation_id}") from None
+    def _not_withdrawn(self, items: dict[str, Item], item_id: str, what: str) -> Item:
+        item = self._on_table(items, item_id, what)
+        if item.decision is Decision.WITHDRAWN:
+            raise CommandRefused(f"{what} {item_id} is already withdrawn", "already_withdrawn")
+        return item
 
-    def _pending_expectation(self, expectation_id: str) -> Expectation:
-        expectation = self._expectation(expectation_id)
-        if expectation.decision is not Decision.PENDING:
-            raise CommandRefused(f"expectation {expectation_id} is already {expectation.decision}", "already_decided")
-        return expectation
-
-    def _set_promise(self, promise_id: str, decision: Decision, reason: str | None) -> None:
-        self.sales_promises[promise_id] = replace(self.sales_promises[promise_id], decision=decision, reason=reason)
-
-    def _set_expectation(self, expectation_id: str, decision: Decision, reason: str | None) -> None:
-        self.expectations[expectation_id] = replace(
-            self.expectations[expectation_id], decision=decision, reason=reason
-        )
+    @staticmethod
+    def _decide(items: dict[str, Item], item_id: str, decision: Decision, reason: str | None) -> None:
+        items[item_id] = replace(items[item_id], decision=decision, reason=reason)
 
 
 def event_type(domain_event: Any) -> str:
