@@ -277,3 +277,24 @@ def test_a_second_process_sees_the_same_store(service: DealService, settings) ->
     finally:
         other.close()
     assert service.get_deal(deal_id).stage == Stage.LETTER_OF_INTENT
+
+
+def test_a_retry_racing_the_first_attempt_is_recorded_once(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    barrier = threading.Barrier(3)
+    outcomes = []
+
+    def send() -> None:
+        barrier.wait()
+        outcomes.append(
+            service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-race"))
+        )
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({o.created_id for o in outcomes}) == 1
+    assert sorted(o.replayed for o in outcomes) == [False, True, True]
+    assert len(service.get_deal(deal_id).sales_promises) == 1
