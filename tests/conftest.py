@@ -15,6 +15,7 @@ import pytest
 
 from services.deal_lifecycle.application import DealService
 from services.deal_lifecycle.config import Settings
+from tests.support import POLICY
 
 POSTGRES_URL = os.environ.get("DEALFLOW_TEST_POSTGRES_URL")
 
@@ -40,7 +41,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
 
 @pytest.fixture
 def service(settings: Settings) -> Iterator[DealService]:
-    deals = DealService(env=settings.eventsourcing_env())
+    deals = DealService(env=settings.eventsourcing_env(), policy=POLICY)
     try:
         yield deals
     finally:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 from uuid import UUID
 
 from services.deal_lifecycle import commands as c
 from services.deal_lifecycle.application import DealService
 from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.model import Attribution, Participant, Role, Side
+from services.deal_lifecycle.policy_file import load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY_FILE = ROOT / "deploy" / "policy.toml"
+# The sample policy shipped in deploy/: payment terms public 45 / limit 60 days (higher is worse),
+# discount public 0 / limit 10 %, non-negotiable msa_signed_first, minimum annual value 50 000,
+# concessions: at most 2 more given than received, and something won after 3 given.
+POLICY = load_policy(POLICY_FILE)
 
 BY = Attribution(actor="ann@firm", correlation_id="corr-1")
 TODAY = date(2026, 11, 23)

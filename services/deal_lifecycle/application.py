@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from . import commands as c
 from .domain.deal import Deal
 from .domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound
 from .domain.model import Attribution, Participant
+from .domain.policy import Policy
 from .read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
 from .storage import transcodings
 
@@ -61,6 +62,10 @@ class DealService(Application[UUID]):
     # A deal with thousands of events loads from its latest snapshot plus a short tail.
     snapshotting_intervals = {Deal: 100}  # noqa: RUF012 - the library's own class attribute
     conflict_retries = 5
+
+    def __init__(self, env: Mapping[str, str] | None = None, *, policy: Policy) -> None:
+        super().__init__(env)
+        self.policy = policy
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -102,7 +107,9 @@ class DealService(Application[UUID]):
             deal_id,
             cmd,
             ctx,
-            lambda d: d.decide_sales_promise(promise_id, accepted=cmd.accepted, reason=cmd.reason, by=_by(ctx)),
+            lambda d: d.decide_sales_promise(
+                promise_id, accepted=cmd.accepted, reason=cmd.reason, policy=self.policy, by=_by(ctx)
+            ),
             target=promise_id,
         )
 
@@ -113,6 +120,18 @@ class DealService(Application[UUID]):
             cmd,
             ctx,
             lambda d: d.withdraw_sales_promise(promise_id, reason=cmd.reason, by=_by(ctx)),
+            target=promise_id,
+        )
+
+    def renegotiate_sales_promise(
+        self, deal_id: UUID, promise_id: str, cmd: c.RenegotiateSalesPromise, ctx: c.CommandContext
+    ) -> Outcome:
+        return self._execute(
+            "renegotiate_sales_promise",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.renegotiate_sales_promise(promise_id, statement=cmd.statement, by=_by(ctx)),
             target=promise_id,
         )
 
@@ -142,7 +161,9 @@ class DealService(Application[UUID]):
             deal_id,
             cmd,
             ctx,
-            lambda d: d.decide_expectation(expectation_id, agreed=cmd.agreed, reason=cmd.reason, by=_by(ctx)),
+            lambda d: d.decide_expectation(
+                expectation_id, agreed=cmd.agreed, reason=cmd.reason, policy=self.policy, by=_by(ctx)
+            ),
             target=expectation_id,
         )
 
@@ -156,6 +177,105 @@ class DealService(Application[UUID]):
             ctx,
             lambda d: d.withdraw_expectation(expectation_id, reason=cmd.reason, by=_by(ctx)),
             target=expectation_id,
+        )
+
+    def propose_term(self, deal_id: UUID, cmd: c.ProposeTerm, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "propose_term",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.propose_term(term=cmd.term, value=cmd.value, side=cmd.by, policy=self.policy, by=_by(ctx)),
+        )
+
+    def agree_term(self, deal_id: UUID, term: str, cmd: c.AgreeTerm, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "agree_term",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.agree_term(term=term, value=cmd.value, policy=self.policy, by=_by(ctx)),
+            target=term,
+        )
+
+    def record_concession(self, deal_id: UUID, cmd: c.RecordConcession, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "record_concession",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.record_concession(side=cmd.by, what=cmd.what, policy=self.policy, by=_by(ctx)),
+        )
+
+    def refuse_non_negotiable(self, deal_id: UUID, name: str, cmd: c.RefuseNonNegotiable, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "refuse_non_negotiable",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.refuse_non_negotiable(name=name, reason=cmd.reason, policy=self.policy, by=_by(ctx)),
+            target=name,
+        )
+
+    def accept_non_negotiable(self, deal_id: UUID, name: str, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "accept_non_negotiable",
+            deal_id,
+            None,
+            ctx,
+            lambda d: d.accept_non_negotiable(name=name, policy=self.policy, by=_by(ctx)),
+            target=name,
+        )
+
+    def record_client_facts(self, deal_id: UUID, cmd: c.RecordClientFacts, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "record_client_facts",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.record_client_facts(
+                annual_value=cmd.annual_value, industry=cmd.industry, policy=self.policy, by=_by(ctx)
+            ),
+        )
+
+    def declare_impasse(self, deal_id: UUID, cmd: c.DeclareImpasse, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "declare_impasse", deal_id, cmd, ctx, lambda d: d.declare_impasse(topic=cmd.topic, by=_by(ctx))
+        )
+
+    def resolve_impasse(self, deal_id: UUID, impasse_id: str, cmd: c.ResolveImpasse, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "resolve_impasse",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.resolve_impasse(impasse_id, how=cmd.how, by=_by(ctx)),
+            target=impasse_id,
+        )
+
+    def escalate(self, deal_id: UUID, cmd: c.Escalate, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "escalate",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.escalate(
+                impasse_id=cmd.impasse_id,
+                to=cmd.to,
+                counterpart_consented=cmd.counterpart_consented,
+                strategies_tried=list(cmd.strategies_tried),
+                by=_by(ctx),
+            ),
+        )
+
+    def waive_condition(self, deal_id: UUID, condition_id: str, cmd: c.WaiveCondition, ctx: c.CommandContext) -> Outcome:
+        return self._execute(
+            "waive_condition",
+            deal_id,
+            cmd,
+            ctx,
+            lambda d: d.waive_condition(condition_id, reason=cmd.reason, role=ctx.actor_role, by=_by(ctx)),
+            target=condition_id,
         )
 
     def sign_contract(self, deal_id: UUID, ctx: c.CommandContext) -> Outcome:

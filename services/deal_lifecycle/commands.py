@@ -16,18 +16,19 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from .domain.model import Role, Side
 
 
-def _exactly(kind: type, words: str) -> BeforeValidator:
+def _exactly(kinds: tuple[type, ...], words: str) -> BeforeValidator:
     # A plain check, because Litestar validates with strict=False, which overrides StrictBool/StrictInt.
     def check(value: object) -> object:
-        if type(value) is not kind:
+        if type(value) not in kinds:
             raise ValueError(f"must be {words}")  # noqa: TRY004 - pydantic turns ValueError into a field error
         return value
 
     return BeforeValidator(check)
 
 
-JsonBool = Annotated[bool, _exactly(bool, "true or false")]
-JsonInt = Annotated[int, _exactly(int, "a whole number")]
+JsonBool = Annotated[bool, _exactly((bool,), "true or false")]
+JsonInt = Annotated[int, _exactly((int,), "a whole number")]
+Number = Annotated[int | float, _exactly((int, float), "a number"), Field(allow_inf_nan=False)]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -85,6 +86,56 @@ class WalkAway(Command):
     reason: Reason
 
 
+class RenegotiateSalesPromise(Command):
+    statement: Text
+
+
+PolicyKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class ProposeTerm(Command):
+    term: PolicyKey
+    value: Number
+    by: Side = Field(description="client: the client demands it; provider: the firm proposes it")
+
+
+class AgreeTerm(Command):
+    value: Number
+
+
+class RecordConcession(Command):
+    by: Side = Field(description="the side that gave something")
+    what: Text
+
+
+class RefuseNonNegotiable(Command):
+    reason: Reason | None = None
+
+
+class RecordClientFacts(Command):
+    annual_value: Annotated[Number, Field(ge=0)] | None = None
+    industry: Name | None = None
+
+
+class DeclareImpasse(Command):
+    topic: Text
+
+
+class ResolveImpasse(Command):
+    how: Text
+
+
+class Escalate(Command):
+    impasse_id: Name
+    to: Name = Field(description="the counterpart's manager")
+    counterpart_consented: JsonBool
+    strategies_tried: Annotated[list[Text], Field(min_length=1, max_length=20)]
+
+
+class WaiveCondition(Command):
+    reason: Reason
+
+
 @dataclass(frozen=True)
 class CommandContext:
     """What travels with every command besides its payload (HTTP headers, NATS headers)."""
@@ -93,3 +144,5 @@ class CommandContext:
     correlation_id: str
     idempotency_key: str | None = None
     expected_version: int | None = None
+    # The actor's role; only an approver may waive a walk-away condition (a header until authentication lands).
+    actor_role: str | None = None

@@ -18,6 +18,8 @@ class Settings:
     # postgresql://user:password@host:port/dbname?schema=name switches the store to PostgreSQL.
     database_url: str | None = None
     max_request_bytes: int = 64 * 1024
+    # The Right Terms policy every decision is judged by.
+    policy_path: Path = Path("deploy/policy.toml")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -25,6 +27,7 @@ class Settings:
             sqlite_path=Path(environ.get("DEALFLOW_SQLITE_PATH", cls.sqlite_path)),
             database_url=environ.get("DEALFLOW_DATABASE_URL") or None,
             max_request_bytes=int(environ.get("DEALFLOW_MAX_REQUEST_BYTES", cls.max_request_bytes)),
+            policy_path=Path(environ.get("DEALFLOW_POLICY", cls.policy_path)),
         )
 
     def describe_store(self) -> str:

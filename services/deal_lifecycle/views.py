@@ -8,6 +8,8 @@ from typing import Any, TypedDict
 from uuid import UUID
 
 from .domain.deal import Deal, event_type
+from .domain.health import assess
+from .domain.policy import Policy
 from .read_model import DealSummary
 
 # Fields every stored event has that are not part of its business data.
@@ -31,11 +33,35 @@ class DealSummaryView(TypedDict):
     updated_at: str
 
 
+class ConditionsView(TypedDict):
+    open: list[dict[str, Any]]
+    closed: list[dict[str, Any]]
+
+
+class HealthView(TypedDict):
+    deal_id: str
+    stage: str
+    concessions: dict[str, Any]
+    early_concessions: list[dict[str, Any]]
+    open_conditions: list[dict[str, Any]]
+    impasses: list[dict[str, Any]]
+    escalations: list[dict[str, Any]]
+    warning_signs: list[str]
+    verdict: str
+
+
 class DealView(DealSummaryView):
     participants: list[dict[str, str]]
     promises: list[dict[str, Any]]
     expectations: list[dict[str, Any]]
     walk_away_reason: str | None
+    terms: list[dict[str, Any]]
+    concessions: list[dict[str, Any]]
+    non_negotiables: dict[str, str]
+    client_facts: dict[str, Any]
+    impasses: list[dict[str, Any]]
+    escalations: list[dict[str, Any]]
+    conditions: ConditionsView
     blockers: list[BlockerView]
 
 
@@ -75,9 +101,49 @@ def deal_view(deal: Deal) -> DealView:
         "promises": [_json(asdict(p)) for p in deal.sales_promises.values()],
         "expectations": [_json(asdict(e)) for e in deal.expectations.values()],
         "walk_away_reason": deal.walk_away_reason,
+        "terms": [_json(asdict(t)) for t in deal.terms.values()],
+        "concessions": [_json(asdict(c)) for c in deal.concessions],
+        "non_negotiables": dict(deal.non_negotiables),
+        "client_facts": dict(deal.client_facts),
+        "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in deal.impasses.values()],
+        "escalations": [_json(asdict(e)) for e in deal.escalations],
+        "conditions": {
+            "open": [_json(asdict(c)) for c in deal.conditions.values() if c.is_open],
+            "closed": [_json(asdict(c)) for c in deal.conditions.values() if not c.is_open],
+        },
         "blockers": [
             {"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in deal.blockers
         ],
+    }
+
+
+def health_view(deal: Deal) -> HealthView:
+    health = assess(deal)
+    return {
+        "deal_id": str(deal.id),
+        "stage": str(deal.stage),
+        "concessions": {"given": health.given, "received": health.received, "by_stage": health.by_stage},
+        "early_concessions": [_json(asdict(c)) for c in health.early_concessions],
+        "open_conditions": [_json(asdict(c)) for c in health.open_conditions],
+        "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in health.impasses],
+        "escalations": [_json(asdict(e)) for e in health.escalations],
+        "warning_signs": health.warning_signs,
+        "verdict": health.verdict,
+    }
+
+
+def policy_view(policy: Policy) -> dict[str, Any]:
+    return {
+        "version": policy.version,
+        "label": policy.label,
+        "terms": {name: _json(asdict(term)) for name, term in policy.terms.items()},
+        "non_negotiables": policy.non_negotiables,
+        "nice_to_haves": policy.nice_to_haves,
+        "right_client": {
+            "min_annual_value": policy.right_client.min_annual_value,
+            "excluded_industries": sorted(policy.right_client.excluded_industries),
+        },
+        "concessions": asdict(policy.concessions),
     }
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import POLICY_FILE
+
 DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
 
 
@@ -27,6 +29,7 @@ def free_port() -> int:
 def environment(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_")}
     env["DEALFLOW_SQLITE_PATH"] = str(tmp_path / "deals.sqlite3")
+    env["DEALFLOW_POLICY"] = str(POLICY_FILE)
     return env
 
 

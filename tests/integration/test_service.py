@@ -18,7 +18,7 @@ from services.deal_lifecycle.application import (
 from services.deal_lifecycle.domain.errors import InvalidCommand, NotFound, SigningRefused
 from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from services.deal_lifecycle.domain.model import Role, Side, Stage
-from tests.support import BY, ctx, expectation, in_transition_meeting, open_deal, ready_to_sign
+from tests.support import BY, POLICY, ctx, expectation, in_transition_meeting, open_deal, ready_to_sign
 
 
 def stored_versions(service: DealService, deal_id) -> list[int]:
@@ -270,7 +270,7 @@ def test_the_read_model_rebuilds_from_the_event_log(service: DealService) -> Non
 
 def test_a_second_process_sees_the_same_store(service: DealService, settings) -> None:
     deal_id = open_deal(service)
-    other = DealService(env=settings.eventsourcing_env())
+    other = DealService(env=settings.eventsourcing_env(), policy=POLICY)
     try:
         assert other.get_deal(deal_id).title == "Acme payroll"
         other.sign_letter_of_intent(deal_id, ctx())

@@ -30,7 +30,7 @@ from services.deal_lifecycle.config import Settings
 from services.deal_lifecycle.domain import lifecycle
 from services.deal_lifecycle.domain.errors import DealflowError
 from services.deal_lifecycle.domain.model import Decision, Role, Side, Stage
-from tests.support import ctx, expectation, open_deal
+from tests.support import POLICY, ctx, expectation, open_deal
 
 NAMES = {Role.SALES: "Sam", Role.OPERATIONS: "Olu", Role.CLIENT: "Cleo"}
 # Biased towards agreement so that many runs get as far as a signed contract.
@@ -43,7 +43,9 @@ class DealCommands(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.folder = tempfile.mkdtemp()
-        self.service = DealService(env=Settings(sqlite_path=Path(self.folder) / "deals.sqlite3").eventsourcing_env())
+        self.service = DealService(
+            env=Settings(sqlite_path=Path(self.folder) / "deals.sqlite3").eventsourcing_env(), policy=POLICY
+        )
         self.promises: list[str] = []
         self.expectations: list[str] = []
 

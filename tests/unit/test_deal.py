@@ -12,7 +12,7 @@ from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.errors import CommandRefused, InvalidCommand, NotFound, SigningRefused
 from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from services.deal_lifecycle.domain.model import Decision, Participant, Role, Side, Stage
-from tests.support import BY, FULL_ATTENDANCE, LATER, TODAY, domain_deal_in_meeting
+from tests.support import BY, POLICY, FULL_ATTENDANCE, LATER, TODAY, domain_deal_in_meeting
 
 
 def record(deal: Deal, side: Side) -> str:
@@ -24,9 +24,9 @@ def record(deal: Deal, side: Side) -> str:
 def signable() -> Deal:
     deal = domain_deal_in_meeting()
     for side in Side:
-        deal.decide_expectation(record(deal, side), agreed=True, reason=None, by=BY)
+        deal.decide_expectation(record(deal, side), agreed=True, reason=None, policy=POLICY, by=BY)
     pid = deal.record_sales_promise(statement="go-live in 30 days", by=BY)
-    deal.decide_sales_promise(pid, accepted=True, reason=None, by=BY)
+    deal.decide_sales_promise(pid, accepted=True, reason=None, policy=POLICY, by=BY)
     return deal
 
 
@@ -67,24 +67,26 @@ def test_each_unagreed_expectation_and_unaccepted_promise_is_its_own_blocker() -
     deal = domain_deal_in_meeting()
     pending = record(deal, Side.CLIENT)
     rejected = record(deal, Side.PROVIDER)
-    deal.decide_expectation(rejected, agreed=False, reason="too vague", by=BY)
+    deal.decide_expectation(rejected, agreed=False, reason="too vague", policy=POLICY, by=BY)
     promise = deal.record_sales_promise(statement="24/7 support", by=BY)
     with pytest.raises(SigningRefused) as refused:
         deal.sign_contract(by=BY)
+    condition = next(iter(deal.conditions.values()))
     assert [(b.code, b.subject_id) for b in refused.value.blockers] == [
         ("expectation_not_agreed", pending),
         ("expectation_not_agreed", rejected),
         ("promise_not_accepted", promise),
+        ("open_walk_away_condition", condition.id),
     ]
 
 
 def test_a_rejected_promise_blocks_signing() -> None:
     deal = signable()
     promise = deal.record_sales_promise(statement="free training", by=BY)
-    deal.decide_sales_promise(promise, accepted=False, reason="we cannot staff it", by=BY)
+    deal.decide_sales_promise(promise, accepted=False, reason="we cannot staff it", policy=POLICY, by=BY)
     with pytest.raises(SigningRefused) as refused:
         deal.sign_contract(by=BY)
-    assert codes(refused.value) == ["promise_not_accepted"]
+    assert codes(refused.value) == ["promise_not_accepted", "open_walk_away_condition"]
 
 
 @pytest.mark.parametrize("absent", list(Role))
@@ -121,12 +123,12 @@ def test_withdrawn_expectations_and_promises_no_longer_block() -> None:
 def test_the_other_side_decides_an_expectation() -> None:
     deal = domain_deal_in_meeting()
     eid = record(deal, Side.PROVIDER)
-    deal.decide_expectation(eid, agreed=True, reason=None, by=BY)
+    deal.decide_expectation(eid, agreed=True, reason=None, policy=POLICY, by=BY)
     agreed = deal.collect_events()[-1]
     assert type(agreed).__name__ == "ExpectationAgreed"
     assert agreed.agreed_by == "client"
     with pytest.raises(CommandRefused, match="already accepted"):
-        deal.decide_expectation(eid, agreed=False, reason=None, by=BY)
+        deal.decide_expectation(eid, agreed=False, reason=None, policy=POLICY, by=BY)
 
 
 def test_expectations_start_at_the_letter_of_intent_and_promises_at_the_meeting() -> None:
@@ -152,7 +154,7 @@ def test_an_expectation_due_in_the_past_is_refused() -> None:
 def test_deciding_an_unknown_promise_is_not_found() -> None:
     deal = domain_deal_in_meeting()
     with pytest.raises(NotFound):
-        deal.decide_sales_promise("nope", accepted=True, reason=None, by=BY)
+        deal.decide_sales_promise("nope", accepted=True, reason=None, policy=POLICY, by=BY)
 
 
 def test_walking_away_records_the_reason_and_is_final() -> None:

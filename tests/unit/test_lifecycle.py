@@ -7,14 +7,27 @@ import pytest
 from services.deal_lifecycle.domain.lifecycle import DealLifecycle, NotAllowedAtStage, permit
 from services.deal_lifecycle.domain.model import Stage
 
+NEGOTIATION = {
+    "propose_term",
+    "agree_term",
+    "record_concession",
+    "refuse_non_negotiable",
+    "accept_non_negotiable",
+    "record_client_facts",
+    "declare_impasse",
+    "resolve_impasse",
+    "escalate",
+    "waive_condition",
+}
 ALLOWED = {
-    Stage.PROSPECT: {"sign_letter_of_intent", "walk_away"},
+    Stage.PROSPECT: {"sign_letter_of_intent", "walk_away", *NEGOTIATION},
     Stage.LETTER_OF_INTENT: {
         "hold_transition_meeting",
         "record_expectation",
         "decide_expectation",
         "withdraw_expectation",
         "walk_away",
+        *NEGOTIATION,
     },
     Stage.TRANSITION_MEETING: {
         "hold_transition_meeting",
@@ -24,7 +37,9 @@ ALLOWED = {
         "record_sales_promise",
         "decide_sales_promise",
         "withdraw_sales_promise",
+        "renegotiate_sales_promise",
         "sign_contract",
+        *NEGOTIATION,
         "walk_away",
     },
     Stage.CONTRACT_SIGNED: set(),

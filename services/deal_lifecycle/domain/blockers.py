@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .errors import Blocker
-from .model import Decision, Expectation, Participant, Role, SalesPromise, Side, Stage
+from .model import Decision, Expectation, Participant, Role, SalesPromise, Side, Stage, WalkAwayCondition
 
 STAGE = "stage"
 MISSING_CLIENT_EXPECTATION = "missing_client_expectation"
@@ -18,7 +18,6 @@ MISSING_PROVIDER_EXPECTATION = "missing_provider_expectation"
 EXPECTATION_NOT_AGREED = "expectation_not_agreed"
 PROMISE_NOT_ACCEPTED = "promise_not_accepted"
 ATTENDANCE_INCOMPLETE = "attendance_incomplete"
-# Raised once walk-away conditions exist (a later issue); named here so the set is complete.
 OPEN_WALK_AWAY_CONDITION = "open_walk_away_condition"
 
 
@@ -27,6 +26,7 @@ class SigningState(Protocol):
     participants: Sequence[Participant]
     sales_promises: Mapping[str, SalesPromise]
     expectations: Mapping[str, Expectation]
+    conditions: Mapping[str, WalkAwayCondition]
 
 
 def signing_blockers(deal: SigningState) -> list[Blocker]:
@@ -63,4 +63,13 @@ def signing_blockers(deal: SigningState) -> list[Blocker]:
         blockers.append(
             Blocker(ATTENDANCE_INCOMPLETE, "the transition meeting was not attended by " + ", ".join(missing))
         )
+    for condition in deal.conditions.values():
+        if condition.is_open:
+            blockers.append(
+                Blocker(
+                    OPEN_WALK_AWAY_CONDITION,
+                    f"walk-away condition {condition.kind} on {condition.subject} is open: resolve or waive it",
+                    condition.id,
+                )
+            )
     return blockers

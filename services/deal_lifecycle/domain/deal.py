@@ -16,14 +16,34 @@ from uuid import uuid4
 from eventsourcing.domain import Aggregate, event
 
 from .blockers import signing_blockers
-from .errors import Blocker, CommandRefused, InvalidCommand, NotFound, SigningRefused
+from .errors import Blocker, CommandRefused, Forbidden, InvalidCommand, NotFound, SigningRefused
 from .lifecycle import NotAllowedAtStage, permit
-from .model import Attribution, Decision, Expectation, Participant, Role, SalesPromise, Side, Stage
+from .model import (
+    Attribution,
+    Concession,
+    ConditionKind,
+    ConditionStatus,
+    Decision,
+    Escalation,
+    Expectation,
+    Impasse,
+    NegotiatedTerm,
+    Participant,
+    Role,
+    SalesPromise,
+    Side,
+    Stage,
+    WalkAwayCondition,
+)
+from .policy import Policy, Term
 
 # Stored topics are a contract with history: they must not change when code moves.
 TOPIC_PREFIX = "dealflow:Deal"
 PROMISE, EXPECTATION = "Sales promise", "expectation"
-Item = TypeVar("Item", SalesPromise, Expectation)
+# Walk-away conditions are raised and resolved by the service itself, never by a caller.
+SERVICE = "dealflow"
+APPROVER = "approver"
+Item = TypeVar("Item", SalesPromise, Expectation, WalkAwayCondition, Impasse)
 
 
 class Deal(Aggregate):
@@ -99,6 +119,84 @@ class Deal(Aggregate):
         expectation_id: str
         reason: str
 
+    class SalesPromiseRenegotiated(Event):
+        TOPIC = f"{TOPIC_PREFIX}.SalesPromiseRenegotiated"
+        promise_id: str
+        statement: str
+
+    class TermProposed(Event):
+        TOPIC = f"{TOPIC_PREFIX}.TermProposed"
+        term: str
+        value: float
+        by: str
+        policy_version: str
+
+    class TermAgreed(Event):
+        TOPIC = f"{TOPIC_PREFIX}.TermAgreed"
+        term: str
+        value: float
+        policy_version: str
+
+    class ConcessionRecorded(Event):
+        TOPIC = f"{TOPIC_PREFIX}.ConcessionRecorded"
+        concession_id: str
+        by: str
+        what: str
+        stage: str
+        early: bool
+        term: str | None
+
+    class NonNegotiableRefused(Event):
+        TOPIC = f"{TOPIC_PREFIX}.NonNegotiableRefused"
+        name: str
+        reason: str | None
+
+    class NonNegotiableAccepted(Event):
+        TOPIC = f"{TOPIC_PREFIX}.NonNegotiableAccepted"
+        name: str
+
+    class ClientFactsRecorded(Event):
+        TOPIC = f"{TOPIC_PREFIX}.ClientFactsRecorded"
+        annual_value: float | None
+        industry: str | None
+        policy_version: str
+
+    class ImpasseDeclared(Event):
+        TOPIC = f"{TOPIC_PREFIX}.ImpasseDeclared"
+        impasse_id: str
+        topic: str
+
+    class ImpasseResolved(Event):
+        TOPIC = f"{TOPIC_PREFIX}.ImpasseResolved"
+        impasse_id: str
+        how: str
+
+    class EscalatedOverCounterpart(Event):
+        TOPIC = f"{TOPIC_PREFIX}.EscalatedOverCounterpart"
+        escalation_id: str
+        impasse_id: str
+        to: str
+        counterpart_consented: bool
+        strategies_tried: list[str]
+
+    class WalkAwayConditionRaised(Event):
+        TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionRaised"
+        condition_id: str
+        kind: str
+        subject: str
+        evidence: dict[str, Any]
+        policy_version: str
+
+    class WalkAwayConditionResolved(Event):
+        TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionResolved"
+        condition_id: str
+        resolution: str
+
+    class WalkAwayConditionWaived(Event):
+        TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionWaived"
+        condition_id: str
+        reason: str
+
     class ContractSigned(Event):
         TOPIC = f"{TOPIC_PREFIX}.ContractSigned"
 
@@ -128,6 +226,13 @@ class Deal(Aggregate):
         self.sales_promises: dict[str, SalesPromise] = {}
         self.expectations: dict[str, Expectation] = {}
         self.walk_away_reason: str | None = None
+        self.terms: dict[str, NegotiatedTerm] = {}
+        self.concessions: list[Concession] = []
+        self.non_negotiables: dict[str, str] = {}  # name -> "refused" | "accepted"
+        self.client_facts: dict[str, Any] = {}
+        self.impasses: dict[str, Impasse] = {}
+        self.escalations: list[Escalation] = []
+        self.conditions: dict[str, WalkAwayCondition] = {}
 
     # -- the way to the transition meeting --------------------------------------------
 
@@ -170,12 +275,32 @@ class Deal(Aggregate):
     def _sales_promise_recorded(self, *, promise_id: str, statement: str, actor: str, correlation_id: str) -> None:
         self.sales_promises[promise_id] = SalesPromise(promise_id, statement)
 
-    def decide_sales_promise(self, promise_id: str, *, accepted: bool, reason: str | None, by: Attribution) -> None:
+    def decide_sales_promise(
+        self, promise_id: str, *, accepted: bool, reason: str | None, policy: Policy, by: Attribution
+    ) -> None:
         """Operations accepts or rejects a Sales promise, in front of the client."""
-        self._undecided(self.sales_promises, promise_id, PROMISE)
+        promise = self._undecided(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "decide_sales_promise")
         decided = self._sales_promise_accepted if accepted else self._sales_promise_rejected
         decided(promise_id=promise_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
+        if not accepted:
+            evidence = {"promise_id": promise_id, "statement": promise.statement, "reason": reason}
+            self._raise(ConditionKind.PROMISE_REJECTED, promise_id, evidence, policy, by)
+
+    def renegotiate_sales_promise(self, promise_id: str, *, statement: str, by: Attribution) -> None:
+        """A rejected promise is put back on the table in new words, for Operations to decide again."""
+        promise = self._on_table(self.sales_promises, promise_id, PROMISE)
+        if promise.decision is not Decision.REJECTED:
+            raise CommandRefused(f"{PROMISE} {promise_id} is {promise.decision}; only a rejected one is renegotiated", "not_rejected")
+        permit(self.stage, "renegotiate_sales_promise")
+        self._sales_promise_renegotiated(
+            promise_id=promise_id, statement=statement, actor=by.actor, correlation_id=by.correlation_id
+        )
+        self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, f"the promise was renegotiated: {statement!r}", by)
+
+    @event(SalesPromiseRenegotiated)
+    def _sales_promise_renegotiated(self, *, promise_id: str, statement: str, actor: str, correlation_id: str) -> None:
+        self.sales_promises[promise_id] = SalesPromise(promise_id, statement)
 
     @event(SalesPromiseAccepted)
     def _sales_promise_accepted(self, *, promise_id: str, reason: str | None, actor: str, correlation_id: str) -> None:
@@ -192,6 +317,7 @@ class Deal(Aggregate):
         self._sales_promise_withdrawn(
             promise_id=promise_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id
         )
+        self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, "the promise was withdrawn", by)
 
     @event(SalesPromiseWithdrawn)
     def _sales_promise_withdrawn(self, *, promise_id: str, reason: str, actor: str, correlation_id: str) -> None:
@@ -248,7 +374,9 @@ class Deal(Aggregate):
             expectation_id, Side(side), statement, metric, target, due, priority
         )
 
-    def decide_expectation(self, expectation_id: str, *, agreed: bool, reason: str | None, by: Attribution) -> None:
+    def decide_expectation(
+        self, expectation_id: str, *, agreed: bool, reason: str | None, policy: Policy, by: Attribution
+    ) -> None:
         """The *other* side agrees to, or rejects, an expectation."""
         expectation = self._undecided(self.expectations, expectation_id, EXPECTATION)
         permit(self.stage, "decide_expectation")
@@ -269,6 +397,9 @@ class Deal(Aggregate):
                 actor=by.actor,
                 correlation_id=by.correlation_id,
             )
+            if expectation.side is Side.PROVIDER:
+                evidence = {"expectation_id": expectation_id, "statement": expectation.statement, "reason": reason}
+                self._raise(ConditionKind.PROVIDER_EXPECTATION_REJECTED, expectation_id, evidence, policy, by)
 
     @event(ExpectationAgreed)
     def _expectation_agreed(
@@ -289,10 +420,294 @@ class Deal(Aggregate):
         self._expectation_withdrawn(
             expectation_id=expectation_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id
         )
+        self._resolve(ConditionKind.PROVIDER_EXPECTATION_REJECTED, expectation_id, "the expectation was withdrawn", by)
 
     @event(ExpectationWithdrawn)
     def _expectation_withdrawn(self, *, expectation_id: str, reason: str, actor: str, correlation_id: str) -> None:
         self._decide(self.expectations, expectation_id, Decision.WITHDRAWN, reason)
+
+    # -- Right Terms: terms, concessions, non-negotiables, right-client facts -------------
+
+    def propose_term(self, *, term: str, value: float, side: Side, policy: Policy, by: Attribution) -> None:
+        """A side puts a value for a term on the table: the firm proposes, the client demands."""
+        rule = self._term_rule(policy, term)
+        if side is Side.PROVIDER and rule.beyond_limit(value):
+            raise InvalidCommand("value", f"the firm does not propose {term} past its own limit of {rule.limit:g}")
+        permit(self.stage, "propose_term")
+        self._term_proposed(
+            term=term, value=value, by=str(side), policy_version=policy.version, actor=by.actor, correlation_id=by.correlation_id
+        )
+        if side is Side.CLIENT:
+            self._judge_term(rule, value, policy, by)
+
+    @event(TermProposed)
+    def _term_proposed(self, *, term: str, value: float, by: str, policy_version: str, actor: str, correlation_id: str) -> None:
+        current = self.terms.get(term, NegotiatedTerm(term))
+        field = "client_demand" if by == Side.CLIENT else "provider_proposal"
+        self.terms[term] = replace(current, **{field: value})
+
+    def agree_term(self, *, term: str, value: float, policy: Policy, by: Attribution) -> None:
+        """Both sides settle a term. Worse than the public position is a concession by the firm; better, by the client."""
+        rule = self._term_rule(policy, term)
+        permit(self.stage, "agree_term")
+        self._term_agreed(term=term, value=value, policy_version=policy.version, actor=by.actor, correlation_id=by.correlation_id)
+        if rule.concedes(value) or rule.wins(value):
+            giver = Side.PROVIDER if rule.concedes(value) else Side.CLIENT
+            self._concede(giver, f"{term} agreed at {value:g} (public position {rule.public:g})", term, policy, by)
+        self._judge_term(rule, value, policy, by)
+
+    @event(TermAgreed)
+    def _term_agreed(self, *, term: str, value: float, policy_version: str, actor: str, correlation_id: str) -> None:
+        self.terms[term] = replace(self.terms.get(term, NegotiatedTerm(term)), agreed=value)
+
+    def record_concession(self, *, side: Side, what: str, policy: Policy, by: Attribution) -> str:
+        permit(self.stage, "record_concession")
+        return self._concede(side, what, None, policy, by)
+
+    def _concede(self, side: Side, what: str, term: str | None, policy: Policy, by: Attribution) -> str:
+        concession_id = str(uuid4())
+        self._concession_recorded(
+            concession_id=concession_id,
+            by=str(side),
+            what=what,
+            stage=str(self.stage),
+            # The firm should not concede anything while it is still finding out whether this is a fit.
+            early=self.stage == Stage.PROSPECT,
+            term=term,
+            actor=by.actor,
+            correlation_id=by.correlation_id,
+        )
+        given, received = self.concession_counts()
+        verdict = policy.concessions.verdict(given, received)
+        evidence = None if verdict is None else {"given": given, "received": received, "rule": verdict}
+        self._judge(
+            ConditionKind.CONCESSION_IMBALANCE,
+            "balance",
+            evidence,
+            f"concessions back in balance: given {given}, received {received}",
+            policy,
+            by,
+        )
+        return concession_id
+
+    @event(ConcessionRecorded)
+    def _concession_recorded(
+        self, *, concession_id: str, by: str, what: str, stage: str, early: bool, term: str | None, actor: str, correlation_id: str
+    ) -> None:
+        self.concessions = [*self.concessions, Concession(concession_id, Side(by), what, stage, early, term)]
+
+    def concession_counts(self) -> tuple[int, int]:
+        """(given by the firm, received from the client)."""
+        given = sum(1 for c in self.concessions if c.by is Side.PROVIDER)
+        return given, len(self.concessions) - given
+
+    def refuse_non_negotiable(self, *, name: str, reason: str | None, policy: Policy, by: Attribution) -> None:
+        description = self._non_negotiable(policy, name)
+        permit(self.stage, "refuse_non_negotiable")
+        self._non_negotiable_refused(name=name, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
+        evidence = {"non_negotiable": name, "description": description, "reason": reason}
+        self._raise(ConditionKind.NON_NEGOTIABLE_REFUSED, name, evidence, policy, by)
+
+    @event(NonNegotiableRefused)
+    def _non_negotiable_refused(self, *, name: str, reason: str | None, actor: str, correlation_id: str) -> None:
+        self.non_negotiables[name] = "refused"
+
+    def accept_non_negotiable(self, *, name: str, policy: Policy, by: Attribution) -> None:
+        self._non_negotiable(policy, name)
+        permit(self.stage, "accept_non_negotiable")
+        self._non_negotiable_accepted(name=name, actor=by.actor, correlation_id=by.correlation_id)
+        self._resolve(ConditionKind.NON_NEGOTIABLE_REFUSED, name, f"the client accepted {name}", by)
+
+    @event(NonNegotiableAccepted)
+    def _non_negotiable_accepted(self, *, name: str, actor: str, correlation_id: str) -> None:
+        self.non_negotiables[name] = "accepted"
+
+    def record_client_facts(
+        self, *, annual_value: float | None, industry: str | None, policy: Policy, by: Attribution
+    ) -> None:
+        """Facts about the prospect, judged against the right-client criteria."""
+        if annual_value is None and industry is None:
+            raise InvalidCommand("annual_value", "give annual_value, industry, or both")
+        permit(self.stage, "record_client_facts")
+        self._client_facts_recorded(
+            annual_value=annual_value,
+            industry=industry,
+            policy_version=policy.version,
+            actor=by.actor,
+            correlation_id=by.correlation_id,
+        )
+        failures = policy.right_client.failures(annual_value=annual_value, industry=industry)
+        for criterion in sorted(policy.right_client.judged(annual_value=annual_value, industry=industry)):
+            evidence = None if criterion not in failures else {"criterion": criterion, **failures[criterion]}
+            self._judge(ConditionKind.CLIENT_DISQUALIFIED, criterion, evidence, f"{criterion} is now met", policy, by)
+
+    @event(ClientFactsRecorded)
+    def _client_facts_recorded(
+        self, *, annual_value: float | None, industry: str | None, policy_version: str, actor: str, correlation_id: str
+    ) -> None:
+        given = {"annual_value": annual_value, "industry": industry}
+        self.client_facts = {**self.client_facts, **{k: v for k, v in given.items() if v is not None}}
+
+    # -- impasse and escalation ------------------------------------------------------------
+
+    def declare_impasse(self, *, topic: str, by: Attribution) -> str:
+        permit(self.stage, "declare_impasse")
+        impasse_id = str(uuid4())
+        self._impasse_declared(impasse_id=impasse_id, topic=topic, actor=by.actor, correlation_id=by.correlation_id)
+        return impasse_id
+
+    @event(ImpasseDeclared)
+    def _impasse_declared(self, *, impasse_id: str, topic: str, actor: str, correlation_id: str) -> None:
+        self.impasses[impasse_id] = Impasse(impasse_id, topic)
+
+    def resolve_impasse(self, impasse_id: str, *, how: str, by: Attribution) -> None:
+        self._open_impasse(impasse_id)
+        permit(self.stage, "resolve_impasse")
+        self._impasse_resolved(impasse_id=impasse_id, how=how, actor=by.actor, correlation_id=by.correlation_id)
+
+    @event(ImpasseResolved)
+    def _impasse_resolved(self, *, impasse_id: str, how: str, actor: str, correlation_id: str) -> None:
+        self.impasses[impasse_id] = replace(self.impasses[impasse_id], resolution=how)
+
+    def escalate(
+        self, *, impasse_id: str, to: str, counterpart_consented: bool, strategies_tried: list[str], by: Attribution
+    ) -> str:
+        """Over the counterpart's head, as a last resort: only while an impasse is open, after other strategies."""
+        self._open_impasse(impasse_id)
+        if not strategies_tried:
+            raise InvalidCommand("strategies_tried", "name the impasse-breaking strategies tried before escalating")
+        permit(self.stage, "escalate")
+        escalation_id = str(uuid4())
+        self._escalated(
+            escalation_id=escalation_id,
+            impasse_id=impasse_id,
+            to=to,
+            counterpart_consented=counterpart_consented,
+            strategies_tried=list(strategies_tried),
+            actor=by.actor,
+            correlation_id=by.correlation_id,
+        )
+        return escalation_id
+
+    @event(EscalatedOverCounterpart)
+    def _escalated(
+        self,
+        *,
+        escalation_id: str,
+        impasse_id: str,
+        to: str,
+        counterpart_consented: bool,
+        strategies_tried: list[str],
+        actor: str,
+        correlation_id: str,
+    ) -> None:
+        escalation = Escalation(escalation_id, impasse_id, to, counterpart_consented, strategies_tried)
+        self.escalations = [*self.escalations, escalation]
+
+    # -- walk-away conditions: raised and resolved by the service, waived by an approver ----
+
+    def waive_condition(self, condition_id: str, *, reason: str, role: str | None, by: Attribution) -> None:
+        if role != APPROVER:
+            raise Forbidden(f"only an actor with the {APPROVER!r} role may waive a walk-away condition")
+        condition = self._on_table(self.conditions, condition_id, "walk-away condition")
+        if not condition.is_open:
+            raise CommandRefused(f"walk-away condition {condition_id} is already {condition.status}", "already_closed")
+        permit(self.stage, "waive_condition")
+        self._condition_waived(condition_id=condition_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
+
+    @event(WalkAwayConditionWaived)
+    def _condition_waived(self, *, condition_id: str, reason: str, actor: str, correlation_id: str) -> None:
+        self._close_condition(condition_id, ConditionStatus.WAIVED, reason)
+
+    def _judge(
+        self,
+        kind: ConditionKind,
+        subject: str,
+        evidence: dict[str, Any] | None,
+        resolution: str,
+        policy: Policy,
+        by: Attribution,
+    ) -> None:
+        """Open the condition while the rule is broken (evidence given), resolve it once it holds again."""
+        if evidence is None:
+            self._resolve(kind, subject, resolution, by)
+        else:
+            self._raise(kind, subject, evidence, policy, by)
+
+    def _raise(self, kind: ConditionKind, subject: str, evidence: dict[str, Any], policy: Policy, by: Attribution) -> None:
+        if self._open_condition(kind, subject) is None:
+            self._condition_raised(
+                condition_id=str(uuid4()),
+                kind=str(kind),
+                subject=subject,
+                evidence=evidence,
+                policy_version=policy.version,
+                actor=SERVICE,
+                correlation_id=by.correlation_id,
+            )
+
+    def _resolve(self, kind: ConditionKind, subject: str, resolution: str, by: Attribution) -> None:
+        condition = self._open_condition(kind, subject)
+        if condition is not None:
+            self._condition_resolved(
+                condition_id=condition.id, resolution=resolution, actor=SERVICE, correlation_id=by.correlation_id
+            )
+
+    @event(WalkAwayConditionRaised)
+    def _condition_raised(
+        self,
+        *,
+        condition_id: str,
+        kind: str,
+        subject: str,
+        evidence: dict[str, Any],
+        policy_version: str,
+        actor: str,
+        correlation_id: str,
+    ) -> None:
+        self.conditions[condition_id] = WalkAwayCondition(
+            condition_id, ConditionKind(kind), subject, evidence, policy_version
+        )
+
+    @event(WalkAwayConditionResolved)
+    def _condition_resolved(self, *, condition_id: str, resolution: str, actor: str, correlation_id: str) -> None:
+        self._close_condition(condition_id, ConditionStatus.RESOLVED, resolution)
+
+    def _close_condition(self, condition_id: str, status: ConditionStatus, because: str) -> None:
+        self.conditions[condition_id] = replace(self.conditions[condition_id], status=status, closed_because=because)
+
+    def _open_condition(self, kind: ConditionKind, subject: str) -> WalkAwayCondition | None:
+        return next((c for c in self.conditions.values() if c.is_open and c.kind is kind and c.subject == subject), None)
+
+    def _judge_term(self, rule: Term, value: float, policy: Policy, by: Attribution) -> None:
+        """The client's latest position on a term (a demand or the agreed value) decides the condition."""
+        evidence = None
+        if rule.beyond_limit(value):
+            evidence = {"term": rule.name, "value": value, "limit": rule.limit, "public": rule.public, "worse": str(rule.worse)}
+        resolution = f"{rule.name} revised to {value:g}, within the limit of {rule.limit:g}"
+        self._judge(ConditionKind.TERM_BEYOND_LIMIT, rule.name, evidence, resolution, policy, by)
+
+    @staticmethod
+    def _term_rule(policy: Policy, term: str) -> Term:
+        try:
+            return policy.terms[term]
+        except KeyError:
+            known = ", ".join(sorted(policy.terms))
+            raise InvalidCommand("term", f"{term!r} is not a term of the policy (known: {known})") from None
+
+    @staticmethod
+    def _non_negotiable(policy: Policy, name: str) -> str:
+        try:
+            return policy.non_negotiables[name]
+        except KeyError:
+            known = ", ".join(sorted(policy.non_negotiables))
+            raise InvalidCommand("name", f"{name!r} is not a non-negotiable of the policy (known: {known})") from None
+
+    def _open_impasse(self, impasse_id: str) -> Impasse:
+        impasse = self._on_table(self.impasses, impasse_id, "impasse")
+        if not impasse.is_open:
+            raise CommandRefused(f"impasse {impasse_id} is already resolved: escalation needs an open impasse", "no_open_impasse")
+        return impasse
 
     # -- the end of the window ----------------------------------------------------------
 

@@ -11,12 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 from statemachine import State, StateChart
 from statemachine.exceptions import TransitionNotAllowed
+from statemachine.transition_list import TransitionList
 
 from .blockers import signing_blockers
 from .errors import CommandRefused, SigningRefused
 
 if TYPE_CHECKING:
     from .deal import Deal
+
+
+def _stays(*stages: State) -> TransitionList:
+    """A command that records a fact without changing the stage, allowed only at these stages."""
+    allowed = stages[0].to.itself(internal=True)
+    for stage in stages[1:]:
+        allowed |= stage.to.itself(internal=True)
+    return allowed
 
 
 class DealLifecycle(StateChart):
@@ -33,27 +42,30 @@ class DealLifecycle(StateChart):
 
     sign_letter_of_intent = prospect.to(letter_of_intent)
     # Attendance may be completed in a later session of the same meeting.
-    hold_transition_meeting = letter_of_intent.to(transition_meeting) | transition_meeting.to.itself(
-        internal=True
-    )
-    record_expectation = letter_of_intent.to.itself(internal=True) | transition_meeting.to.itself(
-        internal=True
-    )
-    decide_expectation = letter_of_intent.to.itself(internal=True) | transition_meeting.to.itself(
-        internal=True
-    )
-    withdraw_expectation = letter_of_intent.to.itself(internal=True) | transition_meeting.to.itself(
-        internal=True
-    )
+    hold_transition_meeting = letter_of_intent.to(transition_meeting) | transition_meeting.to.itself(internal=True)
+    # Expectations are elicited from the letter of intent on.
+    record_expectation = _stays(letter_of_intent, transition_meeting)
+    decide_expectation = _stays(letter_of_intent, transition_meeting)
+    withdraw_expectation = _stays(letter_of_intent, transition_meeting)
     # Sales promises are put on the table, and decided, in the transition meeting only.
-    record_sales_promise = transition_meeting.to.itself(internal=True)
-    decide_sales_promise = transition_meeting.to.itself(internal=True)
-    withdraw_sales_promise = transition_meeting.to.itself(internal=True)
+    record_sales_promise = _stays(transition_meeting)
+    decide_sales_promise = _stays(transition_meeting)
+    withdraw_sales_promise = _stays(transition_meeting)
+    renegotiate_sales_promise = _stays(transition_meeting)
+    # Negotiation goes on until the contract is signed: the window in which the firm can still walk away.
+    propose_term = _stays(prospect, letter_of_intent, transition_meeting)
+    agree_term = _stays(prospect, letter_of_intent, transition_meeting)
+    record_concession = _stays(prospect, letter_of_intent, transition_meeting)
+    refuse_non_negotiable = _stays(prospect, letter_of_intent, transition_meeting)
+    accept_non_negotiable = _stays(prospect, letter_of_intent, transition_meeting)
+    record_client_facts = _stays(prospect, letter_of_intent, transition_meeting)
+    declare_impasse = _stays(prospect, letter_of_intent, transition_meeting)
+    resolve_impasse = _stays(prospect, letter_of_intent, transition_meeting)
+    escalate = _stays(prospect, letter_of_intent, transition_meeting)
+    waive_condition = _stays(prospect, letter_of_intent, transition_meeting)
     sign_contract = transition_meeting.to(contract_signed, validators="signing_is_unblocked")
     # Walking away is possible until the contract is signed, never after.
-    walk_away = (
-        prospect.to(walked_away) | letter_of_intent.to(walked_away) | transition_meeting.to(walked_away)
-    )
+    walk_away = prospect.to(walked_away) | letter_of_intent.to(walked_away) | transition_meeting.to(walked_away)
 
     def signing_is_unblocked(self, deal: Deal) -> None:
         blockers = signing_blockers(deal)

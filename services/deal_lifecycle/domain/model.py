@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from typing import Any
 
 
 class Stage(StrEnum):
@@ -95,3 +96,89 @@ class Expectation:
         # Snapshots store enums as plain strings; restore them so `is` comparisons hold.
         object.__setattr__(self, "side", Side(self.side))
         object.__setattr__(self, "decision", Decision(self.decision))
+
+
+class ConditionKind(StrEnum):
+    """Why the firm might walk away (DOMAIN.md, "Walk-away conditions")."""
+
+    TERM_BEYOND_LIMIT = "term_beyond_limit"
+    NON_NEGOTIABLE_REFUSED = "non_negotiable_refused"
+    PROVIDER_EXPECTATION_REJECTED = "provider_expectation_rejected"
+    PROMISE_REJECTED = "promise_rejected"
+    CONCESSION_IMBALANCE = "concession_imbalance"
+    CLIENT_DISQUALIFIED = "client_disqualified"
+
+
+class ConditionStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    WAIVED = "waived"
+
+
+@dataclass(frozen=True)
+class WalkAwayCondition:
+    """Raised by the service from a fact and the policy; open until resolved or waived."""
+
+    id: str
+    kind: ConditionKind
+    # What the condition is about (a term, a criterion, an expectation id...): at most one is open per subject.
+    subject: str
+    evidence: dict[str, Any]
+    policy_version: str
+    status: ConditionStatus = ConditionStatus.OPEN
+    closed_because: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ConditionKind(self.kind))
+        object.__setattr__(self, "status", ConditionStatus(self.status))
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is ConditionStatus.OPEN
+
+
+@dataclass(frozen=True)
+class Concession:
+    """Something one side gave the other; `early` when given while the deal was still a prospect."""
+
+    id: str
+    by: Side
+    what: str
+    stage: str
+    early: bool
+    term: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by", Side(self.by))
+
+
+@dataclass(frozen=True)
+class NegotiatedTerm:
+    """Where a term of the Right Terms policy stands in this deal."""
+
+    name: str
+    provider_proposal: float | None = None
+    client_demand: float | None = None
+    agreed: float | None = None
+
+
+@dataclass(frozen=True)
+class Impasse:
+    id: str
+    topic: str
+    resolution: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolution is None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Going over the counterpart's head, a last resort while an impasse is open."""
+
+    id: str
+    impasse_id: str
+    to: str
+    counterpart_consented: bool
+    strategies_tried: list[str]

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_412_PRECONDITION_FAILED,
@@ -20,15 +21,18 @@ from litestar.status_codes import (
 
 from ..application import DealService, IdempotencyKeyReused, VersionMismatch
 from ..config import Settings
-from ..domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
+from ..domain.errors import CommandRefused, DealflowError, Forbidden, InvalidCommand, NotFound, SigningRefused
 from ..logs import configure_logging
+from ..policy_file import load_policy
 from .context import bind_request, echo_request_id
+from .negotiation import NegotiationController, active_policy
 from .routes import DealController
 
 _STATUS: list[tuple[type[DealflowError], int]] = [
     (InvalidCommand, HTTP_422_UNPROCESSABLE_ENTITY),
     (IdempotencyKeyReused, HTTP_422_UNPROCESSABLE_ENTITY),
     (NotFound, HTTP_404_NOT_FOUND),
+    (Forbidden, HTTP_403_FORBIDDEN),
     (VersionMismatch, HTTP_412_PRECONDITION_FAILED),
     (CommandRefused, HTTP_409_CONFLICT),
 ]
@@ -75,7 +79,7 @@ def create_app(settings: Settings | None = None, service: DealService | None = N
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        deals = service or DealService(env=settings.eventsourcing_env())
+        deals = service or DealService(env=settings.eventsourcing_env(), policy=load_policy(settings.policy_path))
         app.state.deals = deals
         try:
             yield
@@ -87,7 +91,7 @@ def create_app(settings: Settings | None = None, service: DealService | None = N
         return request.app.state.deals
 
     return Litestar(
-        route_handlers=[DealController],
+        route_handlers=[DealController, NegotiationController, active_policy],
         dependencies={"deals": Provide(provide_deals, sync_to_thread=False)},
         lifespan=[lifespan],
         before_request=bind_request,

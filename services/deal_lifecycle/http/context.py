@@ -36,12 +36,14 @@ def command_context(
     correlation_id: Annotated[str | None, HeaderParameter(name="X-Correlation-ID", description="Ties the events of one conversation together; defaults to the request id", max_length=200)] = None,
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", description="Retry with the same key and payload to get the first result again, with nothing recorded twice", max_length=255)] = None,
     if_match: Annotated[str | None, HeaderParameter(name="If-Match", description="The deal version the command expects (as in the ETag); 412 if the deal has moved on")] = None,
+    actor_role: Annotated[str | None, HeaderParameter(name="X-Actor-Role", description="The actor's role, e.g. approver (until authentication exists)", max_length=50)] = None,
 ) -> CommandContext:
     return CommandContext(
         actor=(actor or "").strip() or "anonymous",
         correlation_id=correlation_id or request.state.request_id,
         idempotency_key=idempotency_key or None,
         expected_version=_version(if_match),
+        actor_role=(actor_role or "").strip().lower() or None,
     )
 
 

@@ -34,11 +34,11 @@ class History(TypedDict):
     events: list[EventView]
 
 
-def _deal(outcome: Outcome, status: int = HTTP_200_OK) -> Response[DealView]:
+def deal_response(outcome: Outcome, status: int = HTTP_200_OK) -> Response[DealView]:
     return Response(deal_view(outcome.deal), status_code=status, headers={"ETag": etag(outcome.deal.version)})
 
 
-def _created(outcome: Outcome) -> Response[CreatedView]:
+def created_response(outcome: Outcome) -> Response[CreatedView]:
     assert outcome.created_id is not None
     return Response(
         {"id": outcome.created_id, "deal": deal_view(outcome.deal)},
@@ -55,7 +55,7 @@ class DealController(Controller):
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Open a deal (stage prospect)")
     def open_deal(self, deals: NamedDependency[DealService], data: JSONBody[c.OpenDeal], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
         outcome = deals.open_deal(data, ctx)
-        response = _deal(outcome, HTTP_201_CREATED)
+        response = deal_response(outcome, HTTP_201_CREATED)
         response.headers["Location"] = f"/deals/{outcome.deal.id}"
         return response
 
@@ -90,49 +90,60 @@ class DealController(Controller):
 
     @post("/{deal_id:uuid}/letter-of-intent", status_code=HTTP_200_OK, sync_to_thread=True)
     def sign_letter_of_intent(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
-        return _deal(deals.sign_letter_of_intent(deal_id, ctx))
+        return deal_response(deals.sign_letter_of_intent(deal_id, ctx))
 
     @post("/{deal_id:uuid}/transition-meeting", status_code=HTTP_200_OK, sync_to_thread=True)
     def hold_transition_meeting(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.HoldTransitionMeeting], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
-        return _deal(deals.hold_transition_meeting(deal_id, data, ctx))
+        return deal_response(deals.hold_transition_meeting(deal_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def record_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.RecordSalesPromise], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CreatedView]:
-        return _created(deals.record_sales_promise(deal_id, data, ctx))
+        return created_response(deals.record_sales_promise(deal_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises/{promise_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
     def decide_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.DecideSalesPromise], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
-        return _deal(deals.decide_sales_promise(deal_id, promise_id, data, ctx))
+        return deal_response(deals.decide_sales_promise(deal_id, promise_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises/{promise_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
     def withdraw_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
-        return _deal(deals.withdraw_sales_promise(deal_id, promise_id, data, ctx))
+        return deal_response(deals.withdraw_sales_promise(deal_id, promise_id, data, ctx))
+
+    @post("/{deal_id:uuid}/promises/{promise_id:str}/renegotiation", status_code=HTTP_200_OK, sync_to_thread=True)
+    def renegotiate_sales_promise(
+        self,
+        deals: NamedDependency[DealService],
+        deal_id: FromPath[UUID],
+        promise_id: FromPath[str],
+        data: JSONBody[c.RenegotiateSalesPromise],
+        ctx: NamedDependency[c.CommandContext],
+    ) -> Response[DealView]:
+        return deal_response(deals.renegotiate_sales_promise(deal_id, promise_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def record_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.RecordExpectation], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CreatedView]:
-        return _created(deals.record_expectation(deal_id, data, ctx))
+        return created_response(deals.record_expectation(deal_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations/{expectation_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
     def decide_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.DecideExpectation], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
-        return _deal(deals.decide_expectation(deal_id, expectation_id, data, ctx))
+        return deal_response(deals.decide_expectation(deal_id, expectation_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations/{expectation_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
     def withdraw_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
     ) -> Response[DealView]:
-        return _deal(deals.withdraw_expectation(deal_id, expectation_id, data, ctx))
+        return deal_response(deals.withdraw_expectation(deal_id, expectation_id, data, ctx))
 
     @post(
         "/{deal_id:uuid}/contract",
@@ -141,10 +152,10 @@ class DealController(Controller):
         summary="Sign the contract; 409 with every blocker if it may not be signed yet",
     )
     def sign_contract(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
-        return _deal(deals.sign_contract(deal_id, ctx))
+        return deal_response(deals.sign_contract(deal_id, ctx))
 
     @post("/{deal_id:uuid}/walk-away", status_code=HTTP_200_OK, sync_to_thread=True, summary="Walk away (never after signing)")
     def walk_away(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.WalkAway], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
-        return _deal(deals.walk_away(deal_id, data, ctx))
+        return deal_response(deals.walk_away(deal_id, data, ctx))
 
 

@@ -8,7 +8,16 @@ from typing import Any
 
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
-from ..domain.model import Expectation, Participant, SalesPromise
+from ..domain.model import (
+    Concession,
+    Escalation,
+    Expectation,
+    Impasse,
+    NegotiatedTerm,
+    Participant,
+    SalesPromise,
+    WalkAwayCondition,
+)
 
 
 class DateAsISO(Transcoding):
@@ -36,5 +45,5 @@ class DataclassAsDict(Transcoding):
 
 def register(transcoder: JSONTranscoder) -> None:
     transcoder.register(DateAsISO())
-    for cls in (Participant, SalesPromise, Expectation):
+    for cls in (Participant, SalesPromise, Expectation, WalkAwayCondition, Concession, NegotiatedTerm, Impasse, Escalation):
         transcoder.register(DataclassAsDict(cls))

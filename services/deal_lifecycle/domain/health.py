@@ -1,0 +1,90 @@
+"""Relationship health: what the record of gives and takes says about the deal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .model import Concession, ConditionKind, Escalation, Impasse, Side, Stage, WalkAwayCondition
+
+if TYPE_CHECKING:
+    from .deal import Deal
+
+# A run this long of the firm's concessions, with nothing in return, is "one-sided".
+ONE_SIDED_RUN = 3
+
+
+@dataclass(frozen=True)
+class Health:
+    given: int
+    received: int
+    by_stage: dict[str, dict[str, int]]
+    early_concessions: list[Concession]
+    open_conditions: list[WalkAwayCondition]
+    impasses: list[Impasse]
+    escalations: list[Escalation]
+    warning_signs: list[str]
+    verdict: str
+
+
+def assess(deal: Deal) -> Health:
+    given, received = deal.concession_counts()
+    by_stage = {
+        str(stage): {
+            "given": sum(1 for c in deal.concessions if c.stage == stage and c.by is Side.PROVIDER),
+            "received": sum(1 for c in deal.concessions if c.stage == stage and c.by is Side.CLIENT),
+        }
+        for stage in (Stage.PROSPECT, Stage.LETTER_OF_INTENT, Stage.TRANSITION_MEETING)
+    }
+    early = [c for c in deal.concessions if c.early]
+    open_conditions = [c for c in deal.conditions.values() if c.is_open]
+    signs = _warning_signs(deal, open_conditions)
+    return Health(
+        given=given,
+        received=received,
+        by_stage=by_stage,
+        early_concessions=early,
+        open_conditions=open_conditions,
+        impasses=list(deal.impasses.values()),
+        escalations=list(deal.escalations),
+        warning_signs=signs,
+        verdict=_verdict(given, received, early, open_conditions, signs),
+    )
+
+
+def _warning_signs(deal: Deal, open_conditions: list[WalkAwayCondition]) -> list[str]:
+    signs = []
+    run = 0
+    for concession in reversed(deal.concessions):
+        if concession.by is not Side.PROVIDER:
+            break
+        run += 1
+    demands = [c for c in open_conditions if c.kind is ConditionKind.TERM_BEYOND_LIMIT]
+    if run >= ONE_SIDED_RUN and demands:
+        signs.append(
+            f"{run} one-sided concessions by the firm, then a demand beyond the limit on {demands[0].subject}: "
+            "the classic sign of a relationship going wrong"
+        )
+    if any(e.counterpart_consented is False for e in deal.escalations):
+        signs.append("the firm escalated over the counterpart's head without their consent")
+    return signs
+
+
+def _verdict(
+    given: int, received: int, early: list[Concession], open_conditions: list[WalkAwayCondition], signs: list[str]
+) -> str:
+    balance = f"the firm has given {given} concession(s) and received {received}"
+    if open_conditions:
+        kinds = ", ".join(sorted({str(c.kind) for c in open_conditions}))
+        return (
+            f"At risk: {len(open_conditions)} walk-away condition(s) open ({kinds}); {balance}. "
+            "Resolve or waive them, or walk away: the contract cannot be signed until then."
+        )
+    worries = [*signs]
+    if early:
+        worries.append(f"{len(early)} concession(s) made while still a prospect")
+    if given > received:
+        worries.append(balance)
+    if worries:
+        return "Watch: " + "; ".join(worries) + "."
+    return f"Healthy: no open walk-away conditions, and {balance}."

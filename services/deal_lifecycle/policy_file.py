@@ -1,0 +1,116 @@
+"""Reading the Right Terms policy file: TOML in, a validated Policy out, or an error naming the line.
+
+A malformed policy must stop the service at start-up: judging deals by a half-read
+policy would raise (or miss) walk-away conditions silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from .domain.policy import ConcessionBalance, Policy, RightClient, Term, Worse
+
+Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class PolicyError(Exception):
+    """The policy file cannot be used; the message names the file, the line and the problem."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _TermSpec(_Spec):
+    public: float
+    limit: float
+    worse: Literal["higher", "lower"]
+    description: str = ""
+    unit: str = ""
+
+    @model_validator(mode="after")
+    def limit_is_no_better_than_public(self) -> _TermSpec:
+        better = self.limit < self.public if self.worse == "higher" else self.limit > self.public
+        if better:
+            raise ValueError(f"limit {self.limit:g} must not be better for the firm than the public position {self.public:g}")
+        return self
+
+
+class _Described(_Spec):
+    description: str
+
+
+class _RightClientSpec(_Spec):
+    min_annual_value: Annotated[float, Field(ge=0)] | None = None
+    excluded_industries: list[str] = []
+
+
+class _ConcessionsSpec(_Spec):
+    max_imbalance: Annotated[int, Field(ge=0)] = 2
+    must_win_something_after: Annotated[int, Field(ge=0)] = 3
+
+
+class _PolicySpec(_Spec):
+    label: str = ""
+    terms: Annotated[dict[Key, _TermSpec], Field(min_length=1)]
+    non_negotiables: dict[Key, _Described] = {}
+    nice_to_haves: dict[Key, _Described] = {}
+    right_client: _RightClientSpec = _RightClientSpec()
+    concessions: _ConcessionsSpec = _ConcessionsSpec()
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise PolicyError(f"{path}: cannot read the policy: {e.strerror}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = re.search(r"line (\d+)", str(e))
+        raise PolicyError(f"{path}:{line.group(1) if line else 1}: not valid TOML: {e}") from None
+    try:
+        spec = _PolicySpec.model_validate(document)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise PolicyError(f"{path}:{_line_of(text, first['loc'])}: {where}: {first['msg']}") from None
+    return Policy(
+        version="sha256:" + hashlib.sha256(raw).hexdigest(),
+        label=spec.label,
+        terms={
+            name: Term(name, t.public, t.limit, Worse(t.worse), t.description, t.unit) for name, t in spec.terms.items()
+        },
+        non_negotiables={name: n.description for name, n in spec.non_negotiables.items()},
+        nice_to_haves={name: n.description for name, n in spec.nice_to_haves.items()},
+        right_client=RightClient(
+            spec.right_client.min_annual_value,
+            frozenset(i.casefold() for i in spec.right_client.excluded_industries),
+        ),
+        concessions=ConcessionBalance(spec.concessions.max_imbalance, spec.concessions.must_win_something_after),
+    )
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int:
+    """The line of the key at `loc` (or of its table, when the key is missing); 1 if neither is found."""
+    path = [str(part) for part in loc if isinstance(part, str)]
+    table: list[str] = []
+    best = 1
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split("#", 1)[0].strip()
+        if header := re.fullmatch(r"\[([^\[\]]+)\]", stripped):
+            table = [part.strip().strip('"') for part in header.group(1).split(".")]
+            if table == path[: len(table)] and len(table) <= len(path):
+                best = number
+            continue
+        key = re.match(r'"?([A-Za-z0-9_\-]+)"?\s*=', stripped)
+        if key and [*table, key.group(1)] == path[: len(table) + 1] and len(table) < len(path):
+            best = number
+    return best
