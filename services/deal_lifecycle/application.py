@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -331,6 +331,14 @@ class DealService(Application[UUID]):
             start = notifications[-1].id
         self.recorder.replace_summaries([summary_of(self.repository.get(deal_id)) for deal_id in deal_ids])
         return len(deal_ids)
+
+    @staticmethod
+    def project_from(events: list[CanMutateAggregate[UUID]]) -> Deal:
+        """The deal replayed from these events alone (no snapshot): what an auditor's replay sees."""
+        deal = project_aggregate(None, events)
+        if deal is None:
+            raise NotFound("no events to replay")
+        return deal
 
     @staticmethod
     def today() -> date:

@@ -298,3 +298,29 @@ def test_a_retry_racing_the_first_attempt_is_recorded_once(service: DealService)
     assert len({o.created_id for o in outcomes}) == 1
     assert sorted(o.replayed for o in outcomes) == [False, True, True]
     assert len(service.get_deal(deal_id).sales_promises) == 1
+
+
+def test_negotiation_state_survives_the_store_and_its_snapshots(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    service.propose_term(deal_id, c.ProposeTerm(term="payment_terms_days", value=90, by=Side.CLIENT), ctx())
+    service.refuse_non_negotiable(deal_id, "msa_signed_first", c.RefuseNonNegotiable(reason="later"), ctx())
+    service.record_client_facts(deal_id, c.RecordClientFacts(annual_value=80_000, industry="logistics"), ctx())
+    impasse = service.declare_impasse(deal_id, c.DeclareImpasse(topic="payment terms"), ctx()).created_id
+    assert impasse is not None
+    service.escalate(
+        deal_id,
+        c.Escalate(impasse_id=impasse, to="CFO", counterpart_consented=True, strategies_tried=["trade a nice-to-have"]),
+        ctx(),
+    )
+    for n in range(100):
+        side = Side.PROVIDER if n % 2 else Side.CLIENT
+        service.record_concession(deal_id, c.RecordConcession(by=side, what=f"give {n}"), ctx())
+    assert service.snapshots is not None and list(service.snapshots.get(deal_id))
+    in_memory = service.get_deal(deal_id)
+    from_events_only = DealService.project_from(service.history(deal_id))
+    for attribute in ("conditions", "terms", "concessions", "client_facts", "impasses", "escalations", "non_negotiables"):
+        assert getattr(in_memory, attribute) == getattr(from_events_only, attribute), attribute
+    assert sorted((str(c.kind), c.subject) for c in in_memory.conditions.values() if c.is_open) == [
+        ("non_negotiable_refused", "msa_signed_first"),
+        ("term_beyond_limit", "payment_terms_days"),
+    ]

@@ -1,4 +1,4 @@
-"""The README's lifecycle diagram is the one the state machine generates."""
+"""The README shows what the code and deploy/ hold: the generated diagram, the policy sample."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ def test_the_readme_diagram_has_not_drifted_from_the_machine() -> None:
     block = re.search(r"```mermaid\n(.*?)```", README.read_text(), re.S)
     assert block is not None, "README has no mermaid block"
     assert block.group(1) == mermaid()
+
+
+def test_the_readme_shows_the_policy_sample_as_it_is_in_deploy() -> None:
+    block = re.search(r"```toml\n(.*?)```", README.read_text(), re.S)
+    assert block is not None, "README has no policy sample"
+    assert block.group(1) == (README.parent / "deploy" / "policy.toml").read_text()
