@@ -430,7 +430,7 @@ class Deal(Aggregate):
 
     def propose_term(self, *, term: str, value: float, side: Side, policy: Policy, by: Attribution) -> None:
         """A side puts a value for a term on the table: the firm proposes, the client demands."""
-        rule = self._term_rule(policy, term)
+        rule = policy.term(term)
         if side is Side.PROVIDER and rule.beyond_limit(value):
             raise InvalidCommand("value", f"the firm does not propose {term} past its own limit of {rule.limit:g}")
         permit(self.stage, "propose_term")
@@ -448,7 +448,7 @@ class Deal(Aggregate):
 
     def agree_term(self, *, term: str, value: float, policy: Policy, by: Attribution) -> None:
         """Both sides settle a term. Worse than the public position is a concession by the firm; better, by the client."""
-        rule = self._term_rule(policy, term)
+        rule = policy.term(term)
         permit(self.stage, "agree_term")
         self._term_agreed(term=term, value=value, policy_version=policy.version, actor=by.actor, correlation_id=by.correlation_id)
         if rule.concedes(value) or rule.wins(value):
@@ -502,7 +502,7 @@ class Deal(Aggregate):
         return given, len(self.concessions) - given
 
     def refuse_non_negotiable(self, *, name: str, reason: str | None, policy: Policy, by: Attribution) -> None:
-        description = self._non_negotiable(policy, name)
+        description = policy.non_negotiable(name)
         permit(self.stage, "refuse_non_negotiable")
         self._non_negotiable_refused(name=name, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
         evidence = {"non_negotiable": name, "description": description, "reason": reason}
@@ -513,7 +513,7 @@ class Deal(Aggregate):
         self.non_negotiables[name] = "refused"
 
     def accept_non_negotiable(self, *, name: str, policy: Policy, by: Attribution) -> None:
-        self._non_negotiable(policy, name)
+        policy.non_negotiable(name)
         permit(self.stage, "accept_non_negotiable")
         self._non_negotiable_accepted(name=name, actor=by.actor, correlation_id=by.correlation_id)
         self._resolve(ConditionKind.NON_NEGOTIABLE_REFUSED, name, f"the client accepted {name}", by)
@@ -686,22 +686,6 @@ class Deal(Aggregate):
             evidence = {"term": rule.name, "value": value, "limit": rule.limit, "public": rule.public, "worse": str(rule.worse)}
         resolution = f"{rule.name} revised to {value:g}, within the limit of {rule.limit:g}"
         self._judge(ConditionKind.TERM_BEYOND_LIMIT, rule.name, evidence, resolution, policy, by)
-
-    @staticmethod
-    def _term_rule(policy: Policy, term: str) -> Term:
-        try:
-            return policy.terms[term]
-        except KeyError:
-            known = ", ".join(sorted(policy.terms))
-            raise InvalidCommand("term", f"{term!r} is not a term of the policy (known: {known})") from None
-
-    @staticmethod
-    def _non_negotiable(policy: Policy, name: str) -> str:
-        try:
-            return policy.non_negotiables[name]
-        except KeyError:
-            known = ", ".join(sorted(policy.non_negotiables))
-            raise InvalidCommand("name", f"{name!r} is not a non-negotiable of the policy (known: {known})") from None
 
     def _open_impasse(self, impasse_id: str) -> Impasse:
         impasse = self._on_table(self.impasses, impasse_id, "impasse")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .errors import InvalidCommand
+
 
 class Worse(StrEnum):
     """Which direction of a term's value is worse for the firm."""
@@ -96,3 +98,18 @@ class Policy:
     right_client: RightClient = field(default_factory=RightClient)
     concessions: ConcessionBalance = field(default_factory=ConcessionBalance)
     label: str = ""
+
+    def term(self, name: str) -> Term:
+        try:
+            return self.terms[name]
+        except KeyError:
+            known = ", ".join(sorted(self.terms))
+            raise InvalidCommand("term", f"{name!r} is not a term of the policy (known: {known})") from None
+
+    def non_negotiable(self, name: str) -> str:
+        """Its description; an unknown name is refused."""
+        try:
+            return self.non_negotiables[name]
+        except KeyError:
+            known = ", ".join(sorted(self.non_negotiables))
+            raise InvalidCommand("name", f"{name!r} is not a non-negotiable of the policy (known: {known})") from None
