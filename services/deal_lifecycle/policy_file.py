@@ -24,7 +24,9 @@ class PolicyError(Exception):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "45" and true are not numbers; nan and inf would make every comparison false,
+    # silently switching off the walk-away conditions they judge.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class _TermSpec(_Spec):
@@ -70,12 +72,18 @@ def load_policy(path: Path) -> Policy:
         raw = path.read_bytes()
     except OSError as e:
         raise PolicyError(f"{path}: cannot read the policy: {e.strerror}") from None
-    text = raw.decode("utf-8", errors="replace")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise PolicyError(f"{path}:{line}: not UTF-8 (byte {e.start}); TOML files are UTF-8") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        line = re.search(r"line (\d+)", str(e))
-        raise PolicyError(f"{path}:{line.group(1) if line else 1}: not valid TOML: {e}") from None
+        found = re.search(r"line (\d+)", str(e))
+        # tomllib says "at end of document" instead of a line for errors on the last line.
+        line = found.group(1) if found else max(1, len(text.splitlines()))
+        raise PolicyError(f"{path}:{line}: not valid TOML: {e}") from None
     try:
         spec = _PolicySpec.model_validate(document)
     except ValidationError as e:
@@ -99,18 +107,31 @@ def load_policy(path: Path) -> Policy:
 
 
 def _line_of(text: str, loc: tuple[int | str, ...]) -> int:
-    """The line of the key at `loc` (or of its table, when the key is missing); 1 if neither is found."""
+    """The line of the key at `loc` (or of its table, when the key is missing); 1 if neither is found.
+
+    A light reading of TOML, enough to point at a line: tables, (dotted) keys, and
+    skipping the inside of multi-line strings.
+    """
     path = [str(part) for part in loc if isinstance(part, str)]
     table: list[str] = []
     best = 1
+    in_multiline: str | None = None
     for number, line in enumerate(text.splitlines(), start=1):
+        if in_multiline:
+            if line.count(in_multiline) % 2:
+                in_multiline = None
+            continue
         stripped = line.split("#", 1)[0].strip()
         if header := re.fullmatch(r"\[([^\[\]]+)\]", stripped):
             table = [part.strip().strip('"') for part in header.group(1).split(".")]
             if table == path[: len(table)] and len(table) <= len(path):
                 best = number
             continue
-        key = re.match(r'"?([A-Za-z0-9_\-]+)"?\s*=', stripped)
-        if key and [*table, key.group(1)] == path[: len(table) + 1] and len(table) < len(path):
-            best = number
+        if key := re.match(r'([A-Za-z0-9_\-."]+?)\s*=', stripped):
+            keys = [*table, *(part.strip('"') for part in key.group(1).split("."))]
+            if keys == path[: len(keys)]:
+                best = number
+            for quote in ('"""', "'''"):
+                if stripped.count(quote) % 2:
+                    in_multiline = quote
     return best

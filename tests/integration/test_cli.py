@@ -88,3 +88,26 @@ def test_rebuild_read_model_from_the_command_line(environment: dict[str, str]) -
     done = subprocess.run([*DEALFLOW, "rebuild-read-model"], env=environment, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "0 deals" in done.stdout
+
+
+def test_serve_refuses_to_start_on_a_malformed_policy_naming_the_file_and_line(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    lines = ['label = "broken"', "", "[terms.payment_terms_days]", "public = 45", "limit = ", 'worse = "higher"']
+    policy = tmp_path / "policy.toml"
+    policy.write_text("\n".join(lines) + "\n")
+    environment["DEALFLOW_POLICY"] = str(policy)
+
+    done = subprocess.run(
+        [*DEALFLOW, "serve", "--port", str(free_port())],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "policy is malformed" in done.stderr
+    assert f"{policy}:{lines.index('limit = ') + 1}:" in done.stderr
+    assert not (tmp_path / "deals.sqlite3").exists()
