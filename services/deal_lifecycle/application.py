@@ -19,7 +19,7 @@ from uuid import UUID
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import CanMutateAggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from . import commands as c
@@ -66,6 +66,15 @@ class DealService(Application[UUID]):
     def __init__(self, env: Mapping[str, str] | None = None, *, policy: Policy) -> None:
         super().__init__(env)
         self.policy = policy
+        self._recorded_listeners: list[Callable[[], None]] = []
+
+    def on_recorded(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from the writing thread) each time events are stored: wakes the relay."""
+        self._recorded_listeners.append(listener)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        for listener in self._recorded_listeners:
+            listener()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
 import typer
 import uvicorn
 
 from .application import DealService
 from .config import Settings
 from .domain.policy import Policy
+from .embedded_nats import EmbeddedNats, port_is_free
 from .logs import configure_logging
+from .messaging import DealMessaging
 from .policy_file import PolicyError, load_policy
+from .watch import watch as tail
 
 app = typer.Typer(help="dealflow: the event-sourced deal lifecycle.", no_args_is_help=True)
 
@@ -38,9 +47,87 @@ def serve(
 def up(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port to listen on."),
+    nats_port: int = typer.Option(4222, help="Port of the embedded NATS (a free one if taken)."),
 ) -> None:
-    """Start the whole system on this machine (today: the deal service on its SQLite store)."""
-    serve(host=host, port=port)
+    """Start the whole system: embedded NATS (unless NATS_URL is set) and the deal service with its relay."""
+    settings = Settings.from_env()
+    _policy_or_exit(settings)
+    embedded = None
+    if not settings.nats_servers:
+        store = settings.sqlite_path.parent / "nats"
+        embedded = EmbeddedNats(store, port=nats_port if port_is_free(nats_port) else None)
+        os.environ["NATS_URL"] = embedded.start()
+        _nats_url_file(settings).write_text(embedded.url)
+        typer.echo(f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}", err=True)
+    try:
+        serve(host=host, port=port)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            _nats_url_file(settings).unlink(missing_ok=True)
+
+
+@app.command()
+def relay() -> None:
+    """Run only the relay (store -> JetStream); several may run, one publishes at a time."""
+    configure_logging()
+    settings = Settings.from_env()
+    if not settings.nats_servers:
+        typer.echo("dealflow relay: set NATS_URL", err=True)
+        raise typer.Exit(code=2)
+    deals = DealService(env=settings.eventsourcing_env(), policy=_policy_or_exit(settings))
+    messaging = DealMessaging(deals, settings, commands=False)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, messaging.stop_event.set)
+        await messaging.run_until_stopped()
+
+    try:
+        asyncio.run(main())
+    finally:
+        deals.close()
+
+
+@app.command()
+def watch(
+    deal: str | None = typer.Option(None, "--deal", help="Only this deal's events."),
+    event_type: str | None = typer.Option(None, "--type", help="Only this event type, e.g. ContractSigned."),
+    since: str | None = typer.Option(None, help="all, a duration (15m, 2h, 1d) or an ISO time; default: new events only."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON event per line, for piping."),
+    limit: int | None = typer.Option(None, help="Stop after this many events."),
+) -> None:
+    """Tail the lifecycle stream from JetStream, live."""
+    settings = Settings.from_env()
+    servers = settings.nats_servers or _embedded_nats_url(settings)
+    try:
+        asyncio.run(
+            tail(servers, deal=deal, event_type=event_type, since=since, as_json=as_json, limit=limit, write=_print)
+        )
+    except ValueError as e:
+        typer.echo(f"dealflow watch: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _print(text: str) -> None:
+    typer.echo(text)
+    sys.stdout.flush()
+
+
+def _nats_url_file(settings: Settings) -> Path:
+    """Where `dealflow up` tells `dealflow watch` which NATS it started."""
+    return settings.sqlite_path.parent / "nats.url"
+
+
+def _embedded_nats_url(settings: Settings) -> list[str]:
+    """The NATS that `dealflow up` started, else the default local one."""
+    url_file = _nats_url_file(settings)
+    if url_file.exists():
+        return [url_file.read_text().strip()]
+    return ["nats://127.0.0.1:4222"]
 
 
 @app.command("rebuild-read-model")

@@ -20,6 +20,12 @@ class Settings:
     max_request_bytes: int = 64 * 1024
     # The Right Terms policy every decision is judged by.
     policy_path: Path = Path("deploy/policy.toml")
+    # nats://host:port[,nats://host:port...]; unset: `dealflow up` starts an embedded nats-server.
+    nats_url: str | None = None
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [server.strip() for server in (self.nats_url or "").split(",") if server.strip()]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -28,6 +34,7 @@ class Settings:
             database_url=environ.get("DEALFLOW_DATABASE_URL") or None,
             max_request_bytes=int(environ.get("DEALFLOW_MAX_REQUEST_BYTES", cls.max_request_bytes)),
             policy_path=Path(environ.get("DEALFLOW_POLICY", cls.policy_path)),
+            nats_url=environ.get("NATS_URL") or None,
         )
 
     def describe_store(self) -> str:

@@ -10,47 +10,22 @@ from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.status_codes import (
-    HTTP_400_BAD_REQUEST,
-    HTTP_403_FORBIDDEN,
-    HTTP_404_NOT_FOUND,
-    HTTP_409_CONFLICT,
-    HTTP_412_PRECONDITION_FAILED,
-    HTTP_422_UNPROCESSABLE_ENTITY,
-)
+from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
 
-from ..application import DealService, IdempotencyKeyReused, VersionMismatch
+from ..application import DealService
 from ..config import Settings
-from ..domain.errors import CommandRefused, DealflowError, Forbidden, InvalidCommand, NotFound, SigningRefused
+from ..domain.errors import DealflowError
 from ..logs import configure_logging
+from ..messaging import DealMessaging
 from ..policy_file import load_policy
+from ..refusals import error_body, invalid_body, status_of
 from .context import bind_request, echo_request_id
 from .negotiation import NegotiationController, active_policy
 from .routes import DealController
 
-_STATUS: list[tuple[type[DealflowError], int]] = [
-    (InvalidCommand, HTTP_422_UNPROCESSABLE_ENTITY),
-    (IdempotencyKeyReused, HTTP_422_UNPROCESSABLE_ENTITY),
-    (NotFound, HTTP_404_NOT_FOUND),
-    (Forbidden, HTTP_403_FORBIDDEN),
-    (VersionMismatch, HTTP_412_PRECONDITION_FAILED),
-    (CommandRefused, HTTP_409_CONFLICT),
-]
-
-
-def error_body(error: DealflowError) -> dict[str, Any]:
-    """The JSON body of a refusal; the NATS adapter replies with the same body."""
-    body: dict[str, Any] = {"code": error.code, "message": error.message}
-    if isinstance(error, InvalidCommand):
-        body["errors"] = [{"field": error.field, "rule": error.rule}]
-    if isinstance(error, SigningRefused):
-        body["blockers"] = [{"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in error.blockers]
-    return body
-
 
 def _refusal(_: Request[Any, Any, Any], error: DealflowError) -> Response[dict[str, Any]]:
-    status = next((code for kind, code in _STATUS if isinstance(error, kind)), HTTP_400_BAD_REQUEST)
-    return Response(error_body(error), status_code=status)
+    return Response(error_body(error), status_code=status_of(error))
 
 
 def _invalid(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
@@ -58,10 +33,7 @@ def _invalid(_: Request[Any, Any, Any], error: ValidationException) -> Response[
         # The body could not even be decoded (malformed JSON).
         return Response({"code": "malformed_request", "message": error.detail}, status_code=HTTP_400_BAD_REQUEST)
     errors = [{"field": e.get("key", "body"), "rule": e.get("message", "")} for e in error.extra]
-    message = "; ".join(f"{e['field']}: {e['rule']}" for e in errors)
-    return Response(
-        {"code": InvalidCommand.code, "message": message, "errors": errors}, status_code=HTTP_422_UNPROCESSABLE_ENTITY
-    )
+    return Response(invalid_body(errors), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 _HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -81,9 +53,14 @@ def create_app(settings: Settings | None = None, service: DealService | None = N
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         deals = service or DealService(env=settings.eventsourcing_env(), policy=load_policy(settings.policy_path))
         app.state.deals = deals
+        messaging = DealMessaging(deals, settings) if settings.nats_servers else None
+        if messaging is not None:
+            await messaging.start()
         try:
             yield
         finally:
+            if messaging is not None:
+                await messaging.stop()
             if service is None:
                 deals.close()
 

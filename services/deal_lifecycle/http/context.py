@@ -42,12 +42,13 @@ def command_context(
         actor=(actor or "").strip() or "anonymous",
         correlation_id=correlation_id or request.state.request_id,
         idempotency_key=idempotency_key or None,
-        expected_version=_version(if_match),
+        expected_version=parse_version(if_match),
         actor_role=(actor_role or "").strip().lower() or None,
     )
 
 
-def _version(if_match: str | None) -> int | None:
+def parse_version(if_match: str | None) -> int | None:
+    """The version in an If-Match header: 3, "3" or W/"3"."""
     if if_match is None:
         return None
     value = if_match.strip().removeprefix("W/").strip('"')

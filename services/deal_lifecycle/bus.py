@@ -1,0 +1,140 @@
+"""The deal lifecycle on NATS JetStream: subjects, the events stream, and the message envelope.
+
+Subject scheme (a public contract):
+  deals.events.<deal_id>.<EventType>   every stored deal event, in order, once (stream DEALS_EVENTS)
+  deals.commands.<command>             commands, request/reply (see nats_commands.py)
+  deals.alerts.*                       reserved for the notifier
+
+Each event is a CloudEvent in binary mode (CloudEvents NATS protocol binding): the
+attributes travel as `ce-*` headers and the body is the event as JSON, the same shape
+as `GET /deals/{id}/events` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+from .views import event_view
+
+log = structlog.get_logger("dealflow.bus")
+
+EVENTS_STREAM = "DEALS_EVENTS"
+EVENTS_SUBJECTS = "deals.events.>"
+COMMANDS_PREFIX = "deals.commands"
+CE_SOURCE = "urn:dealflow:deal-lifecycle"
+SCHEMA_VERSION = "1"
+# Our own headers beside the CloudEvents ones.
+DEAL_VERSION = "Dealflow-Deal-Version"
+CORRELATION_ID = "Dealflow-Correlation-Id"
+SCHEMA = "Dealflow-Schema-Version"
+NOTIFICATION_ID = "Dealflow-Notification-Id"
+ACTOR = "Dealflow-Actor"
+# JetStream drops a second message with the same id within this window: the relay's
+# safety net for an event whose acknowledgement was lost.
+DUPLICATE_WINDOW_SECONDS = 15 * 60
+
+
+def event_subject(deal_id: str, event_type: str) -> str:
+    return f"deals.events.{deal_id}.{event_type}"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    subject: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def envelope(domain_event: Any, notification_id: int) -> Envelope:
+    view = event_view(domain_event)
+    event_id = f"{view['deal_id']}:{view['version']}"
+    headers = {
+        "Nats-Msg-Id": event_id,
+        "ce-specversion": "1.0",
+        "ce-id": event_id,
+        "ce-source": CE_SOURCE,
+        "ce-type": f"dealflow.deal.{view['type']}",
+        "ce-subject": view["deal_id"],
+        "ce-time": view["timestamp"],
+        "ce-datacontenttype": "application/json",
+        "Content-Type": "application/json",
+        DEAL_VERSION: str(view["version"]),
+        CORRELATION_ID: view["correlation_id"],
+        ACTOR: view["actor"],
+        SCHEMA: SCHEMA_VERSION,
+        NOTIFICATION_ID: str(notification_id),
+    }
+    body = json.dumps(view, separators=(",", ":")).encode()
+    return Envelope(event_subject(view["deal_id"], view["type"]), headers, body)
+
+
+def events_stream_config() -> StreamConfig:
+    return StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=[EVENTS_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create the streams, or bring an existing one's config up to date; safe to run at every start."""
+    config = events_stream_config()
+    try:
+        await js.stream_info(config.name or EVENTS_STREAM)
+    except NotFoundError:
+        await js.add_stream(config)
+    else:
+        await js.update_stream(config)
+
+
+async def connect(
+    servers: list[str],
+    *,
+    name: str,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+) -> NATS:
+    """Connect, retrying until NATS answers: the service starts (and accepts commands) without it."""
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected", servers=servers)
+
+    async def reconnected() -> None:
+        log.info("nats reconnected", servers=servers)
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    async def error(e: Exception) -> None:
+        log.warning("nats error", error=str(e))
+
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((OSError, asyncio.TimeoutError, nats.errors.NoServersError)),
+        wait=wait_random_exponential(multiplier=0.2, max=5),
+    ):
+        with attempt:
+            return await nats.connect(
+                servers,
+                name=name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+            )
+    raise AssertionError("unreachable: AsyncRetrying retries forever")
