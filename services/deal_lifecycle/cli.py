@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -49,22 +51,57 @@ def up(
     port: int = typer.Option(8000, help="TCP port to listen on."),
     nats_port: int = typer.Option(4222, help="Port of the embedded NATS (a free one if taken)."),
 ) -> None:
-    """Start the whole system: embedded NATS (unless NATS_URL is set) and the deal service with its relay."""
+    """Start the whole system: embedded NATS (unless NATS_URL is set) and the deal service with its relay.
+
+    A small supervisor: each part is its own process; when one stops, or on Ctrl-C/SIGTERM,
+    all are stopped, in reverse order.
+    """
     settings = Settings.from_env()
     _policy_or_exit(settings)
     embedded = None
-    if not settings.nats_servers:
-        store = settings.sqlite_path.parent / "nats"
-        embedded = EmbeddedNats(store, port=nats_port if port_is_free(nats_port) else None)
-        os.environ["NATS_URL"] = embedded.start()
-        _nats_url_file(settings).write_text(embedded.url)
-        typer.echo(f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}", err=True)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
     try:
-        serve(host=host, port=port)
+        if not settings.nats_servers:
+            store = settings.sqlite_path.parent / "nats"
+            embedded = EmbeddedNats(store, port=nats_port if port_is_free(nats_port) else None)
+            env["NATS_URL"] = embedded.start()
+            _nats_url_file(settings).write_text(embedded.url)
+            typer.echo(f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}", err=True)
+        children.append(_spawn(["serve", "--host", host, "--port", str(port)], env))
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
     finally:
+        for child in reversed(children):
+            _stop(child)
         if embedded is not None:
             embedded.stop()
             _nats_url_file(settings).unlink(missing_ok=True)
+    failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        raise typer.Exit(code=1)
+
+
+def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "services.deal_lifecycle", *arguments], env=env)  # noqa: S603
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 @app.command()

@@ -22,6 +22,8 @@ class Settings:
     policy_path: Path = Path("deploy/policy.toml")
     # nats://host:port[,nats://host:port...]; unset: `dealflow up` starts an embedded nats-server.
     nats_url: str | None = None
+    # How many events the relay publishes before it saves its position.
+    relay_batch_size: int = 500
 
     @property
     def nats_servers(self) -> list[str]:
@@ -35,6 +37,7 @@ class Settings:
             max_request_bytes=int(environ.get("DEALFLOW_MAX_REQUEST_BYTES", cls.max_request_bytes)),
             policy_path=Path(environ.get("DEALFLOW_POLICY", cls.policy_path)),
             nats_url=environ.get("NATS_URL") or None,
+            relay_batch_size=int(environ.get("DEALFLOW_RELAY_BATCH", cls.relay_batch_size)),
         )
 
     def describe_store(self) -> str:

@@ -54,7 +54,7 @@ class DealMessaging:
             if self.with_commands:
                 await CommandResponder(self.deals, nc).listen()
             if self.with_relay:
-                relay = EventRelay(self.deals, nc)
+                relay = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)
                 self.deals.on_recorded(relay.wake)
                 tasks.append(asyncio.create_task(relay.run(self.stop_event, self._leadership())))
                 if self.settings.database_url:

@@ -1,0 +1,86 @@
+"""`dealflow up` from a clean directory: embedded NATS, the deal service and its relay; `dealflow watch` tails it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.deal_lifecycle.embedded_nats import free_port
+
+DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_up_starts_nats_and_the_service_and_watch_shows_the_events(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    env["DEALFLOW_SQLITE_PATH"] = str(tmp_path / "var" / "deals.sqlite3")
+    port, nats_port = free_port(), free_port()
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen(
+            [*DEALFLOW, "up", "--port", str(port), "--nats-port", str(nats_port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=1)
+                break
+            except httpx.TransportError:
+                if up.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dealflow up did not start:\n{log.read_text()}")
+                time.sleep(0.1)
+        assert (tmp_path / "var" / "nats.url").read_text() == f"nats://127.0.0.1:{nats_port}"
+        deal = httpx.post(
+            f"http://127.0.0.1:{port}/deals",
+            json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"},
+            headers={"X-Actor": "ann@firm"},
+        ).json()
+        httpx.post(f"http://127.0.0.1:{port}/deals/{deal['id']}/letter-of-intent", headers={"X-Actor": "bob@firm"})
+
+        watched = subprocess.run(
+            [*DEALFLOW, "watch", "--since", "all", "--json", "--limit", "2", "--deal", deal["id"]],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert watched.returncode == 0, watched.stderr
+        events = [json.loads(line) for line in watched.stdout.splitlines()]
+        assert [(e["type"], e["version"], e["actor"]) for e in events] == [
+            ("DealOpened", 1, "ann@firm"),
+            ("LetterOfIntentSigned", 2, "bob@firm"),
+        ]
+        readable = subprocess.run(
+            [*DEALFLOW, "watch", "--since", "all", "--limit", "1", "--type", "LetterOfIntentSigned"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert "LetterOfIntentSigned" in readable.stdout
+        assert "by bob@firm" in readable.stdout
+        assert deal["id"][:8] in readable.stdout
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=20)
+    # Stopping `up` stops the NATS it started: nothing listens on its port any more.
+    deadline = time.monotonic() + 10
+    while listening(nats_port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not listening(nats_port), log.read_text()[-2000:]
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
