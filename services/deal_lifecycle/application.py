@@ -23,8 +23,9 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from . import commands as c
+from .domain.attempts import SigningAttempts
 from .domain.deal import Deal
-from .domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound
+from .domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
 from .domain.model import Attribution, Participant
 from .domain.policy import Policy
 from .read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
@@ -288,7 +289,22 @@ class DealService(Application[UUID]):
         )
 
     def sign_contract(self, deal_id: UUID, ctx: c.CommandContext) -> Outcome:
-        return self._execute("sign_contract", deal_id, None, ctx, lambda d: d.sign_contract(by=_by(ctx)))
+        try:
+            return self._execute("sign_contract", deal_id, None, ctx, lambda d: d.sign_contract(by=_by(ctx)))
+        except SigningRefused as refused:
+            self._record_refused_signing(deal_id, refused, ctx)
+            raise
+
+    def _record_refused_signing(self, deal_id: UUID, refused: SigningRefused, ctx: c.CommandContext) -> None:
+        """The deal is unchanged; the attempt goes to the deal's log of refused signings (for alerts and audit)."""
+        for attempt in Retrying(retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(self.conflict_retries), reraise=True):
+            with attempt:
+                try:
+                    attempts: SigningAttempts = self.repository.get(SigningAttempts.create_id(str(deal_id)))
+                except AggregateNotFoundError:
+                    attempts = SigningAttempts(deal_id=str(deal_id))
+                attempts.refused(deal_version=self.get_deal(deal_id).version, blockers=refused.blockers, by=_by(ctx))
+                self.save(attempts)
 
     def walk_away(self, deal_id: UUID, cmd: c.WalkAway, ctx: c.CommandContext) -> Outcome:
         return self._execute("walk_away", deal_id, cmd, ctx, lambda d: d.walk_away(reason=cmd.reason, by=_by(ctx)))

@@ -26,6 +26,8 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
+from .domain import attempts
+from .domain.deal import event_topics
 from .views import event_view
 
 log = structlog.get_logger("dealflow.bus")
@@ -46,6 +48,10 @@ ACTOR = "Dealflow-Actor"
 DUPLICATE_WINDOW_SECONDS = 15 * 60
 
 
+# Every Deal event, and the refused signing attempts; not the attempts log's own creation.
+PUBLISHED_TOPICS = event_topics() + attempts.PUBLISHED_TOPICS
+
+
 def event_subject(deal_id: str, event_type: str) -> str:
     return f"deals.events.{deal_id}.{event_type}"
 
@@ -59,7 +65,8 @@ class Envelope:
 
 def envelope(domain_event: Any, notification_id: int) -> Envelope:
     view = event_view(domain_event)
-    event_id = f"{view['deal_id']}:{view['version']}"
+    # Unique per stored event: its originator (the deal, or the deal's log of refused signings) and version.
+    event_id = f"{domain_event.originator_id}:{domain_event.originator_version}"
     headers = {
         "Nats-Msg-Id": event_id,
         "ce-specversion": "1.0",

@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from .application import DealService
-from .bus import EVENTS_STREAM, NOTIFICATION_ID, ensure_streams, envelope
+from .bus import EVENTS_STREAM, NOTIFICATION_ID, PUBLISHED_TOPICS, ensure_streams, envelope
 from .leadership import Leadership
 
 log = structlog.get_logger("dealflow.relay")
@@ -96,6 +96,7 @@ class EventRelay:
                 self.deals.recorder.select_notifications,
                 start=self.position,
                 limit=self.batch_size,
+                topics=PUBLISHED_TOPICS,
                 inclusive_of_start=False,
             )
             if not notifications:

@@ -13,7 +13,7 @@ from .domain.policy import Policy
 from .read_model import DealSummary
 
 # Fields every stored event has that are not part of its business data.
-_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id"}
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id", "deal_id"}
 
 
 class BlockerView(TypedDict):
@@ -150,7 +150,8 @@ def policy_view(policy: Policy) -> dict[str, Any]:
 def event_view(domain_event: Any) -> EventView:
     state = vars(domain_event)
     return {
-        "deal_id": str(domain_event.originator_id),
+        # A deal's own events come from the deal; its refused signing attempts name it.
+        "deal_id": str(state.get("deal_id", domain_event.originator_id)),
         "version": domain_event.originator_version,
         "type": event_type(domain_event),
         "timestamp": domain_event.timestamp.isoformat(),

@@ -232,3 +232,14 @@ def test_a_new_command_wakes_the_relay_in_another_process(
     finally:
         relay.terminate()
         relay.wait(timeout=10)
+
+
+def test_a_refused_signing_is_published_on_the_deals_subject(client: TestClient, nats_server: EmbeddedNats) -> None:
+    deal_id = client.post("/deals", json={"title": "T", "client_name": "C", "owner": "o"}, headers={"X-Actor": "ann"}).json()["id"]
+    assert client.post(f"/deals/{deal_id}/contract", headers={"X-Actor": "esign"}).status_code == 409
+    assert wait_for_count(nats_server.url, 2) == 2
+    refused = stream(nats_server.url)[-1]
+    assert refused.subject == f"deals.events.{deal_id}.SigningRefused"
+    assert (refused.event["type"], refused.event["actor"], refused.event["data"]["deal_version"]) == ("SigningRefused", "esign", 1)
+    assert [b["code"] for b in refused.event["data"]["blockers"]][0] == "stage"
+    assert refused.headers["ce-subject"] == deal_id

@@ -324,3 +324,18 @@ def test_negotiation_state_survives_the_store_and_its_snapshots(service: DealSer
         ("non_negotiable_refused", "msa_signed_first"),
         ("term_beyond_limit", "payment_terms_days"),
     ]
+
+
+def test_a_refused_signing_leaves_the_deal_alone_but_is_recorded_for_alerts_and_audit(service: DealService) -> None:
+    from services.deal_lifecycle.domain.attempts import SigningAttempts
+
+    deal_id = in_transition_meeting(service)
+    versions = stored_versions(service, deal_id)
+    for _ in range(2):
+        with pytest.raises(SigningRefused):
+            service.sign_contract(deal_id, ctx("esign@vendor"))
+    assert stored_versions(service, deal_id) == versions
+    log = list(service.events.get(SigningAttempts.create_id(str(deal_id))))
+    refused = [e for e in log if type(e).__name__ == "SigningRefused"]
+    assert [(e.deal_id, e.deal_version, e.actor) for e in refused] == [(str(deal_id), versions[-1], "esign@vendor")] * 2
+    assert [b["code"] for b in refused[0].blockers] == ["missing_client_expectation", "missing_provider_expectation"]

@@ -751,3 +751,12 @@ class Deal(Aggregate):
 def event_type(domain_event: Any) -> str:
     """The public name of an event: its class name, e.g. `LetterOfIntentSigned`."""
     return type(domain_event).__name__
+
+
+def event_topics() -> tuple[str, ...]:
+    """The stored topics of the Deal's events (not of its abstract bases)."""
+    return tuple(
+        value.TOPIC
+        for name, value in vars(Deal).items()
+        if isinstance(value, type) and issubclass(value, (Deal.Event, Deal.Created)) and name not in ("Event", "Created")
+    )
