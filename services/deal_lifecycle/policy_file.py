@@ -7,19 +7,19 @@ policy would raise (or miss) walk-away conditions silently.
 from __future__ import annotations
 
 import hashlib
-import re
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from services.config_file import ConfigFileError, read_toml
 
 from .domain.policy import ConcessionBalance, Policy, RightClient, Term, Worse
 
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 
 
-class PolicyError(Exception):
+class PolicyError(ConfigFileError):
     """The policy file cannot be used; the message names the file, the line and the problem."""
 
 
@@ -69,27 +69,9 @@ class _PolicySpec(_Spec):
 
 def load_policy(path: Path) -> Policy:
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise PolicyError(f"{path}: cannot read the policy: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise PolicyError(f"{path}:{line}: not UTF-8 (byte {e.start}); TOML files are UTF-8") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        found = re.search(r"line (\d+)", str(e))
-        # tomllib says "at end of document" instead of a line for errors on the last line.
-        line = found.group(1) if found else max(1, len(text.splitlines()))
-        raise PolicyError(f"{path}:{line}: not valid TOML: {e}") from None
-    try:
-        spec = _PolicySpec.model_validate(document)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise PolicyError(f"{path}:{_line_of(text, first['loc'])}: {where}: {first['msg']}") from None
+        spec, raw = read_toml(path, _PolicySpec)
+    except ConfigFileError as e:
+        raise PolicyError(str(e)) from None
     return Policy(
         version="sha256:" + hashlib.sha256(raw).hexdigest(),
         label=spec.label,
@@ -104,34 +86,3 @@ def load_policy(path: Path) -> Policy:
         ),
         concessions=ConcessionBalance(spec.concessions.max_imbalance, spec.concessions.must_win_something_after),
     )
-
-
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int:
-    """The line of the key at `loc` (or of its table, when the key is missing); 1 if neither is found.
-
-    A light reading of TOML, enough to point at a line: tables, (dotted) keys, and
-    skipping the inside of multi-line strings.
-    """
-    path = [str(part) for part in loc if isinstance(part, str)]
-    table: list[str] = []
-    best = 1
-    in_multiline: str | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if in_multiline:
-            if line.count(in_multiline) % 2:
-                in_multiline = None
-            continue
-        stripped = line.split("#", 1)[0].strip()
-        if header := re.fullmatch(r"\[([^\[\]]+)\]", stripped):
-            table = [part.strip().strip('"') for part in header.group(1).split(".")]
-            if table == path[: len(table)] and len(table) <= len(path):
-                best = number
-            continue
-        if key := re.match(r'([A-Za-z0-9_\-."]+?)\s*=', stripped):
-            keys = [*table, *(part.strip('"') for part in key.group(1).split("."))]
-            if keys == path[: len(keys)]:
-                best = number
-            for quote in ('"""', "'''"):
-                if stripped.count(quote) % 2:
-                    in_multiline = quote
-    return best

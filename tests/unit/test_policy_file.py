@@ -130,7 +130,7 @@ def test_a_missing_policy_file_is_refused_naming_the_path(tmp_path: Path) -> Non
 
     message = refusal(path)
 
-    assert message.startswith(f"{path}: cannot read the policy"), message
+    assert message.startswith(f"{path}: cannot read: "), message
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,86 @@
+"""Reading a TOML configuration file into a validated model, or an error naming the file, line and problem.
+
+Shared by the deal service (the Right Terms policy) and the notifier (the alert rules):
+a malformed file must stop a service at start-up, saying exactly where.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ConfigFileError(Exception):
+    """The file cannot be used; the message is `path:line: where: problem`."""
+
+
+def read_toml(path: Path, model: type[Model]) -> tuple[Model, bytes]:
+    """The validated model and the file's raw bytes (for hashing)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigFileError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigFileError(f"{path}:{line}: not UTF-8 (byte {e.start}); TOML files are UTF-8") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        found = re.search(r"line (\d+)", str(e))
+        # tomllib says "at end of document" instead of a line for errors on the last line.
+        line = found.group(1) if found else max(1, len(text.splitlines()))
+        raise ConfigFileError(f"{path}:{line}: not valid TOML: {e}") from None
+    try:
+        return model.model_validate(document), raw
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigFileError(f"{path}:{line_of(text, first['loc'])}: {where}: {first['msg']}") from None
+
+
+def line_of(text: str, loc: tuple[int | str, ...]) -> int:
+    """The line of the key at `loc` (or of its table, when the key is missing); 1 if neither is found.
+
+    A light reading of TOML, enough to point at a line: tables, arrays of tables, (dotted)
+    keys, and skipping the inside of multi-line strings.
+    """
+    path = [str(part) for part in loc]
+    table: list[str] = []
+    counts: dict[tuple[str, ...], int] = {}
+    best = 1
+    in_multiline: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_multiline:
+            if line.count(in_multiline) % 2:
+                in_multiline = None
+            continue
+        stripped = line.split("#", 1)[0].strip()
+        if header := re.fullmatch(r"\[\[([^\[\]]+)\]\]", stripped):
+            name = tuple(part.strip().strip('"') for part in header.group(1).split("."))
+            index = counts.get(name, 0)
+            counts[name] = index + 1
+            table = [*name, str(index)]
+            if table == path[: len(table)]:
+                best = number
+            continue
+        if header := re.fullmatch(r"\[([^\[\]]+)\]", stripped):
+            table = [part.strip().strip('"') for part in header.group(1).split(".")]
+            if table == path[: len(table)] and len(table) <= len(path):
+                best = number
+            continue
+        if key := re.match(r'([A-Za-z0-9_\-."]+?)\s*=', stripped):
+            keys = [*table, *(part.strip('"') for part in key.group(1).split("."))]
+            if keys == path[: len(keys)]:
+                best = number
+            for quote in ('"""', "'''"):
+                if stripped.count(quote) % 2:
+                    in_multiline = quote
+    return best
