@@ -1,5 +1,5 @@
-"""`python -m services.deal_lifecycle` is the `dealflow` command."""
+"""`python -m services.deal_lifecycle` is the `dealflow` command too."""
 
-from .cli import app
+from services.cli import app
 
 app(prog_name="dealflow")

@@ -51,7 +51,7 @@ def up(
     port: int = typer.Option(8000, help="TCP port to listen on."),
     nats_port: int = typer.Option(4222, help="Port of the embedded NATS (a free one if taken)."),
 ) -> None:
-    """Start the whole system: embedded NATS (unless NATS_URL is set) and the deal service with its relay.
+    """Start the whole system: embedded NATS (unless NATS_URL is set), the deal service with its relay, the notifier.
 
     A small supervisor: each part is its own process; when one stops, or on Ctrl-C/SIGTERM,
     all are stopped, in reverse order.
@@ -77,6 +77,7 @@ def up(
             _nats_url_file(settings).write_text(embedded.url)
             typer.echo(f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}", err=True)
         children.append(_spawn(["serve", "--host", host, "--port", str(port)], env))
+        children.append(_spawn(["notifier"], env))
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
     finally:
@@ -91,7 +92,7 @@ def up(
 
 
 def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "services.deal_lifecycle", *arguments], env=env)  # noqa: S603
+    return subprocess.Popen([sys.executable, "-m", "services", *arguments], env=env)  # noqa: S603
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,118 @@
+"""What an alert says: the deal, the client, what happened, by whom, and for a condition the
+evidence and what to do next. Pure: the event and the deal's context in, text out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .rules import Target
+
+# What the firm can do about each walk-away condition (DOMAIN.md, "Walk-away conditions").
+NEXT_STEP = {
+    "term_beyond_limit": "revise the term within the private limit, or have an approver waive the condition with a reason",
+    "non_negotiable_refused": "get the client to accept the non-negotiable, or have an approver waive the condition",
+    "provider_expectation_rejected": "refine the expectation and put it on the table again (withdraw the rejected one)",
+    "promise_rejected": "renegotiate the promise with Operations, or withdraw it",
+    "concession_imbalance": "win something back before giving more: let them win some, but you must win something",
+    "client_disqualified": "check the right-client facts; if they stand, this is not a right client",
+}
+
+HEADLINE = {
+    "LetterOfIntentSigned": "Letter of intent signed",
+    "TransitionMeetingHeld": "Transition meeting held",
+    "ContractSigned": "Contract signed",
+    "WalkedAway": "The firm walked away",
+    "WalkAwayConditionRaised": "Walk-away condition raised",
+    "WalkAwayConditionResolved": "Walk-away condition resolved",
+    "WalkAwayConditionWaived": "Walk-away condition waived",
+    "SigningRefused": "Signing refused",
+    "EscalatedOverCounterpart": "Escalated over the counterpart's head",
+}
+
+
+@dataclass(frozen=True)
+class DealContext:
+    deal_id: str
+    title: str
+    client_name: str
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    event_id: str
+    deal_id: str
+    event_type: str
+    recipient: str
+    channel: str
+    address: str | None
+    urgency: str
+    title: str
+    text: str
+    event: dict[str, Any]
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON a webhook receives."""
+        return {
+            "alert_id": self.id,
+            "event_id": self.event_id,
+            "deal_id": self.deal_id,
+            "event_type": self.event_type,
+            "recipient": self.recipient,
+            "urgency": self.urgency,
+            "title": self.title,
+            "text": self.text,
+            "event": self.event,
+        }
+
+
+def compose(event: dict[str, Any], event_id: str, deal: DealContext, target: Target) -> Alert:
+    title, text = describe(event, deal)
+    if target.urgency == "urgent":
+        title = f"URGENT: {title}"
+    return Alert(
+        id=f"{event_id}/{target.recipient}/{target.channel}",
+        event_id=event_id,
+        deal_id=deal.deal_id,
+        event_type=event["type"],
+        recipient=target.recipient,
+        channel=target.channel,
+        address=target.address,
+        urgency=target.urgency,
+        title=title,
+        text=text,
+        event=event,
+    )
+
+
+def describe(event: dict[str, Any], deal: DealContext) -> tuple[str, str]:
+    kind = event["type"]
+    data = event.get("data", {})
+    title = f"{HEADLINE.get(kind, kind)}: {deal.title} ({deal.client_name})"
+    lines = [
+        f"Deal: {deal.title} for {deal.client_name} (owner {deal.owner or 'unknown'}, id {deal.deal_id})",
+        f"What happened: {HEADLINE.get(kind, kind)} at {event['timestamp']}",
+        f"By: {event['actor']}",
+    ]
+    if kind == "WalkAwayConditionRaised":
+        lines += [
+            f"Condition: {data.get('kind')} on {data.get('subject')}",
+            "Evidence: " + ", ".join(f"{k}={v}" for k, v in (data.get("evidence") or {}).items()),
+            f"Judged by policy {data.get('policy_version')}",
+            f"What to do next: {NEXT_STEP.get(str(data.get('kind')), 'resolve or waive the condition, or walk away')}. "
+            "Signing is blocked while it is open.",
+        ]
+    elif kind in ("WalkAwayConditionResolved", "WalkAwayConditionWaived"):
+        lines.append(f"Because: {data.get('resolution') or data.get('reason')}")
+    elif kind == "SigningRefused":
+        lines.append("Blockers: " + "; ".join(b.get("message", b.get("code", "")) for b in data.get("blockers", [])))
+        lines.append("What to do next: clear every blocker above, then sign again.")
+    elif kind == "WalkedAway":
+        lines.append(f"Reason: {data.get('reason')}")
+    elif kind == "EscalatedOverCounterpart":
+        consent = "with" if data.get("counterpart_consented") else "WITHOUT"
+        lines.append(f"Escalated to {data.get('to')}, {consent} the counterpart's consent")
+        lines.append("Strategies tried first: " + ", ".join(data.get("strategies_tried", [])))
+    return title, "\n".join(lines)

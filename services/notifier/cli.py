@@ -1,0 +1,78 @@
+"""`dealflow notifier` (the notifier process) and `dealflow alerts` (what it sent, or failed to)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from dataclasses import asdict
+
+import typer
+
+from services.deal_lifecycle.bus import connect
+from services.deal_lifecycle.logs import configure_logging
+
+from .channels import build_channels
+from .consumer import Notifier
+from .rules import RulesError, load_rules
+from .settings import NotifierSettings
+from .store import AlertStore
+
+
+def notifier() -> None:
+    """Run the notifier: alerts people on deal transitions and walk-away conditions."""
+    configure_logging()
+    settings = NotifierSettings.from_env()
+    try:
+        rules = load_rules(settings.rules_path)
+    except RulesError as e:
+        typer.echo(f"dealflow notifier: cannot start, the alert rules are invalid: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    servers = settings.nats_servers or ["nats://127.0.0.1:4222"]
+    store = AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
+    channels = build_channels(rules.channels)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        nc = await connect(servers, name="dealflow-notifier")
+        try:
+            await Notifier(nc, rules, store, channels).run(stop)
+        finally:
+            for channel in channels.values():
+                await channel.close()
+            await nc.drain()
+
+    typer.echo(f"dealflow: notifier on {', '.join(servers)}, rules {settings.rules_path}", err=True)
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def alerts(
+    deal: str | None = typer.Option(None, "--deal", help="Only this deal's alerts."),
+    failed: bool = typer.Option(False, "--failed", help="Only dead-lettered alerts (and invalid events)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON record per line."),
+) -> None:
+    """List the alerts the notifier delivered or dead-lettered, with their attempts."""
+    settings = NotifierSettings.from_env()
+    store = AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
+    try:
+        for record in store.alerts(deal_id=deal, failed=failed):
+            if as_json:
+                typer.echo(json.dumps({**asdict(record), "tries": store.attempts(record.alert_id)}))
+            else:
+                error = f"  ({record.last_error})" if record.last_error else ""
+                typer.echo(
+                    f"{record.updated_at[:19]}Z  {record.status:<9} {record.event_type:<26} {record.deal_id[:8]}  "
+                    f"{record.recipient} via {record.channel}"
+                    f"{' <' + record.address + '>' if record.address else ''}  tries={record.attempts}{error}"
+                )
+        if failed:
+            for message_id, subject, reason, at in store.dead_letters():
+                typer.echo(json.dumps({"dead_letter": message_id, "subject": subject, "reason": reason, "at": at}) if as_json else f"{at[:19]}Z  invalid   {subject}  ({reason})")
+    finally:
+        store.close()

@@ -1,0 +1,210 @@
+"""The notifier: a durable JetStream consumer that turns deal events into alerts.
+
+An event is acknowledged only once each of its alerts is delivered or dead-lettered.
+Several notifier processes share the durable consumer, so each event goes to one of
+them at a time; an alert already delivered (the store knows it by event, recipient and
+channel) is never sent again, even when a crash makes JetStream redeliver the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from typing import Any
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ConfigDict, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from services.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS
+
+from .alerts import Alert, DealContext, compose
+from .channels import Channel, DeliveryFailed
+from .rules import Rules
+from .store import DEAD, DELIVERED, AlertStore
+
+log = structlog.get_logger("dealflow.notifier")
+
+DURABLE = "notifier"
+ALERTS_STREAM = "DEALS_ALERTS"
+DEAD_SUBJECT = "deals.alerts.dead"
+
+
+class IncomingEvent(BaseModel):
+    """What a message on deals.events.* must carry to be alerted on."""
+
+    model_config = ConfigDict(extra="allow")
+
+    deal_id: str
+    version: int
+    type: str
+    timestamp: str
+    actor: str
+    correlation_id: str
+    data: dict[str, Any]
+
+
+class InvalidMessage(Exception):
+    pass
+
+
+class Notifier:
+    def __init__(self, nc: NATS, rules: Rules, store: AlertStore, channels: dict[str, Channel]) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.rules = rules
+        self.store = store
+        self.channels = channels
+        self._deals: OrderedDict[str, DealContext] = OrderedDict()
+
+    async def run(self, stop: asyncio.Event, *, batch: int = 10) -> None:
+        await self._wait_for_events_stream(stop)
+        await self._ensure_alerts_stream()
+        subscription = await self.js.pull_subscribe(
+            EVENTS_SUBJECTS,
+            durable=DURABLE,
+            stream=EVENTS_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_deliver=-1,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        )
+        log.info("notifier consuming", stream=EVENTS_STREAM, durable=DURABLE)
+        while not stop.is_set():
+            try:
+                messages = await subscription.fetch(batch, timeout=1)
+            except TimeoutError:
+                continue
+            except Exception as e:  # noqa: BLE001 - NATS hiccups must not end the notifier
+                log.warning("cannot fetch events", error=str(e))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in messages:
+                await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            event, event_id = self._validated(msg)
+        except InvalidMessage as invalid:
+            await self._dead_letter_message(msg, str(invalid))
+            await msg.ack()
+            return
+        deal = await self._deal(event)
+        alerts = [compose(event, event_id, deal, target) for target in self.rules.targets(event["type"], owner=deal.owner)]
+        await asyncio.gather(*(self.deliver(alert, msg) for alert in alerts))
+        await msg.ack()
+
+    async def deliver(self, alert: Alert, msg: Msg) -> None:
+        if await asyncio.to_thread(self.store.is_final, alert.id):
+            return  # delivered (or dead-lettered) before a crash or redelivery: never twice
+        channel = self.channels[alert.channel]
+        delivery = self.rules.delivery
+        attempt = 0
+
+        async def keep_event_alive(_: RetryCallState) -> None:
+            await msg.in_progress()  # tells JetStream not to redeliver while we back off
+
+        try:
+            async for trial in AsyncRetrying(
+                stop=stop_after_attempt(delivery.attempts),
+                wait=wait_random_exponential(multiplier=delivery.backoff_seconds, max=delivery.max_backoff_seconds),
+                retry=retry_if_exception_type(DeliveryFailed),
+                before_sleep=keep_event_alive,
+                reraise=True,
+            ):
+                with trial:
+                    attempt = trial.retry_state.attempt_number
+                    await self._send(channel, alert, attempt)
+        except DeliveryFailed as failed:
+            await asyncio.to_thread(self.store.record_outcome, alert, DEAD, attempt, str(failed))
+            await self._dead_letter_alert(alert, attempt, str(failed))
+            log.warning("alert dead-lettered", alert_id=alert.id, attempts=attempt, error=str(failed))
+            return
+        await asyncio.to_thread(self.store.record_outcome, alert, DELIVERED, attempt, None)
+
+    async def _send(self, channel: Channel, alert: Alert, attempt: int) -> None:
+        try:
+            await channel.send(alert)
+        except DeliveryFailed as e:
+            await asyncio.to_thread(self.store.record_attempt, alert.id, attempt, "failed", str(e))
+            raise
+        except Exception as e:  # noqa: BLE001 - a channel's own bug is a failed delivery, not a crash
+            await asyncio.to_thread(self.store.record_attempt, alert.id, attempt, "failed", repr(e))
+            raise DeliveryFailed(repr(e)) from e
+        await asyncio.to_thread(self.store.record_attempt, alert.id, attempt, "delivered", None)
+
+    def _validated(self, msg: Msg) -> tuple[dict[str, Any], str]:
+        try:
+            event = IncomingEvent.model_validate_json(msg.data).model_dump()
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors())
+            raise InvalidMessage(problems) from None
+        expected = f"deals.events.{event['deal_id']}.{event['type']}"
+        if msg.subject != expected:
+            raise InvalidMessage(f"subject {msg.subject} does not match the event (expected {expected})")
+        event_id = (msg.headers or {}).get("ce-id")
+        if not event_id:
+            raise InvalidMessage("no ce-id header")
+        return event, event_id
+
+    async def _deal(self, event: dict[str, Any]) -> DealContext:
+        """The deal's title, client and owner, from its DealOpened event (JetStream direct get, cached)."""
+        deal_id = event["deal_id"]
+        if event["type"] == "DealOpened":
+            data = event["data"]
+            return self._remember(DealContext(deal_id, data["title"], data["client_name"], data["owner"]))
+        if deal_id in self._deals:
+            self._deals.move_to_end(deal_id)
+            return self._deals[deal_id]
+        try:
+            opened = await self.js.get_last_msg(EVENTS_STREAM, f"deals.events.{deal_id}.DealOpened")
+            data = json.loads(opened.data or b"{}")["data"]
+            return self._remember(DealContext(deal_id, data["title"], data["client_name"], data["owner"]))
+        except (NotFoundError, KeyError, ValueError):
+            return DealContext(deal_id, f"deal {deal_id}", "unknown client", None)
+
+    def _remember(self, deal: DealContext) -> DealContext:
+        self._deals[deal.deal_id] = deal
+        while len(self._deals) > 10_000:
+            self._deals.popitem(last=False)
+        return deal
+
+    async def _dead_letter_alert(self, alert: Alert, attempts: int, error: str) -> None:
+        body = {"kind": "alert", "error": error, "attempts": attempts, "alert": alert.payload()}
+        await self._publish_dead(body, f"{alert.id}/dead")
+
+    async def _dead_letter_message(self, msg: Msg, reason: str) -> None:
+        message_id = (msg.headers or {}).get("Nats-Msg-Id") or f"{EVENTS_STREAM}:{msg.metadata.sequence.stream}"
+        data = msg.data.decode("utf-8", errors="replace")
+        await asyncio.to_thread(self.store.record_dead_letter, message_id, msg.subject, reason, data)
+        log.warning("invalid event dead-lettered", subject=msg.subject, reason=reason)
+        await self._publish_dead({"kind": "message", "subject": msg.subject, "reason": reason, "data": data}, f"{message_id}/dead")
+
+    async def _publish_dead(self, body: dict[str, Any], message_id: str) -> None:
+        try:
+            await self.js.publish(DEAD_SUBJECT, json.dumps(body).encode(), headers={"Nats-Msg-Id": message_id})
+        except Exception as e:  # noqa: BLE001 - the store already holds it; the subject is a courtesy copy
+            log.warning("cannot publish dead letter", error=str(e))
+
+    async def _wait_for_events_stream(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.js.stream_info(EVENTS_STREAM)
+                return
+            except Exception:  # noqa: BLE001 - the deal service creates the stream; wait for it
+                log.info("waiting for the events stream", stream=EVENTS_STREAM)
+                await asyncio.sleep(1)
+
+    async def _ensure_alerts_stream(self) -> None:
+        config = StreamConfig(name=ALERTS_STREAM, subjects=["deals.alerts.>"], storage=StorageType.FILE, duplicate_window=15 * 60)
+        try:
+            await self.js.stream_info(ALERTS_STREAM)
+        except NotFoundError:
+            await self.js.add_stream(config)

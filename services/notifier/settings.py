@@ -1,0 +1,29 @@
+"""The notifier's settings, from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NotifierSettings:
+    nats_url: str | None = None
+    rules_path: Path = Path("deploy/alert-rules.toml")
+    sqlite_path: Path = Path("var/notifier.sqlite3")
+    database_url: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> NotifierSettings:
+        return cls(
+            nats_url=environ.get("NATS_URL") or None,
+            rules_path=Path(environ.get("DEALFLOW_ALERT_RULES", cls.rules_path)),
+            sqlite_path=Path(environ.get("DEALFLOW_NOTIFIER_DB", cls.sqlite_path)),
+            database_url=environ.get("DEALFLOW_NOTIFIER_DATABASE_URL") or None,
+        )
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [server.strip() for server in (self.nats_url or "").split(",") if server.strip()]
