@@ -3,7 +3,7 @@
 Subject scheme (a public contract):
   deals.events.<deal_id>.<EventType>   every stored deal event, in order, once (stream DEALS_EVENTS)
   deals.commands.<command>             commands, request/reply (see nats_commands.py)
-  deals.alerts.*                       reserved for the notifier
+  deals.alerts.dead                    alerts and events the notifier dead-lettered (stream DEALS_ALERTS)
 
 Each event is a CloudEvent in binary mode (CloudEvents NATS protocol binding): the
 attributes travel as `ce-*` headers and the body is the event as JSON, the same shape
