@@ -42,8 +42,27 @@ def read_toml(path: Path, model: type[Model]) -> tuple[Model, bytes]:
         return model.model_validate(document), raw
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigFileError(f"{path}:{line_of(text, first['loc'])}: {where}: {first['msg']}") from None
+        raise error_at(path, text, document_path(document, first["loc"]), first["msg"]) from None
+
+
+def error_at(path: Path, text: str, loc: tuple[int | str, ...], problem: str) -> ConfigFileError:
+    where = ".".join(str(part) for part in loc)
+    return ConfigFileError(f"{path}:{line_of(text, loc)}: {where + ': ' if where else ''}{problem}")
+
+
+def document_path(document: object, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The part of a validation error's location that exists in the file (drops union tags)."""
+    found: list[int | str] = []
+    node = document
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif index < len(loc) - 1:
+            continue  # a union's tag, not a key of the file
+        found.append(part)  # the last part may be a missing key: name it all the same
+    return tuple(found)
 
 
 def line_of(text: str, loc: tuple[int | str, ...]) -> int:

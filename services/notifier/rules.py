@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.config_file import ConfigFileError, read_toml
+from services.config_file import ConfigFileError, error_at, read_toml
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -83,19 +83,22 @@ class RulesSpec(_Spec):
     rules: Annotated[list[RuleSpec], Field(min_length=1)]
     delivery: DeliverySpec = DeliverySpec()
 
-    @model_validator(mode="after")
-    def names_resolve(self) -> RulesSpec:
+    def broken_references(self) -> list[tuple[tuple[int | str, ...], str]]:
+        """Names that do not resolve, each with where it stands in the file."""
+        broken: list[tuple[tuple[int | str, ...], str]] = []
         for name, recipient in self.recipients.items():
             if recipient.channel not in self.channels:
-                raise ValueError(f"recipient {name!r} uses channel {recipient.channel!r}, which is not defined")
-            channel = self.channels[recipient.channel]
-            if isinstance(channel, EmailSpec) and not recipient.address:
-                raise ValueError(f"recipient {name!r} on email channel {recipient.channel!r} needs an address")
-        for rule in self.rules:
+                problem = f"recipient {name!r} uses channel {recipient.channel!r}, which is not defined"
+                broken.append((("recipients", name, "channel"), problem))
+            elif isinstance(self.channels[recipient.channel], EmailSpec) and not recipient.address:
+                problem = f"recipient {name!r} on email channel {recipient.channel!r} needs an address"
+                broken.append((("recipients", name), problem))
+        for index, rule in enumerate(self.rules):
             for recipient in rule.notify:
                 if recipient not in self.recipients:
-                    raise ValueError(f"rule {rule.name!r} notifies {recipient!r}, which is not a recipient")
-        return self
+                    problem = f"rule {rule.name!r} notifies {recipient!r}, which is not a recipient"
+                    broken.append((("rules", index, "notify"), problem))
+        return broken
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,9 @@ class Rules:
 
 def load_rules(path: Path) -> Rules:
     try:
-        spec, _ = read_toml(path, RulesSpec)
+        spec, raw = read_toml(path, RulesSpec)
     except ConfigFileError as e:
         raise RulesError(str(e)) from None
+    for loc, problem in spec.broken_references():
+        raise RulesError(str(error_at(path, raw.decode(), loc, problem)))
     return Rules(spec)

@@ -3,7 +3,8 @@ is open exactly when the policy's rules say it must be."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.errors import InvalidCommand

@@ -12,7 +12,7 @@ from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.errors import CommandRefused, InvalidCommand, NotFound, SigningRefused
 from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from services.deal_lifecycle.domain.model import Decision, Participant, Role, Side, Stage
-from tests.support import BY, POLICY, FULL_ATTENDANCE, LATER, TODAY, domain_deal_in_meeting
+from tests.support import BY, FULL_ATTENDANCE, LATER, POLICY, TODAY, domain_deal_in_meeting
 
 
 def record(deal: Deal, side: Side) -> str:
