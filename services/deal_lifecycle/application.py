@@ -73,8 +73,11 @@ class DealService(Application[UUID]):
         """Call `listener` (from the writing thread) each time events are stored: wakes the relay."""
         self._recorded_listeners.append(listener)
 
+    def remove_recorded_listener(self, listener: Callable[[], None]) -> None:
+        self._recorded_listeners.remove(listener)
+
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
-        for listener in self._recorded_listeners:
+        for listener in list(self._recorded_listeners):
             listener()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -344,18 +347,22 @@ class DealService(Application[UUID]):
         Run it while no commands are being accepted: a command saved during the rebuild
         would have its row overwritten by the older state read here.
         """
+        deal_ids = self.opened_deal_ids()
+        self.recorder.replace_summaries([summary_of(self.repository.get(deal_id)) for deal_id in deal_ids])
+        return len(deal_ids)
+
+    def opened_deal_ids(self) -> list[UUID]:
+        """Every deal ever opened, from the event log (not the read model)."""
         deal_ids: list[UUID] = []
         start, page = None, 1000
         while True:
             notifications = self.recorder.select_notifications(
                 start=start, limit=page, topics=[Deal.DealOpened.TOPIC], inclusive_of_start=False
             )
-            deal_ids += [n.originator_id for n in notifications]  # type: ignore[misc]
+            deal_ids += [UUID(str(n.originator_id)) for n in notifications]
             if len(notifications) < page:
-                break
+                return deal_ids
             start = notifications[-1].id
-        self.recorder.replace_summaries([summary_of(self.repository.get(deal_id)) for deal_id in deal_ids])
-        return len(deal_ids)
 
     @staticmethod
     def project_from(events: list[CanMutateAggregate[UUID]]) -> Deal:

@@ -12,7 +12,9 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
+from ..integrity import GENESIS, Link
 from ..read_model import CommandReceipt, DealSummary
+from . import links_for
 
 _SUMMARY_COLUMNS = SQL("deal_id, title, client_name, owner, stage, version, opened_at, updated_at")
 _RECEIPT_COLUMNS = SQL("idempotency_key, fingerprint, deal_id, version, created_id")
@@ -24,6 +26,7 @@ class DealRecorder(PostgresApplicationRecorder):
         schema = Identifier(self.datastore.schema)
         self.summaries = Composed([schema, SQL("."), Identifier(f"{events_table_name}_deal_summaries")])
         self.receipts = Composed([schema, SQL("."), Identifier(f"{events_table_name}_command_receipts")])
+        self.hashes = Composed([schema, SQL("."), Identifier(f"{events_table_name}_hashes")])
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {t} (deal_id text PRIMARY KEY, title text NOT NULL, "
@@ -43,6 +46,10 @@ class DealRecorder(PostgresApplicationRecorder):
                 "CREATE TABLE IF NOT EXISTS {t} (idempotency_key text PRIMARY KEY, fingerprint text NOT NULL, "
                 "deal_id text NOT NULL, version bigint NOT NULL, created_id text)"
             ).format(t=self.receipts),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {t} (originator_id text NOT NULL, originator_version bigint NOT NULL, "
+                "previous_hash text NOT NULL, hash text NOT NULL, PRIMARY KEY (originator_id, originator_version))"
+            ).format(t=self.hashes),
         ]
 
     def _insert_events(
@@ -56,12 +63,48 @@ class DealRecorder(PostgresApplicationRecorder):
     ) -> None:
         # Runs in the same transaction as the events: a conflict on either rolls back both.
         super()._insert_events(curs, stored_events, **kwargs)
+        self._chain(curs, stored_events)
         self._upsert_summaries(curs, summaries)
         if receipt is not None:
             curs.execute(
                 SQL("INSERT INTO {t} ({c}) VALUES (%s, %s, %s, %s, %s)").format(t=self.receipts, c=_RECEIPT_COLUMNS),
                 (receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id),
             )
+
+    def _chain(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> None:
+        def previous(originator_id: str, version: int) -> str:
+            curs.execute(
+                SQL("SELECT hash FROM {t} WHERE originator_id = %s AND originator_version = %s").format(t=self.hashes),
+                (originator_id, version),
+            )
+            row = curs.fetchone()
+            return row["hash"] if row else GENESIS
+
+        rows = links_for(stored_events, previous)
+        if rows:
+            curs.executemany(SQL("INSERT INTO {t} VALUES (%s, %s, %s, %s)").format(t=self.hashes), rows)
+
+    def select_links(self, originator_id: str) -> list[Link]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_version, previous_hash, hash FROM {t} WHERE originator_id = %s "
+                    "ORDER BY originator_version"
+                ).format(t=self.hashes),
+                (originator_id,),
+            )
+            return [Link(row["originator_version"], row["previous_hash"], row["hash"]) for row in curs.fetchall()]
+
+    def select_originator_ids(self) -> list[str]:
+        """Every stream with events or a recorded hash (so a stream whose events were all deleted is found)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT originator_id::text AS id FROM {e} UNION SELECT originator_id AS id FROM {h}").format(
+                    e=Composed([Identifier(self.datastore.schema), SQL("."), Identifier(self.events_table_name)]),
+                    h=self.hashes,
+                )
+            )
+            return sorted({row["id"] for row in curs.fetchall()})
 
     def _upsert_summaries(self, curs: Cursor[DictRow], summaries: Sequence[DealSummary]) -> None:
         if not summaries:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
+from ..integrity import GENESIS, Link
 from ..read_model import CommandReceipt, DealSummary
+from . import links_for
 
 _SUMMARY_COLUMNS = "deal_id, title, client_name, owner, stage, version, opened_at, updated_at"
 _RECEIPT_COLUMNS = "idempotency_key, fingerprint, deal_id, version, created_id"
@@ -29,6 +32,8 @@ class DealRecorder(SQLiteApplicationRecorder):
             "CREATE INDEX IF NOT EXISTS deal_summaries_owner ON deal_summaries (owner, opened_at, deal_id)",
             "CREATE INDEX IF NOT EXISTS deal_summaries_opened ON deal_summaries (opened_at, deal_id)",
             f"CREATE TABLE IF NOT EXISTS command_receipts ({_RECEIPT_COLUMNS.replace('idempotency_key', 'idempotency_key TEXT PRIMARY KEY')})",
+            "CREATE TABLE IF NOT EXISTS event_hashes (originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL, "
+            "previous_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (originator_id, originator_version))",
         ]
 
     def _insert_events(
@@ -41,6 +46,7 @@ class DealRecorder(SQLiteApplicationRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        self._chain(c, stored_events)
         self._upsert_summaries(c, summaries)
         if receipt is not None:
             c.execute(
@@ -48,6 +54,31 @@ class DealRecorder(SQLiteApplicationRecorder):
                 (receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id),
             )
         return notification_ids
+
+    def _chain(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> None:
+        def previous(originator_id: str, version: int) -> str:
+            c.execute(
+                "SELECT hash FROM event_hashes WHERE originator_id = ? AND originator_version = ?", (originator_id, version)
+            )
+            row = c.fetchone()
+            return row["hash"] if row else GENESIS
+
+        c.executemany("INSERT INTO event_hashes VALUES (?, ?, ?, ?)", links_for(stored_events, previous))
+
+    def select_links(self, originator_id: str) -> list[Link]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT originator_version, previous_hash, hash FROM event_hashes WHERE originator_id = ? "
+                "ORDER BY originator_version",
+                (originator_id,),
+            )
+            return [Link(*tuple(row)) for row in c.fetchall()]
+
+    def select_originator_ids(self) -> list[str]:
+        """Every stream with events or a recorded hash (so a stream whose events were all deleted is found)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT originator_id FROM {self.events_table_name} UNION SELECT originator_id FROM event_hashes")
+            return sorted({str(UUID(row[0])) for row in c.fetchall()})
 
     def _upsert_summaries(self, c: SQLiteCursor, summaries: Sequence[DealSummary]) -> None:
         c.executemany(

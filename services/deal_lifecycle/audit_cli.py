@@ -1,0 +1,151 @@
+"""The auditors' commands: history, show (as of a moment), export, verify, diagram (typer and rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from .application import DealService
+from .audit import Audit
+from .config import Settings
+from .diagram import mermaid, svg
+from .domain.errors import DealflowError
+from .integrity import verify_export
+from .policy_file import load_policy
+from .views import deal_view, event_view
+
+
+def _deals() -> DealService:
+    settings = Settings.from_env()
+    return DealService(env=settings.eventsourcing_env(), policy=load_policy(settings.policy_path))
+
+
+def _deal_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a deal id: {value!r}") from None
+
+
+def history(deal_id: str = typer.Argument(..., help="The deal's id.")) -> None:
+    """Every fact of a deal, oldest first: version, time, actor, event and its key data."""
+    deals = _deals()
+    try:
+        table = Table(title=f"Deal {deal_id}", show_lines=False)
+        for column in ("version", "time (UTC)", "actor", "event", "data"):
+            table.add_column(column, overflow="fold")
+        for domain_event in deals.history(_deal_id(deal_id)):
+            view = event_view(domain_event)
+            data = ", ".join(f"{k}={v}" for k, v in view["data"].items() if v not in (None, "", [], {}))
+            table.add_row(str(view["version"]), view["timestamp"][:23], view["actor"], view["type"], data)
+        Console(width=200).print(table)
+    except DealflowError as e:
+        _fail(e)
+    finally:
+        deals.close()
+
+
+def show(
+    deal_id: str = typer.Argument(..., help="The deal's id."),
+    as_of: datetime | None = typer.Option(None, "--as-of", help="ISO 8601 time with a zone: the deal as it was then."),
+    version: int | None = typer.Option(None, "--version", help="The deal as it was at this version."),
+) -> None:
+    """The deal at a moment (or now), with the signing blockers that applied then, as JSON."""
+    if as_of is not None and version is not None:
+        raise typer.BadParameter("give --as-of or --version, not both")
+    deals = _deals()
+    try:
+        typer.echo(json.dumps(deal_view(deals.get_deal(_deal_id(deal_id), version=version, as_of=as_of)), indent=2))
+    except DealflowError as e:
+        _fail(e)
+    finally:
+        deals.close()
+
+
+def export(
+    deal_id: str = typer.Argument(..., help="The deal's id."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl: one event per line, with its stored bytes and hashes."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+) -> None:
+    """Every event of a deal with its hash: enough for an independent check (`dealflow verify --export`)."""
+    if fmt != "jsonl":
+        raise typer.BadParameter("the only format is jsonl")
+    deals = _deals()
+    try:
+        lines = [json.dumps(entry) for entry in Audit(deals).export(_deal_id(deal_id))]
+        if not lines:
+            _fail(DealflowError(f"no deal {deal_id}"))
+        text = "\n".join(lines) + "\n"
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text)
+    finally:
+        deals.close()
+
+
+def verify(
+    deal_id: str | None = typer.Argument(None, help="The deal to check; or --all."),
+    all_deals: bool = typer.Option(False, "--all", help="Check every stream in the store."),
+    exported: Path | None = typer.Option(None, "--export", help="Check a file written by `dealflow export`, alone."),
+    read_model: bool = typer.Option(False, "--read-model", help="Check the deals listing against the event log."),
+) -> None:
+    """Recompute the hash chains from the stored events; name the first altered, removed or reordered event."""
+    if exported is not None:
+        finding = verify_export(json.loads(line) for line in exported.read_text().splitlines() if line.strip())
+        _report([] if finding is None else [(str(exported), finding.version, finding.problem, finding.detail)])
+        return
+    deals = _deals()
+    try:
+        audit = Audit(deals)
+        problems = []
+        if read_model:
+            problems += [(deal, 0, "read model", "its listing row differs from its events") for deal in audit.read_model_differences()]
+        if all_deals:
+            with Progress(console=Console(stderr=True)) as progress:
+                task = progress.add_task("verifying", total=audit.streams())
+                broken = audit.verify_all(lambda done, total: progress.update(task, completed=done, total=total))
+            problems += [(v.originator_id, v.finding.version, v.finding.problem, v.finding.detail) for v in broken if v.finding]
+        elif deal_id is not None:
+            verdict = audit.verify(_deal_id(deal_id))
+            if verdict.events == 0 and verdict.finding is None:
+                _fail(DealflowError(f"no deal {deal_id}"))
+            if verdict.finding is not None:
+                problems.append((verdict.originator_id, verdict.finding.version, verdict.finding.problem, verdict.finding.detail))
+        elif not read_model:
+            raise typer.BadParameter("name a deal, or give --all, --read-model or --export")
+        _report(problems)
+    finally:
+        deals.close()
+
+
+def diagram(
+    output: Path = typer.Option(Path("lifecycle.svg"), "--output", "-o", help="Where to write the SVG image."),
+) -> None:
+    """The lifecycle, from the state machine itself: an SVG image, and Mermaid on standard output."""
+    output.write_text(svg())
+    typer.echo(mermaid(), nl=False)
+    typer.echo(f"dealflow: wrote {output}", err=True)
+
+
+def _report(problems: list[tuple[str, int, str, str]]) -> None:
+    if not problems:
+        typer.echo("intact: every hash chain recomputes from the stored events")
+        return
+    for stream, version, problem, detail in problems:
+        where = f" at version {version}" if version else ""
+        typer.echo(f"{stream}: {problem}{where}: {detail}")
+    raise typer.Exit(code=1)
+
+
+def _fail(error: DealflowError) -> None:
+    typer.echo(f"dealflow: {error.message}", err=True)
+    raise typer.Exit(code=2)

@@ -1,0 +1,157 @@
+"""The auditors' commands and the live stream, as users run them: real processes, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.deal_lifecycle.domain.lifecycle import DealLifecycle
+from services.deal_lifecycle.embedded_nats import free_port
+from tests.support import POLICY_FILE
+
+DEALFLOW = [sys.executable, "-m", "services"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    environment.update(DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"), DEALFLOW_POLICY=str(POLICY_FILE))
+    return environment
+
+
+@pytest.fixture
+def base_url(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    with (tmp_path / "serve.log").open("w") as log:
+        process = subprocess.Popen([*DEALFLOW, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/schema/openapi.json", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def dealflow(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DEALFLOW, *arguments], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def make_history(url: str) -> str:
+    deal_id = httpx.post(f"{url}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, headers={"X-Actor": "ann@firm"}).json()["id"]
+    httpx.post(f"{url}/deals/{deal_id}/letter-of-intent", headers={"X-Actor": "bob@firm"})
+    httpx.post(f"{url}/deals/{deal_id}/terms", json={"term": "payment_terms_days", "value": 90, "by": "client"}, headers={"X-Actor": "crm"})
+    return deal_id
+
+
+def test_history_show_export_and_verify_from_the_command_line(base_url: str, env: dict[str, str], tmp_path: Path) -> None:
+    deal_id = make_history(base_url)
+    history = dealflow(env, "history", deal_id)
+    assert history.returncode == 0, history.stderr
+    for expected in ("DealOpened", "LetterOfIntentSigned", "TermProposed", "WalkAwayConditionRaised", "bob@firm", "term=payment_terms_days"):
+        assert expected in history.stdout
+
+    then = dealflow(env, "show", deal_id, "--version", "2")
+    assert then.returncode == 0, then.stderr
+    shown = json.loads(then.stdout)
+    assert (shown["version"], shown["stage"], shown["conditions"]["open"]) == (2, "letter_of_intent", [])
+    now = json.loads(dealflow(env, "show", deal_id).stdout)
+    assert "open_walk_away_condition" in [b["code"] for b in now["blockers"]]
+    events = httpx.get(f"{base_url}/deals/{deal_id}/events").json()["events"]
+    at = json.loads(dealflow(env, "show", deal_id, "--as-of", events[0]["timestamp"]).stdout)
+    assert (at["version"], at["stage"]) == (1, "prospect")
+
+    exported = tmp_path / "deal.jsonl"
+    assert dealflow(env, "export", deal_id, "--format", "jsonl", "-o", str(exported)).returncode == 0
+    assert len(exported.read_text().splitlines()) == 4
+    checked = dealflow(env, "verify", "--export", str(exported))
+    assert (checked.returncode, checked.stdout.startswith("intact")) == (0, True), checked.stdout
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    lines[1]["stored_b64"] = lines[0]["stored_b64"]
+    exported.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    tampered = dealflow(env, "verify", "--export", str(exported))
+    assert tampered.returncode == 1 and "at version 2" in tampered.stdout
+
+    assert dealflow(env, "verify", deal_id).returncode == 0
+    everything = dealflow(env, "verify", "--all", "--read-model")
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert "intact" in everything.stdout
+    assert httpx.get(f"{base_url}/deals/{deal_id}/verify").json() == {"deal_id": deal_id, "intact": True, "events": 4, "problem": None}
+
+
+def test_the_diagram_is_an_image_and_mermaid_naming_every_stage_and_transition(env: dict[str, str], tmp_path: Path) -> None:
+    image = tmp_path / "lifecycle.svg"
+    done = dealflow(env, "diagram", "--output", str(image))
+    assert done.returncode == 0, done.stderr
+    texts = [t.text for t in ET.fromstring(image.read_text()).iter("{http://www.w3.org/2000/svg}text")]
+    for stage in DealLifecycle.states_map:
+        assert stage in texts
+        assert f"as {stage}" in done.stdout
+    for label in ("sign letter of intent", "hold transition meeting", "sign contract", "walk away"):
+        assert label in texts
+    for line in ("prospect --> letter_of_intent", "transition_meeting --> contract_signed", "letter_of_intent --> walked_away"):
+        assert line in done.stdout
+
+
+def read_events(url: str, received: list[dict[str, Any]], stop_after: int, headers: dict[str, str] | None = None) -> str:
+    """Read the stream until `stop_after` events arrived; returns the last event id (then disconnects)."""
+    last_id = ""
+    with httpx.stream("GET", f"{url}/stream", headers=headers or {}, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                last_id = line.removeprefix("id: ")
+            elif line.startswith("data: "):
+                received.append(json.loads(line.removeprefix("data: ")))
+                if len(received) >= stop_after:
+                    return last_id
+    return last_id
+
+
+def test_a_stream_client_that_reconnects_with_last_event_id_receives_every_event_once(base_url: str) -> None:
+    first: list[dict[str, Any]] = []
+    holder: list[str] = []
+    reader = threading.Thread(target=lambda: holder.append(read_events(base_url, first, 2)))
+    reader.start()
+    time.sleep(0.5)  # connected: the stream starts from now
+    deal_id = make_history(base_url)  # DealOpened, LetterOfIntentSigned, TermProposed, WalkAwayConditionRaised
+    reader.join(timeout=20)
+    assert [e["type"] for e in first] == ["DealOpened", "LetterOfIntentSigned"]
+    # Disconnected; more happens meanwhile.
+    httpx.post(f"{base_url}/deals/{deal_id}/walk-away", json={"reason": "no fit"})
+    rest: list[dict[str, Any]] = []
+    read_events(base_url, rest, 3, headers={"Last-Event-ID": holder[0]})
+    assert [e["type"] for e in rest] == ["TermProposed", "WalkAwayConditionRaised", "WalkedAway"]
+    assert [(e["deal_id"], e["version"]) for e in first + rest] == [(deal_id, v) for v in range(1, 6)]
+
+
+def test_the_stream_filters_by_deal_and_type(base_url: str) -> None:
+    received: list[dict[str, Any]] = []
+    first = make_history(base_url)
+    second = make_history(base_url)
+    with httpx.stream("GET", f"{base_url}/stream", params={"deal": second, "type": "WalkAwayConditionRaised"}, headers={"Last-Event-ID": "0"}, timeout=30) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                received.append(json.loads(line.removeprefix("data: ")))
+                break
+    assert [(e["deal_id"], e["type"]) for e in received] == [(second, "WalkAwayConditionRaised")]
+    assert first != second
