@@ -310,7 +310,7 @@ class DealService(Application[UUID]):
                 self.save(attempts)
 
     def walk_away(self, deal_id: UUID, cmd: c.WalkAway, ctx: c.CommandContext) -> Outcome:
-        return self._execute("walk_away", deal_id, cmd, ctx, lambda d: d.walk_away(reason=cmd.reason, by=_by(ctx)))
+        return self._execute("walk_away", deal_id, cmd, ctx, lambda d: d.walk_away(reason=cmd.reason, cited_conditions=cmd.cited_conditions, by=_by(ctx)))
 
     # -- queries ---------------------------------------------------------------------------
 

@@ -36,7 +36,6 @@ EVENTS_STREAM = "DEALS_EVENTS"
 EVENTS_SUBJECTS = "deals.events.>"
 COMMANDS_PREFIX = "deals.commands"
 CE_SOURCE = "urn:dealflow:deal-lifecycle"
-SCHEMA_VERSION = "1"
 # Our own headers beside the CloudEvents ones.
 DEAL_VERSION = "Dealflow-Deal-Version"
 CORRELATION_ID = "Dealflow-Correlation-Id"
@@ -80,7 +79,8 @@ def envelope(domain_event: Any, notification_id: int) -> Envelope:
         DEAL_VERSION: str(view["version"]),
         CORRELATION_ID: view["correlation_id"],
         ACTOR: view["actor"],
-        SCHEMA: SCHEMA_VERSION,
+        # The version of this event type's schema (schemas/events/<type>.v<N>.json).
+        SCHEMA: str(getattr(type(domain_event), "class_version", 1)),
         NOTIFICATION_ID: str(notification_id),
     }
     body = json.dumps(view, separators=(",", ":")).encode()

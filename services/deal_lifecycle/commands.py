@@ -84,6 +84,7 @@ class Withdraw(Command):
 
 class WalkAway(Command):
     reason: Reason
+    cited_conditions: Annotated[list[Name], Field(max_length=50, description="ids of the walk-away conditions that caused it")] = []
 
 
 class RenegotiateSalesPromise(Command):

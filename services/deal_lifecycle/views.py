@@ -55,6 +55,7 @@ class DealView(DealSummaryView):
     promises: list[dict[str, Any]]
     expectations: list[dict[str, Any]]
     walk_away_reason: str | None
+    walk_away_cited: list[str]
     terms: list[dict[str, Any]]
     concessions: list[dict[str, Any]]
     non_negotiables: dict[str, str]
@@ -101,6 +102,8 @@ def deal_view(deal: Deal) -> DealView:
         "promises": [_json(asdict(p)) for p in deal.sales_promises.values()],
         "expectations": [_json(asdict(e)) for e in deal.expectations.values()],
         "walk_away_reason": deal.walk_away_reason,
+        # Deals snapshotted before v2 of WalkedAway have no citations.
+        "walk_away_cited": list(getattr(deal, "walk_away_cited", [])),
         "terms": [_json(asdict(t)) for t in deal.terms.values()],
         "concessions": [_json(asdict(c)) for c in deal.concessions],
         "non_negotiables": dict(deal.non_negotiables),

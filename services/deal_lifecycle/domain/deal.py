@@ -201,8 +201,17 @@ class Deal(Aggregate):
         TOPIC = f"{TOPIC_PREFIX}.ContractSigned"
 
     class WalkedAway(Event):
+        """v2 cites the walk-away conditions that caused it (DOMAIN.md: "usually cites")."""
+
         TOPIC = f"{TOPIC_PREFIX}.WalkedAway"
+        class_version = 2
         reason: str
+        cited_conditions: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # A v1 walk-away cited nothing: the service did not record conditions then.
+            state["cited_conditions"] = []
 
     # -- opening -------------------------------------------------------------------
 
@@ -226,6 +235,7 @@ class Deal(Aggregate):
         self.sales_promises: dict[str, SalesPromise] = {}
         self.expectations: dict[str, Expectation] = {}
         self.walk_away_reason: str | None = None
+        self.walk_away_cited: list[str] = []
         self.terms: dict[str, NegotiatedTerm] = {}
         self.concessions: list[Concession] = []
         self.non_negotiables: dict[str, str] = {}  # name -> "refused" | "accepted"
@@ -707,14 +717,19 @@ class Deal(Aggregate):
     def _contract_signed(self, *, actor: str, correlation_id: str) -> None:
         self.stage = Stage.CONTRACT_SIGNED
 
-    def walk_away(self, *, reason: str, by: Attribution) -> None:
+    def walk_away(self, *, reason: str, cited_conditions: Iterable[str] = (), by: Attribution) -> None:
+        cited = list(dict.fromkeys(cited_conditions))
+        for condition_id in cited:
+            if condition_id not in self.conditions:
+                raise InvalidCommand("cited_conditions", f"{condition_id!r} is not a walk-away condition of this deal")
         permit(self.stage, "walk_away")
-        self._walked_away(reason=reason, actor=by.actor, correlation_id=by.correlation_id)
+        self._walked_away(reason=reason, cited_conditions=cited, actor=by.actor, correlation_id=by.correlation_id)
 
     @event(WalkedAway)
-    def _walked_away(self, *, reason: str, actor: str, correlation_id: str) -> None:
+    def _walked_away(self, *, reason: str, cited_conditions: list[str], actor: str, correlation_id: str) -> None:
         self.stage = Stage.WALKED_AWAY
         self.walk_away_reason = reason
+        self.walk_away_cited = cited_conditions
 
     # -- reading -----------------------------------------------------------------------
 
