@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .messages import AlertMessage
 from .rules import Target
 
 # What the firm can do about each walk-away condition (DOMAIN.md, "Walk-away conditions").
@@ -53,19 +54,22 @@ class Alert:
     text: str
     event: dict[str, Any]
 
+    def message(self) -> AlertMessage:
+        return AlertMessage(
+            alert_id=self.id,
+            event_id=self.event_id,
+            deal_id=self.deal_id,
+            event_type=self.event_type,
+            recipient=self.recipient,
+            urgency=self.urgency,  # type: ignore[arg-type]
+            title=self.title,
+            text=self.text,
+            event=self.event,
+        )
+
     def payload(self) -> dict[str, Any]:
         """The JSON a webhook receives."""
-        return {
-            "alert_id": self.id,
-            "event_id": self.event_id,
-            "deal_id": self.deal_id,
-            "event_type": self.event_type,
-            "recipient": self.recipient,
-            "urgency": self.urgency,
-            "title": self.title,
-            "text": self.text,
-            "event": self.event,
-        }
+        return self.message().model_dump(mode="json")
 
 
 def compose(event: dict[str, Any], event_id: str, deal: DealContext, target: Target) -> Alert:

@@ -25,6 +25,7 @@ from services.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS
 
 from .alerts import Alert, DealContext, compose
 from .channels import Channel, DeliveryFailed
+from .messages import DeadLetterMessage
 from .rules import Rules
 from .store import DEAD, DELIVERED, AlertStore
 
@@ -177,19 +178,21 @@ class Notifier:
         return deal
 
     async def _dead_letter_alert(self, alert: Alert, attempts: int, error: str) -> None:
-        body = {"kind": "alert", "error": error, "attempts": attempts, "alert": alert.payload()}
-        await self._publish_dead(body, f"{alert.id}/dead")
+        letter = DeadLetterMessage(kind="alert", error=error, attempts=attempts, alert=alert.message())
+        await self._publish_dead(letter, f"{alert.id}/dead")
 
     async def _dead_letter_message(self, msg: Msg, reason: str) -> None:
         message_id = (msg.headers or {}).get("Nats-Msg-Id") or f"{EVENTS_STREAM}:{msg.metadata.sequence.stream}"
         data = msg.data.decode("utf-8", errors="replace")
         await asyncio.to_thread(self.store.record_dead_letter, message_id, msg.subject, reason, data)
         log.warning("invalid event dead-lettered", subject=msg.subject, reason=reason)
-        await self._publish_dead({"kind": "message", "subject": msg.subject, "reason": reason, "data": data}, f"{message_id}/dead")
+        letter = DeadLetterMessage(kind="message", error=reason, subject=msg.subject, data=data)
+        await self._publish_dead(letter, f"{message_id}/dead")
 
-    async def _publish_dead(self, body: dict[str, Any], message_id: str) -> None:
+    async def _publish_dead(self, letter: DeadLetterMessage, message_id: str) -> None:
+        body = letter.model_dump_json(exclude_none=True).encode()
         try:
-            await self.js.publish(DEAD_SUBJECT, json.dumps(body).encode(), headers={"Nats-Msg-Id": message_id})
+            await self.js.publish(DEAD_SUBJECT, body, headers={"Nats-Msg-Id": message_id})
         except Exception as e:  # noqa: BLE001 - the store already holds it; the subject is a courtesy copy
             log.warning("cannot publish dead letter", error=str(e))
 

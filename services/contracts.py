@@ -1,0 +1,216 @@
+"""The public contract, generated from the code's own types: `dealflow schemas` writes schemas/.
+
+- schemas/events/<Type>.v<N>.json     every event as published (the body on deals.events.*)
+- schemas/commands/<command>.v1.json  every command message (deals.commands.*; HTTP bodies are these
+                                      without the identifiers the path carries)
+- schemas/alerts/<Name>.v1.json       the notifier's webhook body and dead letters
+- schemas/openapi.json                the HTTP API
+- schemas/asyncapi.json               the NATS subjects, their payloads and headers (AsyncAPI 3)
+
+Files of older event versions are history and are kept, never rewritten. A test runs
+`drift()` so a change in the code cannot silently change the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, create_model
+
+from services.deal_lifecycle.domain.attempts import SigningAttempts
+from services.deal_lifecycle.domain.deal import Deal
+from services.deal_lifecycle.nats_commands import ROUTES
+from services.notifier.messages import AlertMessage, DeadLetterMessage
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "schemas"
+BASE_ID = "https://dealflow.example/schemas"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+# Fields every stored event has that are not its business data (see views.event_view).
+ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id", "deal_id"}
+
+
+def event_classes() -> list[type]:
+    """Every event published on deals.events.*: the Deal's, and the refused signing attempts."""
+    deal_events = [
+        value
+        for name, value in vars(Deal).items()
+        if isinstance(value, type) and issubclass(value, (Deal.Event, Deal.Created)) and name not in ("Event", "Created")
+    ]
+    return [*deal_events, SigningAttempts.SigningRefused]
+
+
+def version_of(cls: type) -> int:
+    return int(getattr(cls, "class_version", 1))
+
+
+def event_schema(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {name: (hint, ...) for name, hint in hints.items() if name not in ENVELOPE}
+    data = create_model(f"{cls.__name__}Data", **fields)
+    data.model_config["extra"] = "forbid"
+    data_schema = TypeAdapter(data).json_schema(mode="serialization")
+    data_schema.pop("title", None)
+    name, version = cls.__name__, version_of(cls)
+    return {
+        "$schema": DRAFT,
+        "$id": f"{BASE_ID}/events/{name}.v{version}.json",
+        "title": f"{name} v{version}",
+        "description": f"The {name} event, as published on deals.events.<deal_id>.{name}.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["deal_id", "version", "type", "timestamp", "actor", "correlation_id", "data"],
+        "properties": {
+            "deal_id": {"type": "string", "format": "uuid"},
+            "version": {"type": "integer", "minimum": 1, "description": "the event's position in its stream"},
+            "type": {"const": name},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "actor": {"type": "string", "description": "who did it; 'dealflow' when the service itself decided"},
+            "correlation_id": {"type": "string"},
+            "data": data_schema,
+        },
+    }
+
+
+def _model_schema(model: type[BaseModel], path: str, title: str) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema["title"] = title
+    return {"$schema": DRAFT, "$id": f"{BASE_ID}/{path}", **schema}
+
+
+def command_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        f"commands/{name}.v1.json": _model_schema(route.message, f"commands/{name}.v1.json", f"{name} v1")
+        for name, route in sorted(ROUTES.items())
+    }
+
+
+def alert_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        "alerts/Alert.v1.json": _model_schema(AlertMessage, "alerts/Alert.v1.json", "Alert v1"),
+        "alerts/DeadLetter.v1.json": _model_schema(DeadLetterMessage, "alerts/DeadLetter.v1.json", "DeadLetter v1"),
+    }
+
+
+def openapi() -> dict[str, Any]:
+    from services.deal_lifecycle.config import Settings  # noqa: PLC0415
+    from services.deal_lifecycle.http.app import create_app  # noqa: PLC0415
+
+    return create_app(Settings()).openapi_schema.to_schema()
+
+
+EVENT_HEADERS = {
+    "type": "object",
+    "required": ["Nats-Msg-Id", "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time"],
+    "properties": {
+        "Nats-Msg-Id": {"type": "string", "description": "the event's id; JetStream drops a duplicate"},
+        "ce-specversion": {"const": "1.0"},
+        "ce-id": {"type": "string", "description": "<originator id>:<version>"},
+        "ce-source": {"const": "urn:dealflow:deal-lifecycle"},
+        "ce-type": {"type": "string", "description": "dealflow.deal.<EventType>"},
+        "ce-subject": {"type": "string", "description": "the deal id"},
+        "ce-time": {"type": "string", "format": "date-time"},
+        "ce-datacontenttype": {"const": "application/json"},
+        "Dealflow-Deal-Version": {"type": "string"},
+        "Dealflow-Correlation-Id": {"type": "string"},
+        "Dealflow-Actor": {"type": "string"},
+        "Dealflow-Schema-Version": {"type": "string", "description": "N of schemas/events/<EventType>.vN.json"},
+        "Dealflow-Notification-Id": {"type": "string", "description": "position in the store's event log"},
+    },
+}
+COMMAND_HEADERS = {
+    "type": "object",
+    "properties": {
+        "Idempotency-Key": {"type": "string", "maxLength": 255},
+        "If-Match": {"type": "string", "description": "the deal version the command expects"},
+        "X-Actor": {"type": "string"},
+        "X-Actor-Role": {"type": "string"},
+        "X-Correlation-ID": {"type": "string"},
+    },
+}
+
+
+def asyncapi() -> dict[str, Any]:
+    events = {f"{cls.__name__}": {"$ref": f"events/{cls.__name__}.v{version_of(cls)}.json"} for cls in event_classes()}
+    messages: dict[str, Any] = {
+        name: {"name": name, "contentType": "application/json", "headers": EVENT_HEADERS, "payload": ref}
+        for name, ref in sorted(events.items())
+    }
+    channels: dict[str, Any] = {
+        "dealEvents": {
+            "address": "deals.events.{deal_id}.{event_type}",
+            "description": "Every stored deal event, in order, once (JetStream stream DEALS_EVENTS).",
+            "parameters": {"deal_id": {"description": "the deal's id"}, "event_type": {"description": "the event type"}},
+            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in sorted(events)},
+        },
+        "deadLetters": {
+            "address": "deals.alerts.dead",
+            "description": "Alerts and invalid events the notifier dead-lettered (stream DEALS_ALERTS).",
+            "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
+        },
+    }
+    messages["DeadLetter"] = {"name": "DeadLetter", "contentType": "application/json", "payload": {"$ref": "alerts/DeadLetter.v1.json"}}
+    operations: dict[str, Any] = {
+        "receiveDealEvents": {"action": "receive", "channel": {"$ref": "#/channels/dealEvents"}},
+        "receiveDeadLetters": {"action": "receive", "channel": {"$ref": "#/channels/deadLetters"}},
+    }
+    for name in sorted(ROUTES):
+        command_message, reply_message = f"{name}Command", f"{name}Reply"
+        channels[f"command_{name}"] = {
+            "address": f"deals.commands.{name}",
+            "messages": {command_message: {"$ref": f"#/components/messages/{command_message}"}},
+        }
+        channels[f"reply_{name}"] = {"address": None, "messages": {reply_message: {"$ref": f"#/components/messages/{reply_message}"}}}
+        messages[command_message] = {
+            "name": command_message,
+            "contentType": "application/json",
+            "headers": COMMAND_HEADERS,
+            "payload": {"$ref": f"commands/{name}.v1.json"},
+        }
+        messages[reply_message] = {
+            "name": reply_message,
+            "contentType": "application/json",
+            "description": "{deal, id, replayed}; or the HTTP error body with Nats-Service-Error-Code",
+            "payload": {"type": "object"},
+        }
+        operations[name] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/command_{name}"},
+            "reply": {"channel": {"$ref": f"#/channels/reply_{name}"}},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {"title": "dealflow on NATS", "version": "1.0.0", "description": "Deal lifecycle events, commands and alerts."},
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def generate() -> dict[str, str]:
+    """Every generated file, by its path under schemas/, as text."""
+    documents: dict[str, Any] = {
+        f"events/{cls.__name__}.v{version_of(cls)}.json": event_schema(cls) for cls in event_classes()
+    }
+    documents |= command_schemas() | alert_schemas()
+    documents["openapi.json"] = openapi()
+    documents["asyncapi.json"] = asyncapi()
+    return {path: json.dumps(document, indent=2, sort_keys=True) + "\n" for path, document in documents.items()}
+
+
+def drift(root: Path = SCHEMAS) -> list[str]:
+    """The files whose committed text is not what the code generates (missing ones included)."""
+    return sorted(path for path, text in generate().items() if not (root / path).exists() or (root / path).read_text() != text)
+
+
+def write(root: Path = SCHEMAS) -> list[str]:
+    changed = drift(root)
+    for path, text in generate().items():
+        if path in changed:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text)
+    return changed
