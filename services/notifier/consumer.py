@@ -18,15 +18,16 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel, ConfigDict, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from services.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS
+from services.deal_lifecycle.bus import SCHEMA as SCHEMA_HEADER
 
 from .alerts import Alert, DealContext, compose
 from .channels import Channel, DeliveryFailed
 from .messages import DeadLetterMessage
 from .rules import Rules
+from .schemas import EventSchemas, SchemaViolation
 from .store import DEAD, DELIVERED, AlertStore
 
 log = structlog.get_logger("dealflow.notifier")
@@ -36,27 +37,16 @@ ALERTS_STREAM = "DEALS_ALERTS"
 DEAD_SUBJECT = "deals.alerts.dead"
 
 
-class IncomingEvent(BaseModel):
-    """What a message on deals.events.* must carry to be alerted on."""
-
-    model_config = ConfigDict(extra="allow")
-
-    deal_id: str
-    version: int
-    type: str
-    timestamp: str
-    actor: str
-    correlation_id: str
-    data: dict[str, Any]
-
-
 class InvalidMessage(Exception):
     pass
 
 
 class Notifier:
-    def __init__(self, nc: NATS, rules: Rules, store: AlertStore, channels: dict[str, Channel]) -> None:
+    def __init__(
+        self, nc: NATS, rules: Rules, store: AlertStore, channels: dict[str, Channel], schemas: EventSchemas | None = None
+    ) -> None:
         self.nc = nc
+        self.schemas = schemas or EventSchemas()
         self.js = nc.jetstream()
         self.rules = rules
         self.store = store
@@ -142,15 +132,20 @@ class Notifier:
         await asyncio.to_thread(self.store.record_attempt, alert.id, attempt, "delivered", None)
 
     def _validated(self, msg: Msg) -> tuple[dict[str, Any], str]:
+        """The event, checked against its published schema (the version its header names)."""
+        headers = msg.headers or {}
         try:
-            event = IncomingEvent.model_validate_json(msg.data).model_dump()
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors())
-            raise InvalidMessage(problems) from None
+            event = json.loads(msg.data)
+        except ValueError:
+            raise InvalidMessage("the body is not JSON") from None
+        try:
+            self.schemas.check(event, int(headers.get(SCHEMA_HEADER, "1")))
+        except (SchemaViolation, ValueError) as e:
+            raise InvalidMessage(str(e)) from None
         expected = f"deals.events.{event['deal_id']}.{event['type']}"
         if msg.subject != expected:
             raise InvalidMessage(f"subject {msg.subject} does not match the event (expected {expected})")
-        event_id = (msg.headers or {}).get("ce-id")
+        event_id = headers.get("ce-id")
         if not event_id:
             raise InvalidMessage("no ce-id header")
         return event, event_id
