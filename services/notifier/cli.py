@@ -43,7 +43,8 @@ def notifier() -> None:
         finally:
             for channel in channels.values():
                 await channel.close()
-            await nc.drain()
+            # close, not drain: a pull subscription's drain waits out nats-py's 30 s timeout
+            await nc.close()
 
     typer.echo(f"dealflow: notifier on {', '.join(servers)}, rules {settings.rules_path}", err=True)
     try:

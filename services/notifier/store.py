@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS notifier_alerts (
         alert_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, deal_id TEXT NOT NULL, event_type TEXT NOT NULL,
@@ -72,7 +74,15 @@ class AlertStore:
             assert sqlite_path is not None
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            # Two notifiers starting at once on a new file race to switch it to WAL; the loser retries.
+            for attempt in Retrying(
+                retry=retry_if_exception_type(sqlite3.OperationalError),
+                stop=stop_after_attempt(20),
+                wait=wait_random_exponential(multiplier=0.05, max=1),
+                reraise=True,
+            ):
+                with attempt:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
             self._placeholder = "?"
         for statement in SCHEMA:
             self._execute(statement)
