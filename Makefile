@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-postgres clean
+.PHONY: run test test-postgres bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "dealflow needs Python 3.11+, found " + sys.version.split()[0])'
@@ -27,6 +27,10 @@ test: $(STAMP)
 ## Run the same store-backed tests against a PostgreSQL server (PG_URL).
 test-postgres: $(STAMP)
 	DEALFLOW_TEST_POSTGRES_URL=$(PG_URL) $(BIN)/python -m pytest -m postgres
+
+## Benchmarks: `make bench` (full, ~7 min) or `make bench ARGS=--quick` (smoke test, < 1 min).
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

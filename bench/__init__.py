@@ -1,0 +1,1 @@
+"""dealflow benchmarks: `python -m bench [--quick] [--only NAME] [--output-dir bench]`."""

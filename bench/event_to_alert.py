@@ -1,0 +1,406 @@
+"""Scenario 2a, event to alert: from an HTTP command's response to its alert at a webhook.
+
+Separate processes, as deployed: an EmbeddedNats, `python -m services serve` with NATS_URL
+(its relay publishes to JetStream) and `python -m services notifier` with a rules file that
+sends ConcessionRecorded to one webhook recipient: a tiny asyncio receiver in this process,
+whose clock also times the commands. Commands are offered open-loop at a fixed rate.
+
+Also: the relay lag (the event's timestamp -> JetStream's stored timestamp of its message),
+the notifier leg (JetStream timestamp -> webhook arrival, wall clocks on one machine), and a
+floor measured in the same run: raw JetStream publish -> a minimal pull consumer -> an
+httpx POST to the same receiver, at the same rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    Context,
+    CpuMeter,
+    Store,
+    child_env,
+    collect_profile,
+    reset_profile,
+    dealflow_command,
+    deal_service,
+    embedded_nats,
+    free_port,
+    fresh_store,
+    latency_summary,
+    pg_schema,
+    ratio,
+    run_async,
+    serve_process,
+    spawn,
+    stop_many,
+    tail,
+)
+from .profiling import by_library, summarise
+from .webhook import Receiver
+from .write_path import open_deals
+
+SECRET = "bench-webhook-secret"
+DEALS = 256  # quick: 32
+CLIENT_POOL = 48  # connections the open-loop sender may use at once
+
+
+def write_rules(path: Path, webhook_url: str, event_type: str = "ConcessionRecorded") -> Path:
+    path.write_text(
+        f"""# The benchmark's rules: one webhook recipient for {event_type}.
+[channels.bench_webhook]
+type = "webhook"
+url = "{webhook_url}"
+secret_env = "DEALFLOW_WEBHOOK_SECRET"
+timeout_seconds = 5
+
+[recipients.ops]
+channel = "bench_webhook"
+
+[[rules]]
+name = "bench"
+events = ["{event_type}"]
+notify = ["ops"]
+
+[delivery]
+attempts = 5
+backoff_seconds = 0.05
+max_backoff_seconds = 0.5
+"""
+    )
+    return path
+
+
+def notifier_env(nats_url: str, rules: Path, db: Path | None, database_url: str | None) -> dict[str, str]:
+    env = {"NATS_URL": nats_url, "DEALFLOW_ALERT_RULES": str(rules), "DEALFLOW_WEBHOOK_SECRET": SECRET}
+    if database_url:
+        env["DEALFLOW_NOTIFIER_DATABASE_URL"] = database_url
+    else:
+        env["DEALFLOW_NOTIFIER_DB"] = str(db)
+    return env
+
+
+@contextlib.contextmanager
+def notifier_processes(
+    count: int, env: dict[str, str], workdir: Path, profile_to: Path | None = None, variant: list[str] | None = None
+) -> Iterator[list[Any]]:
+    processes = []
+    try:
+        for n in range(count):
+            args = dealflow_command(profile_to, variant)
+            processes.append(spawn([*args, "notifier"], child_env(env), workdir / f"notifier-{n}-{free_port()}.log"))
+        yield processes
+    finally:
+        if profile_to is not None:
+            for process in processes:
+                collect_profile(profile_to, process)
+        # The notifier takes ~30 s to exit on SIGTERM once idle (see RESULTS.md): do not wait for it.
+        stop_many(processes, timeout=0.5)
+
+
+@contextlib.contextmanager
+def notifier_store(ctx: Context, kind: str) -> Iterator[tuple[Path | None, str | None]]:
+    if kind == "sqlite":
+        yield ctx.new_dir("notifier") / "notifier.sqlite3", None
+        return
+    with pg_schema("bench_notifier") as url:
+        yield None, url
+
+
+@dataclass
+class Command:
+    scheduled: float
+    sent: float = 0.0
+    done: float = 0.0
+    status: int = 0
+    event_id: str | None = None
+
+
+async def offered_load(base: str, deal_ids: list[str], rate: float, duration: float, offset: int = 0) -> list[Command]:
+    """Open loop: command i is sent at start + i/rate whatever happened to the earlier ones."""
+    import httpx  # noqa: PLC0415
+
+    pool: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+    clients = [httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=1), timeout=30, verify=False) for _ in range(CLIENT_POOL)]
+    for client in clients:
+        pool.put_nowait(client)
+    commands: list[Command] = []
+
+    async def send(i: int, command: Command) -> None:
+        client = await pool.get()
+        deal = deal_ids[(offset + i) % len(deal_ids)]
+        command.sent = time.perf_counter()
+        try:
+            response = await client.post(f"/deals/{deal}/concessions", json={"by": "client", "what": f"gift {i}"}, headers={"X-Actor": "bench"})
+            command.status = response.status_code
+            if response.status_code == 201:
+                # The ETag is the deal's version after the command: the event's id is <deal>:<version>.
+                command.event_id = f"{deal}:{response.headers['ETag'].strip(chr(34))}"
+        except httpx.HTTPError:
+            command.status = -1
+        finally:
+            command.done = time.perf_counter()
+            pool.put_nowait(client)
+
+    try:
+        start = time.perf_counter() + 0.02
+        tasks = []
+        for i in range(int(rate * duration)):
+            command = Command(scheduled=start + i / rate)
+            commands.append(command)
+            delay = command.scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(i, command)))
+        await asyncio.gather(*tasks)
+    finally:
+        for client in clients:
+            await client.aclose()
+    return commands
+
+
+async def stream_timestamps(url: str, wanted: set[str]) -> dict[str, tuple[datetime, datetime]]:
+    """For each wanted event id: (the event's own timestamp, JetStream's stored timestamp)."""
+    import json  # noqa: PLC0415
+
+    import nats  # noqa: PLC0415
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
+
+    from services.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    found: dict[str, tuple[datetime, datetime]] = {}
+    try:
+        sub = await js.pull_subscribe(
+            "deals.events.*.ConcessionRecorded",
+            durable="bench-lag",
+            stream=EVENTS_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+        )
+        remaining = (await js.stream_info(EVENTS_STREAM)).state.messages
+        while len(found) < len(wanted) and remaining > 0:
+            try:
+                # Never ask for more than is left: a pull waits for its whole batch until the timeout.
+                messages = await sub.fetch(min(500, remaining), timeout=2)
+            except TimeoutError:
+                break
+            for msg in messages:
+                remaining = msg.metadata.num_pending
+                event_id = (msg.headers or {}).get("ce-id")
+                if event_id in wanted:
+                    event = json.loads(msg.data)
+                    found[event_id] = (datetime.fromisoformat(event["timestamp"]), msg.metadata.timestamp)
+        await js.delete_consumer(EVENTS_STREAM, "bench-lag")
+    finally:
+        await nc.close()
+    return found
+
+
+async def wait_stream_count(url: str, count: int, timeout: float = 30) -> None:
+    import nats  # noqa: PLC0415
+
+    from services.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if (await js.stream_info(EVENTS_STREAM)).state.messages >= count:
+                    return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"the relay did not publish {count} events within {timeout}s")
+    finally:
+        await nc.close()
+
+
+def analyse(commands: list[Command], receiver: Receiver, stamps: dict[str, tuple[datetime, datetime]], rate: float, duration: float) -> dict[str, Any]:
+    ok = [c for c in commands if c.event_id]
+    by_event = {a.event_id: a for a in receiver.arrivals.values()}
+    alert_latency = [by_event[c.event_id].perf - c.done for c in ok if c.event_id in by_event]
+    from_send = [by_event[c.event_id].perf - c.sent for c in ok if c.event_id in by_event]
+    relay_lag = [(js - ev).total_seconds() for ev, js in stamps.values()]
+    notifier_leg = [by_event[e].wall - js.timestamp() for e, (_, js) in stamps.items() if e in by_event]
+    span = max(c.done for c in commands) - min(c.sent for c in commands) if commands else 0
+    lateness = [c.sent - c.scheduled for c in commands]
+    achieved = len(ok) / span if span else 0
+    late_p99 = latency_summary(lateness)["p99_ms"] or 0
+    return {
+        "offered_per_s": rate,
+        "duration_s": duration,
+        "commands": len(commands),
+        "accepted": len(ok),
+        "failed": len(commands) - len(ok),
+        "achieved_per_s": round(achieved, 1),
+        "sender_lateness": latency_summary(lateness),
+        "machine_kept_up": bool(achieved >= 0.95 * rate and late_p99 < 100),
+        "alerts_received": len(alert_latency),
+        "alerts_missing": len(ok) - len(alert_latency),
+        "duplicate_alerts": receiver.duplicates,
+        "response_to_alert": latency_summary(alert_latency),
+        "send_to_alert": latency_summary(from_send),
+        "http_response": latency_summary([c.done - c.sent for c in ok]),
+        "relay_lag_event_to_jetstream": latency_summary(relay_lag),
+        "notifier_leg_jetstream_to_webhook": latency_summary(notifier_leg),
+    }
+
+
+def measure_store(
+    ctx: Context, kind: str, rate: float, duration: float, warmup: int, *, profile: bool = False, variant: list[str] | None = None
+) -> dict[str, Any]:
+    port = free_port()
+    with fresh_store(ctx, kind, "e2a") as store, notifier_store(ctx, kind) as (db, notifier_url):
+        service = deal_service(store)
+        deals = ctx.size(32, DEALS)
+        deal_ids = [str(d) for d in open_deals(service, deals)]
+        service.close()
+        server = embedded_nats(ctx, f"nats-e2a-{kind}")
+        server.start()
+        rules = write_rules(ctx.new_dir("rules") / "alert-rules.toml", f"http://127.0.0.1:{port}/alerts")
+        serve_prof = ctx.workdir / f"e2a-serve-{kind}.prof" if profile else None
+        notifier_prof = ctx.workdir / f"e2a-notifier-{kind}.prof" if profile else None
+        try:
+            with serve_process(store, ctx.workdir, nats_url=server.url, profile_to=serve_prof, variant=variant) as (base, serve), notifier_processes(
+                1, notifier_env(server.url, rules, db, notifier_url), ctx.workdir, profile_to=notifier_prof, variant=variant
+            ) as (notifier,):
+
+                async def main() -> dict[str, Any]:
+                    receiver = await Receiver().start_on(port)
+                    try:
+                        await wait_stream_count(server.url, deals)
+                        warm = await offered_load(base, deal_ids, min(rate, 100), warmup / min(rate, 100), offset=7)
+                        warm_ids = {c.event_id for c in warm if c.event_id}
+                        if not await receiver.wait_for(len(warm_ids), timeout=60):
+                            raise RuntimeError(f"warm-up alerts did not arrive: {len(receiver.arrivals)}/{len(warm_ids)}\n{tail(notifier.bench_log)}")
+                        if profile:
+                            assert serve_prof is not None and notifier_prof is not None
+                            reset_profile(serve_prof)  # leave start-up and warm-up out of the profiles
+                            reset_profile(notifier_prof)
+                        await asyncio.sleep(ctx.size(0.1, 0.5))
+                        with CpuMeter({"serve": serve.pid, "notifier": notifier.pid, "nats_server": server.process.pid}) as cpu:
+                            commands = await offered_load(base, deal_ids, rate, duration)
+                        wanted = {c.event_id for c in commands if c.event_id}
+                        await receiver.wait_for(len(warm_ids) + len(wanted), timeout=30)
+                        stamps = await stream_timestamps(server.url, wanted)
+                        result = analyse(commands, receiver, stamps, rate, duration)
+                        result["cpu_percent"] = cpu.percent
+                        return result
+                    finally:
+                        await receiver.close()
+
+                result = run_async(main())
+        finally:
+            server.stop()
+    if profile:
+        assert serve_prof is not None and notifier_prof is not None
+        result["profile"] = {
+            "serve": {**summarise(serve_prof, top=12), "by_library": by_library(serve_prof)},
+            "notifier": {**summarise(notifier_prof, top=12), "by_library": by_library(notifier_prof)},
+        }
+    return result
+
+
+async def raw_floor(url: str, rate: float, duration: float) -> dict[str, Any]:
+    """Raw JetStream publish -> a minimal pull consumer (fetch, POST, ack) -> the receiver."""
+    import json  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+    import nats  # noqa: PLC0415
+    from nats.js.api import AckPolicy, ConsumerConfig  # noqa: PLC0415
+
+    from .relay import _reset_stream  # noqa: PLC0415
+
+    receiver = await Receiver().start_on(0)
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await _reset_stream(js, "BENCH_FLOOR", ["bench.floor.>"])
+    sub = await js.pull_subscribe("bench.floor.>", durable="floor", stream="BENCH_FLOOR", config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT))
+    stop_consumer = asyncio.Event()
+    client = httpx.AsyncClient(timeout=5, verify=False)
+
+    async def consume() -> None:
+        while not stop_consumer.is_set():
+            try:
+                messages = await sub.fetch(10, timeout=0.5)
+            except TimeoutError:
+                continue
+            for msg in messages:
+                await client.post(receiver.url, content=msg.data, headers={"Content-Type": "application/json"})
+                await msg.ack()
+
+    consumer = asyncio.create_task(consume())
+    acked: dict[str, float] = {}
+    body = b"x" * 300
+
+    async def publish(i: int) -> None:
+        payload = json.dumps({"alert_id": f"a{i}", "event_id": f"e{i}", "pad": body.decode()}).encode()
+        await js.publish("bench.floor.x", payload, headers={"Nats-Msg-Id": f"e{i}"})
+        acked[f"e{i}"] = time.perf_counter()
+
+    try:
+        start = time.perf_counter()
+        tasks = []
+        n = int(rate * duration)
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(publish(i)))
+        await asyncio.gather(*tasks)
+        await receiver.wait_for(n, timeout=20)
+        latencies = [a.perf - acked[a.event_id] for a in receiver.arrivals.values() if a.event_id in acked]
+    finally:
+        stop_consumer.set()
+        await consumer
+        await client.aclose()
+        await js.delete_stream("BENCH_FLOOR")
+        await nc.close()
+        await receiver.close()
+    return {"offered_per_s": rate, "duration_s": duration, "messages": n, "ack_to_webhook": latency_summary(latencies)}
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    rate, duration, warmup = ctx.size((50.0, 1.0, 5), (300.0, 20.0, 60))
+    out: dict[str, Any] = {"deals": ctx.size(32, DEALS), "event_type": "ConcessionRecorded", "stores": {}}
+    server = embedded_nats(ctx, "nats-floor")
+    server.start()
+    try:
+        out["floor"] = run_async(raw_floor(server.url, rate, ctx.size(1.0, 5.0)))
+    finally:
+        server.stop()
+    for kind in ctx.stores():
+        per_store_duration = duration if kind == "sqlite" else ctx.size(duration, 10.0)
+        result = measure_store(ctx, kind, rate, per_store_duration, warmup)
+        sustained = rate
+        if not ctx.quick and not result["machine_kept_up"]:
+            sustained = round(rate * 0.6)
+            result["lowered"] = measure_store(ctx, kind, sustained, per_store_duration, warmup)
+            ctx.notes.append(
+                f"event to alert on {STORES[kind]}: the machine could not offer {rate:g} commands/s (the deal service, "
+                f"the notifier, nats-server and the load generator share two cores); also measured at {sustained}/s"
+            )
+        if kind == "sqlite":
+            ctx.extra["e2a_sustained_rate"] = sustained
+            # What-if, measured: the same run with the cyclic GC's start-up objects frozen in both processes.
+            result["gc_frozen"] = measure_store(ctx, kind, sustained, ctx.size(1.0, 10.0), warmup, variant=["--gc-freeze"])
+        result["p50/floor_p50"] = ratio(result["response_to_alert"]["p50_ms"], out["floor"]["ack_to_webhook"]["p50_ms"])
+        result["p99/floor_p99"] = ratio(result["response_to_alert"]["p99_ms"], out["floor"]["ack_to_webhook"]["p99_ms"])
+        out["stores"][kind] = result
+    return out
+
+
+STORES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def profile(ctx: Context, rate: float, duration: float) -> dict[str, Any]:
+    """The same pipeline on SQLite with the serve and notifier processes profiled (every thread)."""
+    return measure_store(ctx, "sqlite", rate, duration, 20, profile=True)
