@@ -2,8 +2,13 @@
 
 Each command is: load the deal, check the idempotency receipt and the expected
 version, call the aggregate, and save its new events together with the read-model
-row and the receipt in one transaction. Commands that did not state a version are
-retried on a concurrent write; commands that did are refused.
+row and the receipt in one transaction.
+
+Concurrency: a process runs one command per deal at a time (a lock per deal), so its
+own commands never race each other. The store still refuses a second event at the same
+version, which catches writers in other processes: a command that did not state a version
+is re-run on the new one (up to CONFLICT_ATTEMPTS times, with jittered back-off); one
+that did (If-Match) is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,9 +26,10 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from . import commands as c
+from .deal_locks import DealLocks
 from .domain.attempts import SigningAttempts
 from .domain.deal import Deal
 from .domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
@@ -57,16 +64,38 @@ class Outcome:
 
 Action = Callable[[Deal], str | None]
 
+# How often a command is re-run after a writer in another process took its version. Each
+# process writes a deal one command at a time, so a conflict needs another process writing
+# the same deal in the same few milliseconds, and each round someone wins: losing 50 rounds
+# in a row, with up to 50 ms of jittered back-off between them, does not happen under a real
+# workload. If it ever does, the caller gets 409 `concurrent_write` and nothing was stored.
+CONFLICT_ATTEMPTS = 50
+
+
+def _conflict_retries(attempts: int, on: type[BaseException], logger: Any = log) -> Retrying:
+    def say(state: RetryCallState) -> None:
+        # Visible in the logs, so operators can see cross-process contention on a deal.
+        logger.info("conflict", outcome="retrying", attempt=state.attempt_number, of=attempts)
+
+    return Retrying(
+        retry=retry_if_exception_type(on),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.002, max=0.05),
+        before_sleep=say,
+        reraise=True,
+    )
+
 
 class DealService(Application[UUID]):
     name = "Deals"
     # A deal with thousands of events loads from its latest snapshot plus a short tail.
     snapshotting_intervals = {Deal: 100}  # noqa: RUF012 - the library's own class attribute
-    conflict_retries = 5
+    conflict_retries = CONFLICT_ATTEMPTS
 
     def __init__(self, env: Mapping[str, str] | None = None, *, policy: Policy) -> None:
         super().__init__(env)
         self.policy = policy
+        self.deal_locks = DealLocks()
         self._recorded_listeners: list[Callable[[], None]] = []
 
     def on_recorded(self, listener: Callable[[], None]) -> None:
@@ -292,21 +321,29 @@ class DealService(Application[UUID]):
         )
 
     def sign_contract(self, deal_id: UUID, ctx: c.CommandContext) -> Outcome:
-        try:
-            return self._execute("sign_contract", deal_id, None, ctx, lambda d: d.sign_contract(by=_by(ctx)))
-        except SigningRefused as refused:
-            self._record_refused_signing(deal_id, refused, ctx)
-            raise
+        def signing(deal: Deal) -> None:
+            try:
+                deal.sign_contract(by=_by(ctx))
+            except SigningRefused as refused:
+                # Every refusal is recorded, including "already signed" or "walked away" (the
+                # stage blocker): each is an attempt someone made. Recorded here, under the
+                # deal's lock, with the version it was judged at; a refusal is never re-run,
+                # so it is recorded exactly once.
+                self._record_refused_signing(deal, refused, ctx)
+                raise
 
-    def _record_refused_signing(self, deal_id: UUID, refused: SigningRefused, ctx: c.CommandContext) -> None:
+        return self._execute("sign_contract", deal_id, None, ctx, signing)
+
+    def _record_refused_signing(self, deal: Deal, refused: SigningRefused, ctx: c.CommandContext) -> None:
         """The deal is unchanged; the attempt goes to the deal's log of refused signings (for alerts and audit)."""
-        for attempt in Retrying(retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(self.conflict_retries), reraise=True):
+        # Another process may append to (or create) the same log at the same moment: re-run on its new version.
+        for attempt in _conflict_retries(self.conflict_retries, IntegrityError, log.bind(command="sign_contract", deal_id=str(deal.id), writing="signing_attempts")):
             with attempt:
                 try:
-                    attempts: SigningAttempts = self.repository.get(SigningAttempts.create_id(str(deal_id)))
+                    attempts: SigningAttempts = self.repository.get(SigningAttempts.create_id(str(deal.id)))
                 except AggregateNotFoundError:
-                    attempts = SigningAttempts(deal_id=str(deal_id))
-                attempts.refused(deal_version=self.get_deal(deal_id).version, blockers=refused.blockers, by=_by(ctx))
+                    attempts = SigningAttempts(deal_id=str(deal.id))
+                attempts.refused(deal_version=deal.version, blockers=refused.blockers, by=_by(ctx))
                 self.save(attempts)
 
     def walk_away(self, deal_id: UUID, cmd: c.WalkAway, ctx: c.CommandContext) -> Outcome:
@@ -398,11 +435,13 @@ class DealService(Application[UUID]):
         )
         fingerprint = _fingerprint(name, deal_id, target, payload)
         try:
-            outcome = self._replayed(ctx, fingerprint)
-            if outcome is None:
-                for attempt in self._attempts(ctx):
-                    with attempt:
-                        outcome = self._run_once(deal_id, ctx, action, opening, fingerprint)
+            # Opening a deal needs no lock: nobody else can be writing a deal that does not exist yet.
+            with self.deal_locks.hold(deal_id) if deal_id is not None else nullcontext():
+                outcome = self._replayed(ctx, fingerprint)
+                if outcome is None:
+                    for attempt in self._attempts(ctx, bound):
+                        with attempt:
+                            outcome = self._run_once(deal_id, ctx, action, opening, fingerprint)
         except DealflowError as refusal:
             bound.info("command", outcome="refused", code=refusal.code, reason=refusal.message)
             raise
@@ -415,15 +454,9 @@ class DealService(Application[UUID]):
         )
         return outcome
 
-    def _attempts(self, ctx: c.CommandContext) -> Retrying:
+    def _attempts(self, ctx: c.CommandContext, logger: Any) -> Retrying:
         # A command that stated its expected version must not be re-applied to a newer one.
-        attempts = 1 if ctx.expected_version is not None else self.conflict_retries
-        return Retrying(
-            retry=retry_if_exception_type(ConcurrentWrite),
-            stop=stop_after_attempt(attempts),
-            wait=wait_random_exponential(multiplier=0.002, max=0.05),
-            reraise=True,
-        )
+        return _conflict_retries(1 if ctx.expected_version is not None else self.conflict_retries, ConcurrentWrite, logger)
 
     def _run_once(
         self,

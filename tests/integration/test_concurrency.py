@@ -1,0 +1,251 @@
+"""Commands racing on one deal, in one process and across two, on a real SQLite file and PostgreSQL.
+
+Two DealService objects on the same store stand for two processes: each has its own
+per-deal locks, so between them only the store's version check keeps order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from services.deal_lifecycle import commands as c
+from services.deal_lifecycle.application import DealService, VersionMismatch
+from services.deal_lifecycle.config import Settings
+from services.deal_lifecycle.domain.attempts import SigningAttempts
+from services.deal_lifecycle.domain.deal import Deal
+from services.deal_lifecycle.domain.errors import CommandRefused, SigningRefused
+from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
+from services.deal_lifecycle.domain.model import Stage
+from tests.support import POLICY, ctx, in_transition_meeting, ready_to_sign
+
+
+@pytest.fixture
+def other(settings: Settings) -> Iterator[DealService]:
+    """A second service on the same store: another process, as far as the deal is concerned."""
+    deals = DealService(env=settings.eventsourcing_env(), policy=POLICY)
+    try:
+        yield deals
+    finally:
+        deals.close()
+
+
+def in_parallel(count: int, send: Callable[[int], Any]) -> list[Any]:
+    """Start `count` calls at once (a barrier); return each one's result or exception, by index."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            results[n] = send(n)
+        except Exception as e:  # noqa: BLE001 - the test inspects every outcome, including unexpected ones
+            results[n] = e
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def versions(service: DealService, deal_id: UUID) -> list[int]:
+    return [e.originator_version for e in service.history(deal_id)]
+
+
+def refusals_recorded(service: DealService, deal_id: UUID) -> list[Any]:
+    log = service.events.get(SigningAttempts.create_id(str(deal_id)))
+    return [e for e in log if isinstance(e, SigningAttempts.SigningRefused)]
+
+
+def who(n: int, *, expected: int | None = None) -> c.CommandContext:
+    return c.CommandContext(actor="crm", correlation_id=f"request-{n}", expected_version=expected)
+
+
+@pytest.mark.parametrize("count", [25, 50, 100])
+def test_parallel_commands_without_if_match_on_one_deal_are_all_applied(service: DealService, count: int) -> None:
+    deal_id = in_transition_meeting(service)
+    start = service.get_deal(deal_id).version
+
+    results = in_parallel(
+        count, lambda n: service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n))
+    )
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert versions(service, deal_id) == list(range(1, start + count + 1))
+    assert sorted(p.statement for p in service.get_deal(deal_id).sales_promises.values()) == sorted(
+        f"promise {n}" for n in range(count)
+    )
+    # The per-deal locks are gone once nobody holds or waits for them.
+    assert len(service.deal_locks) == 0
+
+
+def test_parallel_commands_with_a_stale_if_match_are_refused_but_one(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    version = service.get_deal(deal_id).version
+
+    results = in_parallel(
+        25,
+        lambda n: service.record_sales_promise(
+            deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n, expected=version)
+        ),
+    )
+
+    assert sorted(type(r).__name__ for r in results) == ["Outcome"] + ["VersionMismatch"] * 24
+    assert versions(service, deal_id)[-1] == version + 1
+
+
+def race_signing_and_walking_away(services: list[DealService], deal_id: UUID, pairs: int) -> list[Any]:
+    def send(n: int) -> Any:
+        deals = services[n % len(services)]
+        if n % 4 < 2:
+            return deals.sign_contract(deal_id, who(n))
+        return deals.walk_away(deal_id, c.WalkAway(reason="the client went quiet"), who(n))
+
+    return in_parallel(2 * pairs, send)
+
+
+def assert_every_refused_signing_recorded_once(service: DealService, deal_id: UUID, results: list[Any]) -> None:
+    unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, CommandRefused)]
+    assert unexpected == []
+    refused = sorted(f"request-{n}" for n, r in enumerate(results) if isinstance(r, SigningRefused))
+    recorded = refusals_recorded(service, deal_id)
+    assert sorted(e.correlation_id for e in recorded) == refused
+    deal = service.get_deal(deal_id)
+    assert deal.stage in (Stage.CONTRACT_SIGNED, Stage.WALKED_AWAY)
+    # Exactly one of all those commands changed the deal; the others were refused at its new stage.
+    assert len([r for r in results if not isinstance(r, Exception)]) == 1
+    assert all(isinstance(r, NotAllowedAtStage) for n, r in enumerate(results) if n % 4 >= 2 and isinstance(r, Exception))
+    # Each refusal names the version it was judged at: before or after the winning command.
+    assert {e.deal_version for e in recorded} <= {deal.version - 1, deal.version}
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_racing_signings_and_walk_aways_record_every_refused_signing_once(service: DealService, run: int) -> None:
+    deal_id = ready_to_sign(service)
+    results = race_signing_and_walking_away([service], deal_id, pairs=25)
+    assert_every_refused_signing_recorded_once(service, deal_id, results)
+
+
+def test_racing_signings_across_two_processes_record_every_refused_signing_once(
+    service: DealService, other: DealService
+) -> None:
+    deal_id = ready_to_sign(service)
+    results = race_signing_and_walking_away([service, other], deal_id, pairs=25)
+    assert_every_refused_signing_recorded_once(service, deal_id, results)
+
+
+def test_a_signing_refused_on_a_walked_away_deal_is_recorded(service: DealService) -> None:
+    deal_id = ready_to_sign(service)
+    service.walk_away(deal_id, c.WalkAway(reason="the client went quiet"), ctx())
+    with pytest.raises(SigningRefused) as refused:
+        service.sign_contract(deal_id, who(1))
+    assert [b.code for b in refused.value.blockers] == ["stage"]
+    [recorded] = refusals_recorded(service, deal_id)
+    assert (recorded.correlation_id, recorded.deal_version, recorded.blockers[0]["code"]) == (
+        "request-1",
+        service.get_deal(deal_id).version,
+        "stage",
+    )
+
+
+def test_parallel_commands_from_two_processes_are_all_applied(service: DealService, other: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    start = service.get_deal(deal_id).version
+
+    results = in_parallel(
+        50,
+        lambda n: (service, other)[n % 2].record_sales_promise(
+            deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n)
+        ),
+    )
+
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert versions(service, deal_id) == list(range(1, start + 51))
+    assert len(other.get_deal(deal_id).sales_promises) == 50
+
+
+def interleave_other_writer(
+    monkeypatch: pytest.MonkeyPatch, service: DealService, write: Callable[[], object]
+) -> list[int]:
+    """Make another writer take the deal's next version right after `service` loads it, once."""
+    loads: list[int] = []
+    load = service.get_deal
+
+    def get_deal(deal_id: UUID, **kwargs: Any) -> Deal:
+        deal = load(deal_id, **kwargs)
+        loads.append(deal.version)
+        if len(loads) == 1:
+            write()
+        return deal
+
+    monkeypatch.setattr(service, "get_deal", get_deal)
+    return loads
+
+
+def test_a_conflict_with_another_process_is_retried_on_the_new_version(
+    service: DealService, other: DealService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deal_id = in_transition_meeting(service)
+    start = service.get_deal(deal_id).version
+    loads = interleave_other_writer(
+        monkeypatch,
+        service,
+        lambda: other.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from the other process"), ctx()),
+    )
+
+    outcome = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from this one"), ctx())
+
+    assert loads == [start, start + 1]  # lost the race once, then re-run on the new version
+    assert outcome.deal.version == start + 2
+    assert versions(other, deal_id) == list(range(1, start + 3))
+    assert sorted(p.statement for p in other.get_deal(deal_id).sales_promises.values()) == [
+        "from the other process",
+        "from this one",
+    ]
+
+
+def test_a_conflict_with_another_process_under_if_match_is_refused_and_stores_nothing(
+    service: DealService, other: DealService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deal_id = in_transition_meeting(service)
+    start = service.get_deal(deal_id).version
+    interleave_other_writer(
+        monkeypatch,
+        service,
+        lambda: other.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from the other process"), ctx()),
+    )
+
+    with pytest.raises(VersionMismatch):
+        service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from this one"), ctx(expected=start))
+
+    assert versions(other, deal_id) == list(range(1, start + 2))
+    assert [p.statement for p in other.get_deal(deal_id).sales_promises.values()] == ["from the other process"]
+
+
+def test_two_processes_starting_the_log_of_refused_signings_at_once_both_record(
+    service: DealService, other: DealService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log is created by the first refusal: two processes may both try to create it."""
+    deal_id = in_transition_meeting(service)
+    save = service.save
+    interleaved: list[str] = []
+
+    def save_after_the_other_process(*objs: Any, **kwargs: Any) -> Any:
+        if not interleaved and any(isinstance(o, SigningAttempts) for o in objs):
+            with pytest.raises(SigningRefused):
+                other.sign_contract(deal_id, who(2))
+            interleaved.append("other recorded first")
+        return save(*objs, **kwargs)
+
+    monkeypatch.setattr(service, "save", save_after_the_other_process)
+    with pytest.raises(SigningRefused):
+        service.sign_contract(deal_id, who(1))
+
+    assert interleaved == ["other recorded first"]
+    assert [e.correlation_id for e in refusals_recorded(other, deal_id)] == ["request-2", "request-1"]
