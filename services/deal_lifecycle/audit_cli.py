@@ -20,6 +20,7 @@ from .diagram import mermaid, svg
 from .domain.errors import DealflowError
 from .integrity import verify_export
 from .policy_file import load_policy
+from .terminal import printable, rich_text
 from .views import deal_view, event_view
 
 
@@ -37,15 +38,17 @@ def _deal_id(value: str) -> UUID:
 
 def history(deal_id: str = typer.Argument(..., help="The deal's id.")) -> None:
     """Every fact of a deal, oldest first: version, time, actor, event and its key data."""
+    uuid = _deal_id(deal_id)
     deals = _deals()
     try:
-        table = Table(title=f"Deal {deal_id}", show_lines=False)
+        table = Table(title=f"Deal {uuid}", show_lines=False)
         for column in ("version", "time (UTC)", "actor", "event", "data"):
             table.add_column(column, overflow="fold")
-        for domain_event in deals.history(_deal_id(deal_id)):
+        for domain_event in deals.history(uuid):
             view = event_view(domain_event)
             data = ", ".join(f"{k}={v}" for k, v in view["data"].items() if v not in (None, "", [], {}))
-            table.add_row(str(view["version"]), view["timestamp"][:23], view["actor"], view["type"], data)
+            # Callers wrote the actor and the data: cells are plain Text, never markup.
+            table.add_row(*(rich_text(cell) for cell in (view["version"], view["timestamp"][:23], view["actor"], view["type"], data)))
         Console(width=200).print(table)
     except DealflowError as e:
         _fail(e)
@@ -142,10 +145,10 @@ def _report(problems: list[tuple[str, int, str, str]]) -> None:
         return
     for stream, version, problem, detail in problems:
         where = f" at version {version}" if version else ""
-        typer.echo(f"{stream}: {problem}{where}: {detail}")
+        typer.echo(printable(f"{stream}: {problem}{where}: {detail}"))
     raise typer.Exit(code=1)
 
 
 def _fail(error: DealflowError) -> None:
-    typer.echo(f"dealflow: {error.message}", err=True)
+    typer.echo(f"dealflow: {printable(error.message)}", err=True)
     raise typer.Exit(code=2)

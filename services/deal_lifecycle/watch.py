@@ -12,6 +12,7 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from .bus import EVENTS_STREAM, event_subject
+from .terminal import printable
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -33,8 +34,9 @@ def start_from(since: str | None, now: datetime) -> tuple[DeliverPolicy, datetim
 
 
 def line(event: dict[str, Any]) -> str:
+    """One event as one line: whatever the event holds, it cannot start another line or drive the terminal."""
     data = ", ".join(f"{k}={v}" for k, v in event["data"].items() if v not in (None, "", [], {}))
-    return (
+    return printable(
         f"{event['timestamp'][:19]}Z  {event['deal_id'][:8]}  v{event['version']:<4} "
         f"{event['type']:<28} by {event['actor']}" + (f"  {data}" if data else "")
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.deal_lifecycle.terminal import printable
+
 from .messages import AlertMessage
 from .rules import Target
 
@@ -92,6 +94,9 @@ def compose(event: dict[str, Any], event_id: str, deal: DealContext, target: Tar
 
 
 def describe(event: dict[str, Any], deal: DealContext) -> tuple[str, str]:
+    """The title and the text people read. Each line is made printable on its own: the lines are
+    ours, but callers wrote the values in them, and a newline or escape in a value must not forge
+    a line of the alert nor drive the terminal, mail reader or chat that shows it."""
     kind = event["type"]
     data = event.get("data", {})
     title = f"{HEADLINE.get(kind, kind)}: {deal.title} ({deal.client_name})"
@@ -119,4 +124,4 @@ def describe(event: dict[str, Any], deal: DealContext) -> tuple[str, str]:
         consent = "with" if data.get("counterpart_consented") else "WITHOUT"
         lines.append(f"Escalated to {data.get('to')}, {consent} the counterpart's consent")
         lines.append("Strategies tried first: " + ", ".join(data.get("strategies_tried", [])))
-    return title, "\n".join(lines)
+    return printable(title), "\n".join(printable(line) for line in lines)

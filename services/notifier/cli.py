@@ -11,6 +11,7 @@ import typer
 
 from services.deal_lifecycle.bus import connect
 from services.deal_lifecycle.logs import configure_logging
+from services.deal_lifecycle.terminal import printable
 
 from .channels import build_channels
 from .consumer import Notifier
@@ -66,14 +67,17 @@ def alerts(
             if as_json:
                 typer.echo(json.dumps({**asdict(record), "tries": store.attempts(record.alert_id)}))
             else:
+                # The address and the error (a receiver's answer) come from outside: one printable line.
                 error = f"  ({record.last_error})" if record.last_error else ""
                 typer.echo(
-                    f"{record.updated_at[:19]}Z  {record.status:<9} {record.event_type:<26} {record.deal_id[:8]}  "
-                    f"{record.recipient} via {record.channel}"
-                    f"{' <' + record.address + '>' if record.address else ''}  tries={record.attempts}{error}"
+                    printable(
+                        f"{record.updated_at[:19]}Z  {record.status:<9} {record.event_type:<26} {record.deal_id[:8]}  "
+                        f"{record.recipient} via {record.channel}"
+                        f"{' <' + record.address + '>' if record.address else ''}  tries={record.attempts}{error}"
+                    )
                 )
         if failed:
             for message_id, subject, reason, at in store.dead_letters():
-                typer.echo(json.dumps({"dead_letter": message_id, "subject": subject, "reason": reason, "at": at}) if as_json else f"{at[:19]}Z  invalid   {subject}  ({reason})")
+                typer.echo(json.dumps({"dead_letter": message_id, "subject": subject, "reason": reason, "at": at}) if as_json else printable(f"{at[:19]}Z  invalid   {subject}  ({reason})"))
     finally:
         store.close()

@@ -1,0 +1,44 @@
+"""Values callers wrote, made safe to show people: shown as text, never interpreted.
+
+A deal's title, an actor, a reason: any of them may hold an ANSI or OSC escape (which
+recolours, hides text, plants a hyperlink or retitles the terminal), a newline or
+carriage return (which forges a line of output or overwrites one), a bidi override
+(which reorders what is read), or Rich markup such as `[/bold]` (which Rich would
+interpret, or crash on). Every human-readable output (the CLI, alert text) passes them
+through here; JSON outputs need nothing more, `json.dumps` escapes control characters.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from rich.text import Text
+
+# Invisible characters that change the order or direction of the text around them.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _unsafe(char: str) -> bool:
+    # Cc: C0 and C1 controls, DEL, ESC (which starts ANSI and OSC sequences); Zl/Zp: line and paragraph separators.
+    return char in _BIDI or unicodedata.category(char) in ("Cc", "Zl", "Zp")
+
+
+def _visible(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(value: object) -> str:
+    """The value as one line of plain text: each control, separator or bidi character as a visible escape (`\\x1b`, `\\n`)."""
+    text = str(value)
+    if not any(_unsafe(ch) for ch in text):
+        return text
+    return "".join(_visible(ch) if _unsafe(ch) else ch for ch in text)
+
+
+def rich_text(value: object) -> Text:
+    """For Rich tables and consoles: a Text is never read as markup or emoji codes, nor highlighted."""
+    return Text(printable(value))
