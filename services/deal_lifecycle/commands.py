@@ -7,11 +7,13 @@ validate the same models, so a bad payload gets the same answer on either road.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from .domain.model import Role, Side
 
@@ -26,13 +28,46 @@ def _exactly(kinds: tuple[type, ...], words: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _visible(*, multiline: bool) -> AfterValidator:
+    """Text a person can read: no control characters (long text may keep newlines and tabs),
+    and something left once zero-width and control characters are set aside."""
+    allowed = "\n\t" if multiline else ""
+    words = "control characters other than newline and tab" if multiline else "control characters"
+
+    def check(value: str) -> str:
+        if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in allowed for ch in value):
+            raise ValueError(f"must not contain {words}")
+        if all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
+            raise ValueError("must contain visible text, not only spaces, control or zero-width characters")
+        return value
+
+    return AfterValidator(check)
+
+
+def _iso_date(value: object) -> object:
+    # Only "YYYY-MM-DD" (or a date, from Python): pydantic would also take an integer (as epoch
+    # seconds) or a datetime string.
+    if type(value) is date:
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("must be a valid date as YYYY-MM-DD")  # noqa: TRY004
+    return value
+
+
+# Numbers callers send are bounded: beyond this no deal term makes sense, and larger
+# integers cannot be held as floats (10^400 would overflow on the way to the store).
+MAX_NUMBER = 10**15
+
 JsonBool = Annotated[bool, _exactly((bool,), "true or false")]
 JsonInt = Annotated[int, _exactly((int,), "a whole number")]
-Number = Annotated[int | float, _exactly((int, float), "a number"), Field(allow_inf_nan=False)]
+Number = Annotated[
+    int | float, _exactly((int, float), "a number"), Field(allow_inf_nan=False, ge=-MAX_NUMBER, le=MAX_NUMBER)
+]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), _visible(multiline=True)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _visible(multiline=False)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), _visible(multiline=True)]
 
 
 class Command(BaseModel):
@@ -69,7 +104,7 @@ class RecordExpectation(Command):
     statement: Text
     metric: Name
     target: Name
-    due: date
+    due: IsoDate
     priority: Annotated[JsonInt, Field(ge=1, le=99, description="1 is the highest priority")]
 
 
@@ -91,7 +126,7 @@ class RenegotiateSalesPromise(Command):
     statement: Text
 
 
-PolicyKey = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+PolicyKey = Annotated[str, StringConstraints(min_length=1, max_length=100), _visible(multiline=False)]
 
 
 class ProposeTerm(Command):

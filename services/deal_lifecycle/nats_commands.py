@@ -22,11 +22,11 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError, create_model
 
 from . import commands as c
+from . import edge
 from .application import DealService, Outcome
 from .bus import COMMANDS_PREFIX
 from .domain.errors import DealflowError
-from .http.context import parse_version
-from .refusals import error_body, invalid_body, status_of
+from .refusals import INTERNAL_ERROR, error_body, internal_error_body, invalid_body, status_of
 from .views import deal_view
 
 log = structlog.get_logger("dealflow.nats")
@@ -165,41 +165,66 @@ class CommandResponder:
         await self.nc.subscribe(f"{COMMANDS_PREFIX}.*", queue=QUEUE_GROUP, cb=self.handle)
 
     async def handle(self, msg: Msg) -> None:
-        body, headers = await self.answer(msg.subject, msg.data, msg.headers or {})
-        if msg.reply:
+        # Every request gets a reply, even when the service itself fails on it.
+        try:
+            body, headers = await self.answer(msg.subject, msg.data, msg.headers or {})
+        except Exception as fault:  # noqa: BLE001 - answered as 500 and logged with its traceback
+            body, headers = _internal(fault)
+        if not msg.reply:
+            return
+        try:
             await self.nc.publish(msg.reply, json.dumps(body).encode(), headers=headers or None)
+        except Exception as fault:  # noqa: BLE001 - e.g. a reply over max_payload: still answer, small
+            body, headers = _internal(fault)
+            await self.nc.publish(msg.reply, json.dumps(body).encode(), headers=headers)
 
     async def answer(self, subject: str, data: bytes, headers: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         """The reply body and headers for one command message (empty headers on success)."""
         structlog.contextvars.clear_contextvars()
-        request_id = headers.get("X-Request-ID") or uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id, subject=subject)
+
+        def get(name: str) -> list[str]:
+            # nats-py gives one value per header name (the last one sent).
+            return [headers[name]] if name in headers else []
+
+        try:
+            request_id = edge.request_id(get(edge.REQUEST_ID))
+        except edge.InvalidHeader as refusal:
+            structlog.contextvars.bind_contextvars(request_id=uuid4().hex, subject=subject[:200])
+            return _refused(refusal)
+        structlog.contextvars.bind_contextvars(request_id=request_id, subject=subject[:200])
         command = subject.removeprefix(f"{COMMANDS_PREFIX}.")
         route = ROUTES.get(command)
         if route is None:
             known = ", ".join(sorted(ROUTES))
-            return _error("unknown_command", f"no command {command!r} (known: {known})", 404)
+            return _error("unknown_command", f"no command {command[:100]!r} (known: {known})", 404)
         try:
-            message = route.message.model_validate_json(data or b"{}")
+            edge.total_header_size(headers)
+            edge.check_headers(get)
+            message = route.message.model_validate(edge.decode_json(data or b"{}"))
+            ctx = edge.command_context(get, request_id)
+        except DealflowError as refusal:
+            return _refused(refusal)
         except ValidationError as e:
-            if any(err["type"] == "json_invalid" for err in e.errors()):
-                return _error("malformed_request", "the message is not valid JSON", 400)
             errors = [
                 {"field": ".".join(str(p) for p in err["loc"]) or "body", "rule": err["msg"]} for err in e.errors()
             ]
             return invalid_body(errors), {ERROR_CODE: "422", ERROR: "invalid_command"}
         try:
-            ctx = c.CommandContext(
-                actor=(headers.get("X-Actor") or "").strip() or "anonymous",
-                correlation_id=headers.get("X-Correlation-ID") or request_id,
-                idempotency_key=headers.get("Idempotency-Key") or None,
-                expected_version=parse_version(headers.get("If-Match")),
-                actor_role=(headers.get("X-Actor-Role") or "").strip().lower() or None,
-            )
             outcome = await asyncio.to_thread(route.call, self.deals, message, ctx)
         except DealflowError as refusal:
-            return error_body(refusal), {ERROR_CODE: str(status_of(refusal)), ERROR: refusal.code}
+            return _refused(refusal)
         return {"id": outcome.created_id, "replayed": outcome.replayed, "deal": deal_view(outcome.deal)}, {}
+
+
+def _refused(refusal: DealflowError) -> tuple[dict[str, Any], dict[str, str]]:
+    return error_body(refusal), {ERROR_CODE: str(status_of(refusal)), ERROR: refusal.code}
+
+
+def _internal(fault: Exception) -> tuple[dict[str, Any], dict[str, str]]:
+    # One JSON log line with the request id (bound in answer) and the traceback.
+    log.error("internal_error", exc_info=fault)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return internal_error_body(request_id), {ERROR_CODE: "500", ERROR: INTERNAL_ERROR}
 
 
 def _error(code: str, message: str, status: int) -> tuple[dict[str, Any], dict[str, str]]:

@@ -10,8 +10,16 @@ from typing import Any
 
 from .application import IdempotencyKeyReused, VersionMismatch
 from .domain.errors import CommandRefused, DealflowError, Forbidden, InvalidCommand, NotFound, SigningRefused
+from .edge import InvalidHeader, MalformedBody, UnexpectedBody, UnsupportedMediaType
 
+INTERNAL_ERROR = "internal_error"
+
+# First match wins: subclasses before their bases.
 _STATUS: list[tuple[type[DealflowError], int]] = [
+    (InvalidHeader, 400),
+    (MalformedBody, 400),
+    (UnexpectedBody, 400),
+    (UnsupportedMediaType, 415),
     (InvalidCommand, 422),
     (IdempotencyKeyReused, 422),
     (NotFound, 404),
@@ -38,3 +46,11 @@ def invalid_body(errors: list[dict[str, str]]) -> dict[str, Any]:
     """Several field errors found by the payload's schema, before the command reached the service."""
     message = "; ".join(f"{e['field']}: {e['rule']}" for e in errors)
     return {"code": InvalidCommand.code, "message": message, "errors": errors}
+
+
+def internal_error_body(request_id: str | None) -> dict[str, Any]:
+    """What a caller sees of a fault in the service: no detail, but the id to find its log line."""
+    body: dict[str, Any] = {"code": INTERNAL_ERROR, "message": "the service failed on this request; its log line has the details (look up request_id)"}
+    if request_id:
+        body["request_id"] = request_id
+    return body

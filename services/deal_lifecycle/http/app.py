@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -18,11 +19,14 @@ from ..domain.errors import DealflowError
 from ..logs import configure_logging
 from ..messaging import DealMessaging
 from ..policy_file import load_policy
-from ..refusals import error_body, invalid_body, status_of
+from ..refusals import error_body, internal_error_body, invalid_body, status_of
 from .audit import stream, verify_deal
-from .context import bind_request, echo_request_id
+from .context import StrictRequest, bind_request, echo_request_id
 from .negotiation import NegotiationController, active_policy
 from .routes import DealController
+
+
+log = structlog.get_logger("dealflow.http")
 
 
 def _refusal(_: Request[Any, Any, Any], error: DealflowError) -> Response[dict[str, Any]]:
@@ -37,12 +41,28 @@ def _invalid(_: Request[Any, Any, Any], error: ValidationException) -> Response[
     return Response(invalid_body(errors), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
 
 
-_HTTP_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+_HTTP_CODES = {
+    400: "malformed_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
 
 
-def _http(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:
+def _http(request: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:
+    if error.status_code >= 500:
+        return _internal(request, error)
     code = _HTTP_CODES.get(error.status_code, "http_error")
     return Response({"code": code, "message": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+def _internal(_: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    # One JSON log line with the request id (bound by bind_request) and the traceback.
+    log.error("internal_error", exc_info=error)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return Response(internal_error_body(request_id), status_code=500)
 
 
 def create_app(settings: Settings | None = None, service: DealService | None = None) -> Litestar:
@@ -78,7 +98,9 @@ def create_app(settings: Settings | None = None, service: DealService | None = N
             DealflowError: _refusal,
             ValidationException: _invalid,
             HTTPException: _http,
+            Exception: _internal,
         },
+        request_class=StrictRequest,
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(title="dealflow", version="0.1.0", path="/schema"),
         logging_config=None,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, TypedDict
 from uuid import UUID
 
@@ -17,6 +18,29 @@ from ..domain.errors import InvalidCommand
 from ..domain.model import Stage
 from ..views import DealSummaryView, DealView, EventView, deal_view, event_view, summary_view
 from .context import command_context, etag
+
+
+# Versions are stored as 64-bit integers.
+MAX_VERSION = 2**63 - 1
+
+
+def _moment(as_of: str | None) -> datetime | None:
+    """An ISO 8601 time with a zone; not an epoch number, which Litestar would otherwise accept."""
+    if as_of is None:
+        return None
+    rule = "must be an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z"
+    if not re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T", as_of):
+        raise InvalidCommand("as_of", rule)
+    try:
+        moment = datetime.fromisoformat(as_of)
+    except ValueError:
+        raise InvalidCommand("as_of", rule) from None
+    if moment.tzinfo is None:
+        raise InvalidCommand("as_of", rule)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable moment
+        raise InvalidCommand("as_of", "is out of range") from None
 
 
 class CreatedView(TypedDict):
@@ -76,12 +100,15 @@ class DealController(Controller):
         self,
         deals: NamedDependency[DealService],
         deal_id: FromPath[UUID],
-        as_of_version: Annotated[int | None, QueryParameter(ge=1)] = None,
-        as_of: Annotated[datetime | None, QueryParameter(description="ISO 8601 time with a zone")] = None,
+        as_of_version: Annotated[int | None, QueryParameter(ge=1, le=MAX_VERSION)] = None,
+        as_of: Annotated[
+            str | None,
+            QueryParameter(description="ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z", max_length=64, schema_extra={"format": "date-time"}),
+        ] = None,
     ) -> Response[DealView]:
         if as_of_version is not None and as_of is not None:
             raise InvalidCommand("as_of", "give either as_of or as_of_version, not both")
-        deal = deals.get_deal(deal_id, version=as_of_version, as_of=as_of)
+        deal = deals.get_deal(deal_id, version=as_of_version, as_of=_moment(as_of))
         return Response(deal_view(deal), headers={"ETag": etag(deal.version)})
 
     @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first")
