@@ -15,11 +15,12 @@ from contextlib import contextmanager
 
 
 class _Lock:
-    # threading.Lock cannot be weakly referenced; this holder can.
+    # Locks cannot be weakly referenced; this holder can.
     __slots__ = ("__weakref__", "lock")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        # Re-entrant: a command that ever ran another on its own deal must not hang on itself.
+        self.lock = threading.RLock()
 
 
 class DealLocks:

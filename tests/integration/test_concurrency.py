@@ -6,11 +6,18 @@ per-deal locks, so between them only the store's version check keeps order.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 
 from services.deal_lifecycle import commands as c
@@ -21,7 +28,8 @@ from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.errors import CommandRefused, SigningRefused
 from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from services.deal_lifecycle.domain.model import Stage
-from tests.support import POLICY, ctx, in_transition_meeting, ready_to_sign
+from services.deal_lifecycle.embedded_nats import free_port
+from tests.support import POLICY, POLICY_FILE, ctx, in_transition_meeting, ready_to_sign
 
 
 @pytest.fixture
@@ -249,3 +257,65 @@ def test_two_processes_starting_the_log_of_refused_signings_at_once_both_record(
 
     assert interleaved == ["other recorded first"]
     assert [e.correlation_id for e in refusals_recorded(other, deal_id)] == ["request-2", "request-1"]
+
+
+@pytest.fixture
+def two_servers(settings: Settings, tmp_path: Path) -> Iterator[list[str]]:
+    """Two `dealflow serve` processes on one store, as a deployment with two instances runs them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    env["DEALFLOW_POLICY"] = str(POLICY_FILE)
+    if settings.database_url:
+        env["DEALFLOW_DATABASE_URL"] = settings.database_url
+    else:
+        env["DEALFLOW_SQLITE_PATH"] = str(settings.sqlite_path)
+    processes, urls = [], []
+    try:
+        for n in range(2):
+            port = free_port()
+            with (tmp_path / f"serve-{n}.log").open("w") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "services", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+                    )
+                )
+            urls.append(f"http://127.0.0.1:{port}")
+        for n, url in enumerate(urls):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{url}/schema/openapi.json", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert processes[n].poll() is None and time.monotonic() < deadline, (tmp_path / f"serve-{n}.log").read_text()
+                    time.sleep(0.1)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_parallel_requests_to_two_service_processes_are_all_applied(two_servers: list[str]) -> None:
+    first, second = two_servers
+    actor = {"X-Actor": "crm"}
+    deal_id = httpx.post(f"{first}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, headers=actor).json()["id"]
+    assert httpx.post(f"{second}/deals/{deal_id}/letter-of-intent", headers=actor).status_code == 200
+    meeting = {"participants": [{"name": "Sam", "role": "sales"}]}
+    assert httpx.post(f"{first}/deals/{deal_id}/transition-meeting", json=meeting, headers=actor).status_code == 200
+    start = httpx.get(f"{second}/deals/{deal_id}").json()["version"]
+
+    def send(n: int) -> int:
+        url = two_servers[n % 2]
+        body = {"statement": f"promise {n}"}
+        return httpx.post(f"{url}/deals/{deal_id}/promises", json=body, headers=actor, timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(send, range(50)))
+
+    assert statuses == [201] * 50
+    deal = httpx.get(f"{first}/deals/{deal_id}").json()
+    assert deal["version"] == start + 50
+    stale = httpx.post(
+        f"{second}/deals/{deal_id}/promises", json={"statement": "late"}, headers={**actor, "If-Match": str(start)}
+    )
+    assert (stale.status_code, stale.json()["code"]) == (412, "version_mismatch")
