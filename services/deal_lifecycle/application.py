@@ -24,8 +24,8 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
-from eventsourcing.domain import CanMutateAggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
+from eventsourcing.domain import CanMutateAggregate, OriginatorVersionError
+from eventsourcing.persistence import EventStore, IntegrityError, JSONTranscoder, Recording
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from . import commands as c
@@ -47,6 +47,12 @@ class VersionMismatch(CommandRefused):
 
 class ConcurrentWrite(CommandRefused):
     code = "concurrent_write"
+
+
+class StoreDamaged(CommandRefused):
+    """The deal's events cannot be replayed (one is missing): the store was damaged or tampered with."""
+
+    code = "store_damaged"
 
 
 class IdempotencyKeyReused(DealflowError):
@@ -108,6 +114,10 @@ class DealService(Application[UUID]):
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in list(self._recorded_listeners):
             listener()
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        # Snapshots are chained when written and used only while they match (storage.chain).
+        return self.factory.event_store(mapper=self.mapper, recorder=self.recorder.snapshot_recorder())  # type: ignore[attr-defined]
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -361,6 +371,9 @@ class DealService(Application[UUID]):
             deal: Deal = self.repository.get(deal_id, version=version)
         except AggregateNotFoundError:
             raise NotFound(f"no deal {deal_id}") from None
+        except OriginatorVersionError:
+            log.error("store damaged", deal_id=str(deal_id), reason="an event is missing; run dealflow verify")
+            raise StoreDamaged(f"deal {deal_id} cannot be replayed: one of its events is missing (run dealflow verify)") from None
         if version is not None and deal.version < version:
             raise InvalidCommand("as_of_version", f"must be at most {deal.version}, the deal's latest version")
         return deal

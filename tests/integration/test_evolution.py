@@ -39,5 +39,9 @@ def test_a_store_with_v1_walked_away_events_replays_under_v2(tmp_path: Path) -> 
         assert deals.project_from(deals.history(WALKED_AWAY)).stage == Stage.WALKED_AWAY
         # Upcasting reads old bytes in the new shape; the stored bytes, and so their chain, are untouched.
         assert Audit(deals).verify(WALKED_AWAY).intact
+        # Written before the store-wide chain: chained once on first open, as found then, and verified since.
+        store = Audit(deals).verify_store()
+        assert store.findings == [] and store.head is not None
+        assert store.head.backfilled_entries == store.entries > 0 and store.head.backfilled_at is not None
     finally:
         deals.close()

@@ -6,15 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from uuid import UUID
+
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from ..integrity import GENESIS, Link
+from ..integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
 from ..read_model import CommandReceipt, DealSummary
 from . import links_for
+from .chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
 
 _SUMMARY_COLUMNS = SQL("deal_id, title, client_name, owner, stage, version, opened_at, updated_at")
 _RECEIPT_COLUMNS = SQL("idempotency_key, fingerprint, deal_id, version, created_id")
@@ -27,7 +30,13 @@ class DealRecorder(PostgresApplicationRecorder):
         self.summaries = Composed([schema, SQL("."), Identifier(f"{events_table_name}_deal_summaries")])
         self.receipts = Composed([schema, SQL("."), Identifier(f"{events_table_name}_command_receipts")])
         self.hashes = Composed([schema, SQL("."), Identifier(f"{events_table_name}_hashes")])
+        # eventsourcing's PostgreSQL factory names the snapshots table after the same prefix.
+        self.snapshots_table_name = events_table_name.removesuffix("events") + "snapshots"
+        quoted = f'"{self.datastore.schema}"."{events_table_name}'
+        # Concurrent transactions take the head row FOR UPDATE, before the events table's own lock.
+        self.chain = ChainTables(f'{quoted}_store_chain"', f'{quoted}_store_chain_head"', placeholder="%s", lock=" FOR UPDATE")
         self.sql_create_statements += [
+            *(SQL(statement) for statement in self.chain.create_statements("BIGINT")),  # type: ignore[arg-type]
             SQL(
                 "CREATE TABLE IF NOT EXISTS {t} (deal_id text PRIMARY KEY, title text NOT NULL, "
                 "client_name text NOT NULL, owner text NOT NULL, stage text NOT NULL, version bigint NOT NULL, "
@@ -63,15 +72,72 @@ class DealRecorder(PostgresApplicationRecorder):
     ) -> None:
         # Runs in the same transaction as the events: a conflict on either rolls back both.
         super()._insert_events(curs, stored_events, **kwargs)
-        self._chain(curs, stored_events)
+        items = self._chain(curs, stored_events)
         self._upsert_summaries(curs, summaries)
         if receipt is not None:
             curs.execute(
                 SQL("INSERT INTO {t} ({c}) VALUES (%s, %s, %s, %s, %s)").format(t=self.receipts, c=_RECEIPT_COLUMNS),
                 (receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id),
             )
+            items.append(receipt_item(receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id))
+        self.chain.append(curs, items)
 
-    def _chain(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> None:
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            self.chain.start(curs, self._existing_items(curs))
+
+    def _existing_items(self, curs: Cursor[DictRow]) -> list[Item]:
+        """What a store written before the store-wide chain holds, in the order it was written."""
+        curs.execute(SQL("SELECT originator_id, originator_version, hash FROM {t}").format(t=self.hashes))
+        links = {(row["originator_id"], row["originator_version"]): row["hash"] for row in curs.fetchall()}
+        curs.execute(
+            SQL("SELECT originator_id::text AS id, originator_version FROM {e} ORDER BY notification_id").format(e=self._events())
+        )
+        items = []
+        for row in curs.fetchall():
+            key = (row["id"], row["originator_version"])
+            if key in links:  # an event without a link is reported by the stream's own chain
+                items += event_items([(key[0], key[1], "", links[key])])
+        curs.execute(SQL("SELECT {c} FROM {t} ORDER BY ctid").format(c=_RECEIPT_COLUMNS, t=self.receipts))
+        items += [receipt_item(*row.values()) for row in curs.fetchall()]
+        if self._snapshots_exist(curs):
+            curs.execute(SQL("SELECT originator_id::text AS id, originator_version, topic, state FROM {s}").format(s=self._snapshots()))
+            items += [snapshot_item(row["id"], row["originator_version"], row["topic"], bytes(row["state"])) for row in curs.fetchall()]
+        return items
+
+    def _events(self) -> Composed:
+        return Composed([Identifier(self.datastore.schema), SQL("."), Identifier(self.events_table_name)])
+
+    def _snapshots(self) -> Composed:
+        return Composed([Identifier(self.datastore.schema), SQL("."), Identifier(self.snapshots_table_name)])
+
+    def _snapshots_exist(self, curs: Cursor[DictRow]) -> bool:
+        curs.execute("SELECT to_regclass(%s) AS t", (f'"{self.datastore.schema}"."{self.snapshots_table_name}"',))
+        row = curs.fetchone()
+        return row is not None and row["t"] is not None
+
+    def snapshot_recorder(self) -> SnapshotRecorder:
+        recorder = SnapshotRecorder(self.datastore, self.chain, events_table_name=self.snapshots_table_name)
+        recorder.create_table()
+        return recorder
+
+    def select_store_chain(self) -> tuple[Head | None, list[Entry], Stored]:
+        """The store-wide chain and what the store holds now, read in one transaction."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            head, entries = self.chain.select_head(curs), self.chain.select_entries(curs)
+            curs.execute(SQL("SELECT originator_id, originator_version, hash FROM {t}").format(t=self.hashes))
+            events = {stream_key(row["originator_id"], row["originator_version"]): row["hash"] for row in curs.fetchall()}
+            curs.execute(SQL("SELECT {c} FROM {t}").format(c=_RECEIPT_COLUMNS, t=self.receipts))
+            receipts = {row["idempotency_key"]: receipt_content(*row.values()) for row in curs.fetchall()}
+            snapshots = {}
+            if self._snapshots_exist(curs):
+                curs.execute(SQL("SELECT originator_id::text AS id, originator_version, topic, state FROM {s}").format(s=self._snapshots()))
+                snapshots = {stream_key(row["id"], row["originator_version"]): snapshot_content(row["topic"], bytes(row["state"])) for row in curs.fetchall()}
+        return head, entries, Stored(events, receipts, snapshots)
+
+    def _chain(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> list[Item]:
         def previous(originator_id: str, version: int) -> str:
             curs.execute(
                 SQL("SELECT hash FROM {t} WHERE originator_id = %s AND originator_version = %s").format(t=self.hashes),
@@ -83,6 +149,7 @@ class DealRecorder(PostgresApplicationRecorder):
         rows = links_for(stored_events, previous)
         if rows:
             curs.executemany(SQL("INSERT INTO {t} VALUES (%s, %s, %s, %s)").format(t=self.hashes), rows)
+        return event_items(rows)
 
     def select_links(self, originator_id: str) -> list[Link]:
         with self.datastore.transaction(commit=False) as curs:
@@ -156,3 +223,33 @@ class DealRecorder(PostgresApplicationRecorder):
             )
             row = curs.fetchone()
         return None if row is None else CommandReceipt(**row)
+
+
+class SnapshotRecorder(PostgresAggregateRecorder):
+    """Snapshots, each chained when written and trusted when read only if its bytes match its entry.
+
+    A snapshot that does not match is skipped with a warning, and the deal replayed from its events.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, chain: ChainTables, *, events_table_name: str) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.chain = chain
+
+    def select_stored(self, originator_id: UUID) -> Sequence[StoredEvent]:
+        """Every snapshot of a stream as stored, trusted or not (for verify)."""
+        return super().select_events(originator_id)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        # The library writes snapshots outside a transaction; the snapshot and its entry go in one here.
+        if stored_events:
+            with self.datastore.transaction(commit=True) as curs:
+                self.chain.append(curs, [snapshot_item(str(s.originator_id), s.originator_version, s.topic, s.state) for s in stored_events])
+                self._insert_stored_events(curs, stored_events, **kwargs)
+        return None
+
+    def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]:
+        snapshots = super().select_events(originator_id, **kwargs)
+        if not snapshots:
+            return snapshots
+        with self.datastore.transaction(commit=False) as curs:
+            return [s for s in snapshots if trusted(s, self.chain.select_content(curs, SNAPSHOT, stream_key(str(s.originator_id), s.originator_version)))]

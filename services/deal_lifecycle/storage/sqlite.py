@@ -8,11 +8,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from ..integrity import GENESIS, Link
+from ..integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
 from ..read_model import CommandReceipt, DealSummary
 from . import links_for
+from .chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
 
 _SUMMARY_COLUMNS = "deal_id, title, client_name, owner, stage, version, opened_at, updated_at"
 _RECEIPT_COLUMNS = "idempotency_key, fingerprint, deal_id, version, created_id"
@@ -23,9 +24,20 @@ def _timestamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f%z")
 
 
+SNAPSHOTS_TABLE = "stored_snapshots"  # where eventsourcing's SQLite factory keeps snapshots
+
+
+def _chain_tables() -> ChainTables:
+    # SQLite has one writer at a time: the head needs no row lock.
+    return ChainTables("store_chain", "store_chain_head", placeholder="?", lock="")
+
+
 class DealRecorder(SQLiteApplicationRecorder):
+    chain = _chain_tables()
+
     def construct_create_table_statements(self) -> list[str]:
         return [
+            *self.chain.create_statements("INTEGER"),
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS deal_summaries ({_SUMMARY_COLUMNS.replace('deal_id', 'deal_id TEXT PRIMARY KEY')})",
             "CREATE INDEX IF NOT EXISTS deal_summaries_stage ON deal_summaries (stage, opened_at, deal_id)",
@@ -46,16 +58,18 @@ class DealRecorder(SQLiteApplicationRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
-        self._chain(c, stored_events)
+        items = self._chain(c, stored_events)
         self._upsert_summaries(c, summaries)
         if receipt is not None:
             c.execute(
                 f"INSERT INTO command_receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 (receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id),
             )
+            items.append(receipt_item(*_receipt_fields(receipt)))
+        self.chain.append(c, items)
         return notification_ids
 
-    def _chain(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> None:
+    def _chain(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent]) -> list[Item]:
         def previous(originator_id: str, version: int) -> str:
             c.execute(
                 "SELECT hash FROM event_hashes WHERE originator_id = ? AND originator_version = ?", (originator_id, version)
@@ -63,7 +77,49 @@ class DealRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
             return row["hash"] if row else GENESIS
 
-        c.executemany("INSERT INTO event_hashes VALUES (?, ?, ?, ?)", links_for(stored_events, previous))
+        links = links_for(stored_events, previous)
+        c.executemany("INSERT INTO event_hashes VALUES (?, ?, ?, ?)", links)
+        return event_items(links)
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as c:
+            self.chain.start(c, self._existing_items(c))
+
+    def _existing_items(self, c: SQLiteCursor) -> list[Item]:
+        """What a store written before the store-wide chain holds, in the order it was written."""
+        c.execute("SELECT originator_id, originator_version, hash FROM event_hashes")
+        links = {(row[0], row[1]): row[2] for row in c.fetchall()}
+        c.execute(f"SELECT originator_id, originator_version FROM {self.events_table_name} ORDER BY rowid")
+        items = []
+        for row in c.fetchall():
+            key = (str(UUID(row[0])), row[1])
+            if key in links:  # an event without a link is reported by the stream's own chain
+                items += event_items([(key[0], key[1], "", links[key])])
+        c.execute(f"SELECT {_RECEIPT_COLUMNS} FROM command_receipts ORDER BY rowid")
+        items += [receipt_item(*tuple(row)) for row in c.fetchall()]
+        c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (SNAPSHOTS_TABLE,))
+        if c.fetchone() is not None:
+            c.execute(f"SELECT originator_id, originator_version, topic, state FROM {SNAPSHOTS_TABLE}")
+            items += [snapshot_item(str(UUID(row[0])), row[1], row[2], row[3]) for row in c.fetchall()]
+        return items
+
+    def snapshot_recorder(self) -> SnapshotRecorder:
+        recorder = SnapshotRecorder(self.datastore, self.chain)
+        recorder.create_table()
+        return recorder
+
+    def select_store_chain(self) -> tuple[Head | None, list[Entry], Stored]:
+        """The store-wide chain and what the store holds now, read in one transaction."""
+        with self.datastore.transaction(commit=False) as c:
+            head, entries = self.chain.select_head(c), self.chain.select_entries(c)
+            c.execute("SELECT originator_id, originator_version, hash FROM event_hashes")
+            events = {stream_key(row[0], row[1]): row[2] for row in c.fetchall()}
+            c.execute(f"SELECT {_RECEIPT_COLUMNS} FROM command_receipts")
+            receipts = {row[0]: receipt_content(*tuple(row)) for row in c.fetchall()}
+            c.execute(f"SELECT originator_id, originator_version, topic, state FROM {SNAPSHOTS_TABLE}")
+            snapshots = {stream_key(str(UUID(row[0])), row[1]): snapshot_content(row[2], row[3]) for row in c.fetchall()}
+        return head, entries, Stored(events, receipts, snapshots)
 
     def select_links(self, originator_id: str) -> list[Link]:
         with self.datastore.transaction(commit=False) as c:
@@ -140,3 +196,36 @@ class DealRecorder(SQLiteApplicationRecorder):
             c.execute(f"SELECT {_RECEIPT_COLUMNS} FROM command_receipts WHERE idempotency_key = ?", (idempotency_key,))
             row = c.fetchone()
         return None if row is None else CommandReceipt(**dict(row))
+
+
+def _receipt_fields(receipt: CommandReceipt) -> tuple[str, str, str, int, str | None]:
+    return (receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id)
+
+
+class SnapshotRecorder(SQLiteAggregateRecorder):
+    """Snapshots, each chained when written and trusted when read only if its bytes match its entry.
+
+    A snapshot that does not match (edited, or put there outside the service) is skipped with a
+    warning: the deal is then replayed from its events, which the chains cover.
+    """
+
+    def __init__(self, datastore: SQLiteDatastore, chain: ChainTables) -> None:
+        super().__init__(datastore, events_table_name=SNAPSHOTS_TABLE)
+        self.chain = chain
+
+    def select_stored(self, originator_id: UUID) -> Sequence[StoredEvent]:
+        """Every snapshot of a stream as stored, trusted or not (for verify)."""
+        return super().select_events(originator_id)
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        super()._insert_events(c, stored_events, **kwargs)
+        self.chain.append(c, [snapshot_item(str(s.originator_id), s.originator_version, s.topic, s.state) for s in stored_events])
+        return None
+
+    def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]:
+        snapshots = super().select_events(originator_id, **kwargs)
+        if not snapshots:
+            return snapshots
+        with self.datastore.transaction(commit=False) as c:
+            return [s for s in snapshots if trusted(s, self.chain.select_content(c, SNAPSHOT, stream_key(str(s.originator_id), s.originator_version)))]
+
