@@ -115,7 +115,11 @@ class AppriseChannel:
 
     async def send(self, alert: Alert) -> None:
         notify_type = apprise.NotifyType.FAILURE if alert.urgency == "urgent" else apprise.NotifyType.INFO
-        if not await self.notifier.async_notify(body=alert.text, title=alert.title, notify_type=notify_type):
+        # The alert is plain text: declared so, Apprise escapes it for services that read Markdown or
+        # HTML, so a caller's `[text](link)` or `<a href>` in a title or reason is shown, not followed.
+        if not await self.notifier.async_notify(
+            body=alert.text, title=alert.title, notify_type=notify_type, body_format=apprise.NotifyFormat.TEXT
+        ):
             raise DeliveryFailed("the chat service did not accept the message")
 
     async def close(self) -> None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 
 import pytest
+from apprise import NotifyFormat
+from apprise.decorators import notify as apprise_notify
 from rich.console import Console
 
 from services.deal_lifecycle.terminal import printable, rich_text
 from services.deal_lifecycle.watch import line
 from services.notifier.alerts import DealContext, compose
-from services.notifier.rules import Target
+from services.notifier.channels import AppriseChannel
+from services.notifier.rules import AppriseSpec, Target
 
 # What an attacker would put in a title, an actor or a reason.
 HOSTILE = {
@@ -86,3 +90,35 @@ def test_alert_text_keeps_its_own_lines_and_shows_the_callers_values_as_text(val
     # The same lines as an alert on harmless values: a newline in a value forges none.
     assert len(alert.text.splitlines()) == len(benign.text.splitlines())
     assert f"Reason: {printable(value)}" in alert.text
+
+
+# Chat services read Markdown or HTML: the alert is plain text, so Apprise must escape it for each.
+_chat_received: dict[str, tuple[str, str]] = {}
+
+
+@apprise_notify(on="dealflowmarkdown", body_format=NotifyFormat.MARKDOWN)
+def _markdown_chat(body: str, title: str, *_: object, **__: object) -> bool:
+    _chat_received["markdown"] = (title, body)
+    return True
+
+
+@apprise_notify(on="dealflowhtml", body_format=NotifyFormat.HTML)
+def _html_chat(body: str, title: str, *_: object, **__: object) -> bool:
+    _chat_received["html"] = (title, body)
+    return True
+
+
+@pytest.mark.parametrize(
+    ("scheme", "planted"),
+    [("markdown", ["[click](https://evil.example)", "**now**"]), ("html", ['<a href="https://evil.example">', "</a>"])],
+)
+def test_chat_alerts_show_the_callers_markup_as_text(scheme: str, planted: list[str]) -> None:
+    value = '[click](https://evil.example) <a href="https://evil.example">click</a> **now**'
+    target = Target(rule="deal events", recipient="ops", channel="chat", address=None, urgency="normal")
+    alert = compose(hostile_event(value), "5f0c2b1e:3", DealContext("5f0c2b1e", value, "Acme", "ann"), target)
+    channel = AppriseChannel(AppriseSpec(type="apprise", url=f"dealflow{scheme}://"))
+    asyncio.run(channel.send(alert))
+    title, body = _chat_received[scheme]
+    for markup in planted:
+        assert markup not in body
+    assert "evil" in body  # shown, escaped, not dropped
