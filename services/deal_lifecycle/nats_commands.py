@@ -163,6 +163,8 @@ class CommandResponder:
 
     async def listen(self) -> None:
         await self.nc.subscribe(f"{COMMANDS_PREFIX}.*", queue=QUEUE_GROUP, cb=self.handle)
+        # Once started, commands are served: the server has the subscription (else "no responders").
+        await self.nc.flush()
 
     async def handle(self, msg: Msg) -> None:
         # Every request gets a reply, even when the service itself fails on it.

@@ -21,7 +21,7 @@ from ..messaging import DealMessaging
 from ..policy_file import load_policy
 from ..refusals import error_body, internal_error_body, invalid_body, status_of
 from .audit import stream, verify_deal
-from .context import StrictRequest, bind_request, echo_request_id
+from .context import REQUEST_ID, StrictRequest, bind_request, echo_request_id
 from .negotiation import NegotiationController, active_policy
 from .routes import DealController
 
@@ -29,16 +29,29 @@ from .routes import DealController
 log = structlog.get_logger("dealflow.http")
 
 
-def _refusal(_: Request[Any, Any, Any], error: DealflowError) -> Response[dict[str, Any]]:
-    return Response(error_body(error), status_code=status_of(error))
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    # Set by bind_request once the id was checked; absent when no route matched.
+    return request.state.get("request_id")
 
 
-def _invalid(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
+def _answer(request: Request[Any, Any, Any], body: dict[str, Any], status: int, headers: Any = None) -> Response[dict[str, Any]]:
+    """An error answer; it carries the request id too (after_request hooks do not see refusals)."""
+    response = Response(body, status_code=status, headers=headers)
+    if request_id := _request_id(request):
+        response.headers[REQUEST_ID] = request_id
+    return response
+
+
+def _refusal(request: Request[Any, Any, Any], error: DealflowError) -> Response[dict[str, Any]]:
+    return _answer(request, error_body(error), status_of(error))
+
+
+def _invalid(request: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
     if not isinstance(error.extra, list):
         # The body could not even be decoded (malformed JSON).
-        return Response({"code": "malformed_request", "message": error.detail}, status_code=HTTP_400_BAD_REQUEST)
+        return _answer(request, {"code": "malformed_request", "message": error.detail}, HTTP_400_BAD_REQUEST)
     errors = [{"field": e.get("key", "body"), "rule": e.get("message", "")} for e in error.extra]
-    return Response(invalid_body(errors), status_code=HTTP_422_UNPROCESSABLE_ENTITY)
+    return _answer(request, invalid_body(errors), HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 _HTTP_CODES = {
@@ -55,14 +68,14 @@ def _http(request: Request[Any, Any, Any], error: HTTPException) -> Response[dic
     if error.status_code >= 500:
         return _internal(request, error)
     code = _HTTP_CODES.get(error.status_code, "http_error")
-    return Response({"code": code, "message": error.detail}, status_code=error.status_code, headers=error.headers)
+    return _answer(request, {"code": code, "message": error.detail}, error.status_code, error.headers)
 
 
-def _internal(_: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
-    # One JSON log line with the request id (bound by bind_request) and the traceback.
-    log.error("internal_error", exc_info=error)
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
-    return Response(internal_error_body(request_id), status_code=500)
+def _internal(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    request_id = _request_id(request)
+    # One JSON log line with the request id and the traceback.
+    log.error("internal_error", request_id=request_id, exc_info=error)
+    return _answer(request, internal_error_body(request_id), 500)
 
 
 def create_app(settings: Settings | None = None, service: DealService | None = None) -> Litestar:
