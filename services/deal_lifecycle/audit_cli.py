@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from datetime import datetime
@@ -14,7 +15,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .application import DealService
-from .audit import Audit
+from .audit import Audit, StoreVerdict
+from .checkpoints import CHECKPOINTS_STREAM, CheckpointsUnreachable, compare, read_checkpoints
 from .config import Settings
 from .diagram import mermaid, svg
 from .domain.errors import DealflowError
@@ -100,34 +102,89 @@ def verify(
     all_deals: bool = typer.Option(False, "--all", help="Check every stream in the store."),
     exported: Path | None = typer.Option(None, "--export", help="Check a file written by `dealflow export`, alone."),
     read_model: bool = typer.Option(False, "--read-model", help="Check the deals listing against the event log."),
+    no_checkpoints: bool = typer.Option(False, "--no-checkpoints", help="Do not compare with the checkpoints on NATS (exit 0 when intact)."),
 ) -> None:
-    """Recompute the hash chains from the stored events; name the first altered, removed or reordered event."""
+    """Recompute the hash chains (each deal's and the store-wide one) and compare with the checkpoints on NATS.
+
+    Exit 0: intact (and compared with checkpoints, unless --no-checkpoints); 1: a problem found;
+    2: no such deal; 3: intact as far as the store shows, but not compared with checkpoints.
+    """
     if exported is not None:
         finding = verify_export(json.loads(line) for line in exported.read_text().splitlines() if line.strip())
-        _report([] if finding is None else [(str(exported), finding.version, finding.problem, finding.detail)])
+        _report([] if finding is None else [(str(exported), f" at version {finding.version}", finding.problem, finding.detail)])
         return
+    settings = Settings.from_env()
     deals = _deals()
     try:
         audit = Audit(deals)
-        problems = []
+        problems: list[tuple[str, str, str, str]] = []
         if read_model:
-            problems += [(deal, 0, "read model", "its listing row differs from its events") for deal in audit.read_model_differences()]
+            problems += [(deal, "", "read model", detail) for deal, detail in audit.read_model_problems()]
         if all_deals:
             with Progress(console=Console(stderr=True)) as progress:
                 task = progress.add_task("verifying", total=audit.streams())
                 broken = audit.verify_all(lambda done, total: progress.update(task, completed=done, total=total))
-            problems += [(v.originator_id, v.finding.version, v.finding.problem, v.finding.detail) for v in broken if v.finding]
+            problems += [(v.originator_id, f" at version {v.finding.version}", v.finding.problem, v.finding.detail) for v in broken if v.finding]
         elif deal_id is not None:
             verdict = audit.verify(_deal_id(deal_id))
             if verdict.events == 0 and verdict.finding is None:
                 _fail(DealflowError(f"no deal {deal_id}"))
             if verdict.finding is not None:
-                problems.append((verdict.originator_id, verdict.finding.version, verdict.finding.problem, verdict.finding.detail))
+                problems.append((verdict.originator_id, f" at version {verdict.finding.version}", verdict.finding.problem, verdict.finding.detail))
         elif not read_model:
             raise typer.BadParameter("name a deal, or give --all, --read-model or --export")
+        compared = True
+        if all_deals or deal_id is not None:
+            store = audit.verify_store()
+            problems += [("store-wide chain", f" at entry {f.seq}" if f.seq else "", f.problem, f.detail) for f in store.findings]
+            typer.echo(_coverage(store))
+            if no_checkpoints:
+                typer.echo("checkpoints: not compared (--no-checkpoints)")
+            else:
+                compared, line, found = _compare_with_checkpoints(settings, store)
+                typer.echo(line)
+                problems += found
         _report(problems)
+        if not compared:
+            raise typer.Exit(code=3)
     finally:
         deals.close()
+
+
+def _coverage(store: StoreVerdict) -> str:
+    if store.head is None:
+        return "store-wide chain: none"
+    text = f"store-wide chain: {store.entries} entries (events, receipts, snapshots) of store {store.head.store_id}"
+    if store.head.backfilled_entries:
+        text += f"; the first {store.head.backfilled_entries} were chained on {store.head.backfilled_at} as found then (written before the chain existed)"
+    return text
+
+
+def _compare_with_checkpoints(settings: Settings, store: StoreVerdict) -> tuple[bool, str, list[tuple[str, str, str, str]]]:
+    """Whether the store was compared, the line that says how far, and what the checkpoints contradict."""
+    from .cli import _embedded_nats_url  # noqa: PLC0415 - cli imports this module
+
+    servers = settings.nats_servers or _embedded_nats_url(settings)
+    if store.head is None:
+        return False, "checkpoints: not compared: the store has no store-wide chain", []
+    try:
+        checkpoints = asyncio.run(read_checkpoints(servers, store.head.store_id))
+    except CheckpointsUnreachable as e:
+        return False, f"checkpoints: not compared: {printable(str(e))} (run with --no-checkpoints to verify without them)", []
+    if not checkpoints:
+        return False, f"checkpoints: not compared: none published for store {store.head.store_id} on {', '.join(servers)}", []
+    comparison = compare(checkpoints, store.hashes)
+    found = [("checkpoints", f" at entry {f.seq}", f.problem, f.detail) for f in comparison.findings]
+    if comparison.latest is None:
+        return True, f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM}; none matches", found
+    latest = comparison.latest
+    line = (
+        f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM}; "
+        f"the latest that matches, of {latest.at}, anchors entries 1 to {latest.seq} of {store.entries}"
+    )
+    if latest.seq < store.entries:
+        line += f" (entries {latest.seq + 1} to {store.entries} are not anchored yet)"
+    return True, line, found
 
 
 def diagram(
@@ -139,12 +196,11 @@ def diagram(
     typer.echo(f"dealflow: wrote {output}", err=True)
 
 
-def _report(problems: list[tuple[str, int, str, str]]) -> None:
+def _report(problems: list[tuple[str, str, str, str]]) -> None:
     if not problems:
         typer.echo("intact: every hash chain recomputes from the stored events")
         return
-    for stream, version, problem, detail in problems:
-        where = f" at version {version}" if version else ""
+    for stream, where, problem, detail in problems:
         typer.echo(printable(f"{stream}: {problem}{where}: {detail}"))
     raise typer.Exit(code=1)
 

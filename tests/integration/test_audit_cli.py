@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -90,8 +91,8 @@ def test_history_show_export_and_verify_from_the_command_line(base_url: str, env
     tampered = dealflow(env, "verify", "--export", str(exported))
     assert tampered.returncode == 1 and "at version 2" in tampered.stdout
 
-    assert dealflow(env, "verify", deal_id).returncode == 0
-    everything = dealflow(env, "verify", "--all", "--read-model")
+    assert dealflow(env, "verify", deal_id, "--no-checkpoints").returncode == 0
+    everything = dealflow(env, "verify", "--all", "--read-model", "--no-checkpoints")
     assert everything.returncode == 0, everything.stdout + everything.stderr
     assert "intact" in everything.stdout
     assert httpx.get(f"{base_url}/deals/{deal_id}/verify").json() == {"deal_id": deal_id, "intact": True, "events": 4, "problem": None}
@@ -155,3 +156,63 @@ def test_the_stream_filters_by_deal_and_type(base_url: str) -> None:
                 break
     assert [(e["deal_id"], e["type"]) for e in received] == [(second, "WalkAwayConditionRaised")]
     assert first != second
+
+
+def serving(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    with (tmp_path / "serve.log").open("a") as log:
+        process = subprocess.Popen([*DEALFLOW, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{url}/schema/openapi.json", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+
+
+def test_verify_says_when_it_could_not_compare_with_checkpoints(base_url: str, env: dict[str, str]) -> None:
+    make_history(base_url)
+    nowhere = {**env, "NATS_URL": f"nats://127.0.0.1:{free_port()}"}
+    unreachable = dealflow(nowhere, "verify", "--all")
+    assert unreachable.returncode == 3, unreachable.stdout + unreachable.stderr
+    assert "checkpoints: not compared: cannot reach NATS" in unreachable.stdout
+    assert "store-wide chain: 4 entries" in unreachable.stdout and "intact" in unreachable.stdout
+    without = dealflow(nowhere, "verify", "--all", "--no-checkpoints")
+    assert without.returncode == 0, without.stdout
+    assert "checkpoints: not compared (--no-checkpoints)" in without.stdout
+
+
+def test_verify_compares_the_store_with_the_checkpoints_the_service_published(env: dict[str, str], tmp_path: Path, nats_server: Any) -> None:
+    from services.deal_lifecycle.application import DealService  # noqa: PLC0415
+    from services.deal_lifecycle.config import Settings  # noqa: PLC0415
+    from tests.integration.test_checkpoints import checkpoints_of, edit_and_recompute  # noqa: PLC0415
+    from tests.support import POLICY  # noqa: PLC0415
+
+    with_nats = {**env, "NATS_URL": nats_server.url, "DEALFLOW_CHECKPOINT_SECONDS": "0.2"}
+    process, url = serving(with_nats, tmp_path)
+    settings = Settings(sqlite_path=Path(env["DEALFLOW_SQLITE_PATH"]))
+    deals = DealService(env=settings.eventsourcing_env(), policy=POLICY)
+    try:
+        deal_id = make_history(url)
+        deadline = time.monotonic() + 20
+        while not any(c.seq == 4 for c in checkpoints_of(deals, nats_server.url)):
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    try:
+        checked = dealflow(with_nats, "verify", "--all")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "anchors entries 1 to 4 of 4" in checked.stdout
+
+        edit_and_recompute(deals, settings, UUID(deal_id))
+        tampered = dealflow(with_nats, "verify", "--all")
+        assert tampered.returncode == 1, tampered.stdout
+        assert "checkpoints: rewritten at entry 4" in tampered.stdout
+        assert dealflow(with_nats, "verify", "--all", "--no-checkpoints").returncode == 0, "the database alone agrees with itself"
+    finally:
+        deals.close()

@@ -27,6 +27,7 @@ Item = tuple[str, str, str]  # kind, key, content
 class ChainTables:
     def __init__(self, chain: str, head: str, *, placeholder: str, lock: str) -> None:
         self.chain, self.head, self.p, self.lock = chain, head, placeholder, lock
+        self.appended = 0  # entries this process chained (committed or not): tells the checkpoint publisher when N more were written
 
     def create_statements(self, bigint: str) -> list[str]:
         return [
@@ -55,6 +56,7 @@ class ChainTables:
             [(e.seq, e.kind, e.key, e.content, e.previous_hash, e.hash) for e in entries],
         )
         cursor.execute(f"UPDATE {self.head} SET seq = {p}, hash = {p} WHERE id = 1", (entries[-1].seq, entries[-1].hash))
+        self.appended += len(entries)
 
     def start(self, cursor: Any, existing: Iterable[Item]) -> None:
         """Once per store, on open: the head row, and every entry already stored chained as found now."""

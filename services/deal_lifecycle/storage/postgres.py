@@ -122,6 +122,10 @@ class DealRecorder(PostgresApplicationRecorder):
         recorder.create_table()
         return recorder
 
+    def select_chain_head(self) -> Head | None:
+        with self.datastore.transaction(commit=False) as curs:
+            return self.chain.select_head(curs)
+
     def select_store_chain(self) -> tuple[Head | None, list[Entry], Stored]:
         """The store-wide chain and what the store holds now, read in one transaction."""
         with self.datastore.transaction(commit=False) as curs:

@@ -35,6 +35,10 @@ def _chain_tables() -> ChainTables:
 class DealRecorder(SQLiteApplicationRecorder):
     chain = _chain_tables()
 
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        self.chain = _chain_tables()  # this recorder's own count of entries written
+        super().__init__(datastore, **kwargs)
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *self.chain.create_statements("INTEGER"),
@@ -108,6 +112,10 @@ class DealRecorder(SQLiteApplicationRecorder):
         recorder = SnapshotRecorder(self.datastore, self.chain)
         recorder.create_table()
         return recorder
+
+    def select_chain_head(self) -> Head | None:
+        with self.datastore.transaction(commit=False) as c:
+            return self.chain.select_head(c)
 
     def select_store_chain(self) -> tuple[Head | None, list[Entry], Stored]:
         """The store-wide chain and what the store holds now, read in one transaction."""
