@@ -18,6 +18,9 @@ class Settings:
     # postgresql://user:password@host:port/dbname?schema=name switches the store to PostgreSQL.
     database_url: str | None = None
     max_request_bytes: int = 64 * 1024
+    # Slow clients are cut off: the request head (line and headers) and the body each have a deadline.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     # The Right Terms policy every decision is judged by.
     policy_path: Path = Path("deploy/policy.toml")
     # nats://host:port[,nats://host:port...]; unset: `dealflow up` starts an embedded nats-server.
@@ -35,6 +38,8 @@ class Settings:
             sqlite_path=Path(environ.get("DEALFLOW_SQLITE_PATH", cls.sqlite_path)),
             database_url=environ.get("DEALFLOW_DATABASE_URL") or None,
             max_request_bytes=int(environ.get("DEALFLOW_MAX_REQUEST_BYTES", cls.max_request_bytes)),
+            header_timeout=float(environ.get("DEALFLOW_HEADER_TIMEOUT", cls.header_timeout)),
+            body_timeout=float(environ.get("DEALFLOW_BODY_TIMEOUT", cls.body_timeout)),
             policy_path=Path(environ.get("DEALFLOW_POLICY", cls.policy_path)),
             nats_url=environ.get("NATS_URL") or None,
             relay_batch_size=int(environ.get("DEALFLOW_RELAY_BATCH", cls.relay_batch_size)),

@@ -77,10 +77,14 @@ def header(name: str, values: Sequence[str | bytes]) -> str | None:
     return value
 
 
-def total_header_size(headers: dict[str, str]) -> None:
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
+def total_header_size(headers: Sequence[tuple[str | bytes, str | bytes]]) -> None:
+    size = sum(len(_bytes(name)) + len(_bytes(value)) for name, value in headers)
     if size > MAX_HEADER_BYTES:
         raise InvalidHeader("headers", f"must be at most {MAX_HEADER_BYTES} bytes together")
+
+
+def _bytes(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "replace")
 
 
 def request_id(values: Sequence[str | bytes]) -> str:

@@ -200,7 +200,7 @@ class CommandResponder:
             known = ", ".join(sorted(ROUTES))
             return _error("unknown_command", f"no command {command[:100]!r} (known: {known})", 404)
         try:
-            edge.total_header_size(headers)
+            edge.total_header_size(list(headers.items()))
             edge.check_headers(get)
             message = route.message.model_validate(edge.decode_json(data or b"{}"))
             ctx = edge.command_context(get, request_id)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +32,7 @@ from services.deal_lifecycle.edge import HEADER_LIMITS
 from services.deal_lifecycle.embedded_nats import EmbeddedNats
 from services.deal_lifecycle.http.app import create_app
 from tests.nats_support import request
+from tests.support import POLICY_FILE
 
 LATER = (date.today() + timedelta(days=60)).isoformat()
 DEAL = {"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}
@@ -112,6 +117,15 @@ def test_headers_at_their_limit_are_accepted_and_reach_the_event(client: TestCli
     assert (first["actor"], first["correlation_id"]) == ("a" * 200, "c" * 200)
     headers, reply = request(nats_server.url, "open_deal", DEAL, {**at_limit, "Idempotency-Key": "n" * 255})
     assert "Nats-Service-Error-Code" not in headers, reply
+
+
+def test_headers_together_are_capped(client: TestClient, service: DealService, nats_server: EmbeddedNats) -> None:
+    filler = {f"X-Filler-{n}": "f" * 1000 for n in range(20)}
+    response = client.post("/deals", json=DEAL, headers=filler)
+    assert (response.status_code, response.json()["errors"][0]["field"]) == (400, "headers")
+    headers, reply = request(nats_server.url, "open_deal", DEAL, filler)
+    assert (headers["Nats-Service-Error-Code"], reply["errors"][0]["field"]) == ("400", "headers")
+    assert stored(service) == 0
 
 
 @pytest.mark.parametrize("value", [b"ann\x01", b"ann\x7f", b"ann\x1b[31m"])
@@ -350,3 +364,68 @@ def raw_nats_request(url: str, command: str, header_lines: bytes, payload: bytes
             if header_line.startswith(b"Nats-Service-Error-Code:"):
                 status = header_line.split(b":", 1)[1].strip().decode()
         return RawReply(status, json.loads(data[header_size:]))
+
+
+# -- slow and greedy clients, on the real server (uvicorn) -----------------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """`dealflow serve` with one-second deadlines for the request head and body."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEALFLOW_", "NATS_"))}
+    env.update(
+        DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"),
+        DEALFLOW_POLICY=str(POLICY_FILE),
+        DEALFLOW_HEADER_TIMEOUT="1",
+        DEALFLOW_BODY_TIMEOUT="1",
+    )
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "services.deal_lifecycle", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (the socket times out after 20 s)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=20) as sock:
+        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nX-Actor: a")
+        assert read_all(sock) == b""  # closed by the server, not by our timeout (that would raise)
+
+
+def test_a_body_that_never_arrives_gets_408(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=20) as sock:
+        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\"")
+        answer = read_all(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert json.loads(body)["code"] == "request_timeout"
+
+
+def test_headers_beyond_the_total_size_are_refused_and_normal_requests_work(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=20) as sock:
+        sock.sendall(b"GET /deals HTTP/1.1\r\nHost: dealflow\r\n" + b"X-Filler: " + b"f" * 20_000 + b"\r\n\r\n")
+        assert read_all(sock).startswith(b"HTTP/1.1 400")
+    body = json.dumps(DEAL).encode()
+    with socket.create_connection(server, timeout=20) as sock:
+        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert read_all(sock).startswith(b"HTTP/1.1 201")

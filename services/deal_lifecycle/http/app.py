@@ -24,6 +24,7 @@ from .audit import stream, verify_deal
 from .context import REQUEST_ID, StrictRequest, bind_request, echo_request_id
 from .negotiation import NegotiationController, active_policy
 from .routes import DealController
+from .server import body_deadline
 
 
 log = structlog.get_logger("dealflow.http")
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, service: DealService | None = N
             Exception: _internal,
         },
         request_class=StrictRequest,
+        middleware=[body_deadline(settings.body_timeout)],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(title="dealflow", version="0.1.0", path="/schema"),
         logging_config=None,

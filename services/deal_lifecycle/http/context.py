@@ -47,6 +47,7 @@ async def bind_request(request: Request[Any, Any, Any]) -> None:
         raise
     request.state.request_id = request_id
     structlog.contextvars.bind_contextvars(request_id=request_id, method=request.method, path=request.url.path)
+    edge.total_header_size([(name, value) for name, value in request.scope["headers"]])
     edge.check_headers(headers)
     if request.method == "POST":
         await _check_body(request)
