@@ -353,7 +353,9 @@ class DealService(Application[UUID]):
                     attempts: SigningAttempts = self.repository.get(SigningAttempts.create_id(str(deal.id)))
                 except AggregateNotFoundError:
                     attempts = SigningAttempts(deal_id=str(deal.id))
-                attempts.refused(deal_version=deal.version, blockers=refused.blockers, by=_by(ctx))
+                attempts.refused(
+                    deal_version=deal.version, blockers=refused.blockers, blockers_total=refused.blockers_total, by=_by(ctx)
+                )
                 self.save(attempts)
 
     def walk_away(self, deal_id: UUID, cmd: c.WalkAway, ctx: c.CommandContext) -> Outcome:

@@ -35,12 +35,26 @@ class _TermSpec(_Spec):
     worse: Literal["higher", "lower"]
     description: str = ""
     unit: str = ""
+    # The values the term can take at all; a proposal or agreement outside them is refused.
+    min: float | None = None
+    max: float | None = None
 
     @model_validator(mode="after")
     def limit_is_no_better_than_public(self) -> _TermSpec:
         better = self.limit < self.public if self.worse == "higher" else self.limit > self.public
         if better:
             raise ValueError(f"limit {self.limit:g} must not be better for the firm than the public position {self.public:g}")
+        return self
+
+    @model_validator(mode="after")
+    def positions_are_in_range(self) -> _TermSpec:
+        low = -float("inf") if self.min is None else self.min
+        high = float("inf") if self.max is None else self.max
+        if low > high:
+            raise ValueError(f"min {low:g} must not be above max {high:g}")
+        for name, value in (("public", self.public), ("limit", self.limit)):
+            if not low <= value <= high:
+                raise ValueError(f"{name} {value:g} must be within min and max")
         return self
 
 
@@ -76,7 +90,8 @@ def load_policy(path: Path) -> Policy:
         version="sha256:" + hashlib.sha256(raw).hexdigest(),
         label=spec.label,
         terms={
-            name: Term(name, t.public, t.limit, Worse(t.worse), t.description, t.unit) for name, t in spec.terms.items()
+            name: Term(name, t.public, t.limit, Worse(t.worse), t.description, t.unit, t.min, t.max)
+            for name, t in spec.terms.items()
         },
         non_negotiables={name: n.description for name, n in spec.non_negotiables.items()},
         nice_to_haves={name: n.description for name, n in spec.nice_to_haves.items()},

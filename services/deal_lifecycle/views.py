@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 from uuid import UUID
 
 from .domain.deal import Deal, event_type
@@ -66,6 +67,15 @@ class DealView(DealSummaryView):
     blockers: list[BlockerView]
 
 
+class CommandDealView(DealView):
+    """A command's answer: the deal, with each list cut to its last items once the deal has grown
+    (blockers: the first ones). `counts` has every list's full length; `full_view` is where the whole deal is."""
+
+    truncated: bool
+    counts: dict[str, int]
+    full_view: str
+
+
 class EventView(TypedDict):
     deal_id: str
     version: int
@@ -89,6 +99,48 @@ def _json(value: Any) -> Any:
 
 
 def deal_view(deal: Deal) -> DealView:
+    return _deal_view(deal, None)
+
+
+# A command's answer shows this many items of each list: enough to see what the command did
+# (the newest item is last), while the answer stays small however large the deal grows.
+COMMAND_VIEW_ITEMS = 10
+_Shown = TypeVar("_Shown")
+
+
+def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS) -> CommandDealView:
+    """The deal as a command's response shows it; `GET /deals/{id}` shows all of it."""
+    open_conditions = sum(1 for c in deal.conditions.values() if c.is_open)
+    blockers = deal.blockers
+    counts = {
+        "participants": len(deal.participants),
+        "promises": len(deal.sales_promises),
+        "expectations": len(deal.expectations),
+        "walk_away_cited": len(getattr(deal, "walk_away_cited", [])),
+        "terms": len(deal.terms),
+        "concessions": len(deal.concessions),
+        "impasses": len(deal.impasses),
+        "escalations": len(deal.escalations),
+        "conditions_open": open_conditions,
+        "conditions_closed": len(deal.conditions) - open_conditions,
+        "blockers": len(blockers),
+    }
+    return {
+        **_deal_view(deal, items, blockers),
+        "truncated": any(count > items for count in counts.values()),
+        "counts": counts,
+        "full_view": f"/deals/{deal.id}",
+    }
+
+
+def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None) -> DealView:
+    def last(values: Iterable[_Shown]) -> list[_Shown]:
+        shown = list(values)
+        return shown if items is None else shown[-items:]
+
+    def first(values: Sequence[_Shown]) -> list[_Shown]:
+        return list(values) if items is None else list(values[:items])
+
     return {
         "id": str(deal.id),
         "title": deal.title,
@@ -98,24 +150,25 @@ def deal_view(deal: Deal) -> DealView:
         "version": deal.version,
         "opened_at": deal.created_on.isoformat(),
         "updated_at": deal.modified_on.isoformat(),
-        "participants": [{"name": p.name, "role": str(p.role)} for p in deal.participants],
-        "promises": [_json(asdict(p)) for p in deal.sales_promises.values()],
-        "expectations": [_json(asdict(e)) for e in deal.expectations.values()],
+        "participants": [{"name": p.name, "role": str(p.role)} for p in last(deal.participants)],
+        "promises": [_json(asdict(p)) for p in last(deal.sales_promises.values())],
+        "expectations": [_json(asdict(e)) for e in last(deal.expectations.values())],
         "walk_away_reason": deal.walk_away_reason,
         # Deals snapshotted before v2 of WalkedAway have no citations.
-        "walk_away_cited": list(getattr(deal, "walk_away_cited", [])),
-        "terms": [_json(asdict(t)) for t in deal.terms.values()],
-        "concessions": [_json(asdict(c)) for c in deal.concessions],
+        "walk_away_cited": last(getattr(deal, "walk_away_cited", [])),
+        "terms": [_json(asdict(t)) for t in last(deal.terms.values())],
+        "concessions": [_json(asdict(c)) for c in last(deal.concessions)],
         "non_negotiables": dict(deal.non_negotiables),
         "client_facts": dict(deal.client_facts),
-        "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in deal.impasses.values()],
-        "escalations": [_json(asdict(e)) for e in deal.escalations],
+        "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in last(deal.impasses.values())],
+        "escalations": [_json(asdict(e)) for e in last(deal.escalations)],
         "conditions": {
-            "open": [_json(asdict(c)) for c in deal.conditions.values() if c.is_open],
-            "closed": [_json(asdict(c)) for c in deal.conditions.values() if not c.is_open],
+            "open": [_json(asdict(c)) for c in last(c for c in deal.conditions.values() if c.is_open)],
+            "closed": [_json(asdict(c)) for c in last(c for c in deal.conditions.values() if not c.is_open)],
         },
         "blockers": [
-            {"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in deal.blockers
+            {"code": b.code, "message": b.message, "subject_id": b.subject_id}
+            for b in first(deal.blockers if blockers is None else blockers)
         ],
     }
 

@@ -40,6 +40,11 @@ def beyond_limit(term: str, value: float) -> bool:
     return worse(term, value, POLICY.terms[term].limit)
 
 
+def out_of_range(term: str, value: float) -> bool:
+    rule = POLICY.terms[term]
+    return (rule.min is not None and value < rule.min) or (rule.max is not None and value > rule.max)
+
+
 def out_of_balance(given: int, received: int) -> bool:
     rules = POLICY.concessions
     return given - received > rules.max_imbalance or (
@@ -67,13 +72,19 @@ def test_a_condition_is_open_exactly_when_the_policy_says_so(steps: list[tuple])
             try:
                 deal.propose_term(term=term, value=value, side=side, policy=POLICY, by=BY)
             except InvalidCommand:
-                assert side is Side.PROVIDER and beyond_limit(term, value)
+                assert out_of_range(term, value) or (side is Side.PROVIDER and beyond_limit(term, value))
                 continue
+            assert not out_of_range(term, value)
             if side is Side.CLIENT:
                 standing[term] = value
         elif step[0] == "agree":
             _, term, value = step
-            deal.agree_term(term=term, value=value, policy=POLICY, by=BY)
+            try:
+                deal.agree_term(term=term, value=value, policy=POLICY, by=BY)
+            except InvalidCommand:
+                assert out_of_range(term, value)
+                continue
+            assert not out_of_range(term, value)
             standing[term] = value
             public = POLICY.terms[term].public
             given_ += worse(term, value, than=public)

@@ -168,3 +168,32 @@ def test_a_file_that_is_not_utf8_is_refused_naming_the_line(tmp_path: Path) -> N
     path = tmp_path / "policy.toml"
     path.write_bytes(b'[terms.x]\npublic = 45\nlimit = 60\nworse = "higher"\ndescription = "caf\xe9"\n')
     assert refusal(path).startswith(f"{path}:5: not UTF-8")
+
+
+def test_the_sample_policy_states_each_terms_range() -> None:
+    terms = load_policy(POLICY_FILE).terms
+    ranges = {name: (term.min, term.max) for name, term in terms.items()}
+    assert ranges == {
+        "payment_terms_days": (0, 365),
+        "discount_percent": (0, 100),
+        "contract_length_months": (1, 120),
+        "response_time_hours": (0, 720),
+    }
+
+
+def test_a_terms_range_is_optional_on_either_side(tmp_path: Path) -> None:
+    lines = [*PREAMBLE, *PAYMENT_TERMS[:-1], "min = 0", ""]
+    payment = load_policy(write(tmp_path, lines)).terms["payment_terms_days"]
+    assert (payment.min, payment.max) == (0, None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [(["min = 10", "max = 5"], "min 10 must not be above max 5"), (["max = 50"], "limit 60 must be within min and max"), (["min = 50"], "public 45 must be within min and max")],
+)
+def test_a_range_that_excludes_the_terms_own_positions_is_refused(tmp_path: Path, extra: list[str], problem: str) -> None:
+    lines = [*PREAMBLE, *PAYMENT_TERMS[:-1], *extra, ""]
+    path = write(tmp_path, lines)
+    message = refusal(path)
+    assert message.startswith(f"{path}:{line_of(lines, '[terms.payment_terms_days]')}: terms.payment_terms_days: "), message
+    assert problem in message

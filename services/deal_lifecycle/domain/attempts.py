@@ -13,7 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from .errors import Blocker
+from .errors import MAX_BLOCKERS_SHOWN, Blocker
 from .model import Attribution
 
 TOPIC_PREFIX = "dealflow:SigningAttempts"
@@ -33,12 +33,22 @@ class SigningAttempts(Aggregate):
         deal_id: str
 
     class SigningRefused(Event):
+        """v2 names at most MAX_BLOCKERS_SHOWN blockers and counts them all (`blockers_total`),
+        so the event stays small however large the deal has grown."""
+
         TOPIC = f"{TOPIC_PREFIX}.SigningRefused"
+        class_version = 2
         deal_id: str
         deal_version: int
         blockers: list[dict[str, Any]]
+        blockers_total: int
         actor: str
         correlation_id: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # A v1 refusal listed every blocker.
+            state["blockers_total"] = len(state["blockers"])
 
     @staticmethod
     def create_id(deal_id: str) -> UUID:
@@ -50,18 +60,31 @@ class SigningAttempts(Aggregate):
         self.deal_id = deal_id
         self.refusals = 0
 
-    def refused(self, *, deal_version: int, blockers: list[Blocker], by: Attribution) -> None:
+    def refused(
+        self, *, deal_version: int, blockers: list[Blocker], by: Attribution, blockers_total: int | None = None
+    ) -> None:
+        """`blockers_total`: how many there were, when `blockers` is already the shortened list a refusal shows."""
         self._signing_refused(
             deal_id=self.deal_id,
             deal_version=deal_version,
-            blockers=[{"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in blockers],
+            blockers=[
+                {"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in blockers[:MAX_BLOCKERS_SHOWN]
+            ],
+            blockers_total=max(len(blockers), blockers_total or 0),
             actor=by.actor,
             correlation_id=by.correlation_id,
         )
 
     @event(SigningRefused)
     def _signing_refused(
-        self, *, deal_id: str, deal_version: int, blockers: list[dict[str, Any]], actor: str, correlation_id: str
+        self,
+        *,
+        deal_id: str,
+        deal_version: int,
+        blockers: list[dict[str, Any]],
+        blockers_total: int,
+        actor: str,
+        correlation_id: str,
     ) -> None:
         self.refusals += 1
 

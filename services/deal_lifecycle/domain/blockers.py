@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .errors import Blocker
-from .model import Decision, Expectation, Participant, Role, SalesPromise, Side, Stage, WalkAwayCondition
+from .model import Decision, Expectation, Participant, Role, SalesPromise, Side, Stage, WalkAwayCondition, excerpt
 
 STAGE = "stage"
 MISSING_CLIENT_EXPECTATION = "missing_client_expectation"
@@ -44,7 +44,7 @@ def signing_blockers(deal: SigningState) -> list[Blocker]:
             blockers.append(
                 Blocker(
                     EXPECTATION_NOT_AGREED,
-                    f"{e.side} expectation {e.statement!r} is {e.decision}, not agreed by the {e.side.other}",
+                    f"{e.side} expectation {excerpt(e.statement)!r} is {e.decision}, not agreed by the {e.side.other}",
                     e.id,
                 )
             )
@@ -53,7 +53,7 @@ def signing_blockers(deal: SigningState) -> list[Blocker]:
             blockers.append(
                 Blocker(
                     PROMISE_NOT_ACCEPTED,
-                    f"Sales promise {p.statement!r} is {p.decision}, not accepted by Operations",
+                    f"Sales promise {excerpt(p.statement)!r} is {p.decision}, not accepted by Operations",
                     p.id,
                 )
             )

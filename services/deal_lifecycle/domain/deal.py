@@ -15,6 +15,7 @@ from uuid import uuid4
 
 from eventsourcing.domain import Aggregate, event
 
+from . import bounds
 from .blockers import signing_blockers
 from .errors import Blocker, CommandRefused, Forbidden, InvalidCommand, NotFound, SigningRefused
 from .lifecycle import NotAllowedAtStage, permit
@@ -34,12 +35,16 @@ from .model import (
     Side,
     Stage,
     WalkAwayCondition,
+    excerpt,
 )
 from .policy import Policy, Term
 
 # Stored topics are a contract with history: they must not change when code moves.
 TOPIC_PREFIX = "dealflow:Deal"
 PROMISE, EXPECTATION = "Sales promise", "expectation"
+# Caller text quoted in a condition's evidence or resolution is cut to this length: the whole
+# text is in the event that recorded it, and the condition only needs to point at it.
+QUOTED = 200
 # Walk-away conditions are raised and resolved by the service itself, never by a caller.
 SERVICE = "dealflow"
 APPROVER = "approver"
@@ -258,6 +263,7 @@ class Deal(Aggregate):
         attendees = list(dict.fromkeys(participants))
         if not attendees:
             raise InvalidCommand("participants", "at least one participant attends the meeting")
+        bounds.room_for("participants", len(set(self.participants) | set(attendees)), bounds.MAX_PARTICIPANTS)
         permit(self.stage, "hold_transition_meeting")
         self._transition_meeting_held(
             participants=[{"name": p.name, "role": str(p.role)} for p in attendees],
@@ -275,6 +281,7 @@ class Deal(Aggregate):
 
     def record_sales_promise(self, *, statement: str, by: Attribution) -> str:
         permit(self.stage, "record_sales_promise")
+        bounds.room_for("Sales promises", len(self.sales_promises) + 1, bounds.MAX_PROMISES)
         promise_id = str(uuid4())
         self._sales_promise_recorded(
             promise_id=promise_id, statement=statement, actor=by.actor, correlation_id=by.correlation_id
@@ -294,7 +301,7 @@ class Deal(Aggregate):
         decided = self._sales_promise_accepted if accepted else self._sales_promise_rejected
         decided(promise_id=promise_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
         if not accepted:
-            evidence = {"promise_id": promise_id, "statement": promise.statement, "reason": reason}
+            evidence = {"promise_id": promise_id, "statement": excerpt(promise.statement, QUOTED), "reason": _quoted(reason)}
             self._raise(ConditionKind.PROMISE_REJECTED, promise_id, evidence, policy, by)
 
     def renegotiate_sales_promise(self, promise_id: str, *, statement: str, by: Attribution) -> None:
@@ -306,7 +313,7 @@ class Deal(Aggregate):
         self._sales_promise_renegotiated(
             promise_id=promise_id, statement=statement, actor=by.actor, correlation_id=by.correlation_id
         )
-        self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, f"the promise was renegotiated: {statement!r}", by)
+        self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, f"the promise was renegotiated: {excerpt(statement, QUOTED)!r}", by)
 
     @event(SalesPromiseRenegotiated)
     def _sales_promise_renegotiated(self, *, promise_id: str, statement: str, actor: str, correlation_id: str) -> None:
@@ -352,6 +359,7 @@ class Deal(Aggregate):
         if priority < 1:
             raise InvalidCommand("priority", "must be 1 (highest) or more")
         permit(self.stage, "record_expectation")
+        bounds.room_for("expectations", len(self.expectations) + 1, bounds.MAX_EXPECTATIONS)
         expectation_id = str(uuid4())
         self._expectation_recorded(
             expectation_id=expectation_id,
@@ -408,7 +416,11 @@ class Deal(Aggregate):
                 correlation_id=by.correlation_id,
             )
             if expectation.side is Side.PROVIDER:
-                evidence = {"expectation_id": expectation_id, "statement": expectation.statement, "reason": reason}
+                evidence = {
+                    "expectation_id": expectation_id,
+                    "statement": excerpt(expectation.statement, QUOTED),
+                    "reason": _quoted(reason),
+                }
                 self._raise(ConditionKind.PROVIDER_EXPECTATION_REJECTED, expectation_id, evidence, policy, by)
 
     @event(ExpectationAgreed)
@@ -441,6 +453,7 @@ class Deal(Aggregate):
     def propose_term(self, *, term: str, value: float, side: Side, policy: Policy, by: Attribution) -> None:
         """A side puts a value for a term on the table: the firm proposes, the client demands."""
         rule = policy.term(term)
+        rule.check_range(value)
         if side is Side.PROVIDER and rule.beyond_limit(value):
             raise InvalidCommand("value", f"the firm does not propose {term} past its own limit of {rule.limit:g}")
         permit(self.stage, "propose_term")
@@ -459,7 +472,10 @@ class Deal(Aggregate):
     def agree_term(self, *, term: str, value: float, policy: Policy, by: Attribution) -> None:
         """Both sides settle a term. Worse than the public position is a concession by the firm; better, by the client."""
         rule = policy.term(term)
+        rule.check_range(value)
         permit(self.stage, "agree_term")
+        if rule.concedes(value) or rule.wins(value):
+            bounds.room_for("concessions", len(self.concessions) + 1, bounds.MAX_CONCESSIONS)
         self._term_agreed(term=term, value=value, policy_version=policy.version, actor=by.actor, correlation_id=by.correlation_id)
         if rule.concedes(value) or rule.wins(value):
             giver = Side.PROVIDER if rule.concedes(value) else Side.CLIENT
@@ -472,6 +488,7 @@ class Deal(Aggregate):
 
     def record_concession(self, *, side: Side, what: str, policy: Policy, by: Attribution) -> str:
         permit(self.stage, "record_concession")
+        bounds.room_for("concessions", len(self.concessions) + 1, bounds.MAX_CONCESSIONS)
         return self._concede(side, what, None, policy, by)
 
     def _concede(self, side: Side, what: str, term: str | None, policy: Policy, by: Attribution) -> str:
@@ -515,7 +532,7 @@ class Deal(Aggregate):
         description = policy.non_negotiable(name)
         permit(self.stage, "refuse_non_negotiable")
         self._non_negotiable_refused(name=name, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
-        evidence = {"non_negotiable": name, "description": description, "reason": reason}
+        evidence = {"non_negotiable": name, "description": description, "reason": _quoted(reason)}
         self._raise(ConditionKind.NON_NEGOTIABLE_REFUSED, name, evidence, policy, by)
 
     @event(NonNegotiableRefused)
@@ -562,6 +579,7 @@ class Deal(Aggregate):
 
     def declare_impasse(self, *, topic: str, by: Attribution) -> str:
         permit(self.stage, "declare_impasse")
+        bounds.room_for("impasses", len(self.impasses) + 1, bounds.MAX_IMPASSES)
         impasse_id = str(uuid4())
         self._impasse_declared(impasse_id=impasse_id, topic=topic, actor=by.actor, correlation_id=by.correlation_id)
         return impasse_id
@@ -586,7 +604,14 @@ class Deal(Aggregate):
         self._open_impasse(impasse_id)
         if not strategies_tried:
             raise InvalidCommand("strategies_tried", "name the impasse-breaking strategies tried before escalating")
+        if len(strategies_tried) > bounds.MAX_STRATEGIES:
+            raise InvalidCommand("strategies_tried", f"name at most {bounds.MAX_STRATEGIES} strategies")
+        if sum(map(len, strategies_tried)) > bounds.MAX_STRATEGIES_CHARACTERS:
+            raise InvalidCommand(
+                "strategies_tried", f"at most {bounds.MAX_STRATEGIES_CHARACTERS} characters in all: name them briefly"
+            )
         permit(self.stage, "escalate")
+        bounds.room_for("escalations", len(self.escalations) + 1, bounds.MAX_ESCALATIONS)
         escalation_id = str(uuid4())
         self._escalated(
             escalation_id=escalation_id,
@@ -646,6 +671,8 @@ class Deal(Aggregate):
 
     def _raise(self, kind: ConditionKind, subject: str, evidence: dict[str, Any], policy: Policy, by: Attribution) -> None:
         if self._open_condition(kind, subject) is None:
+            # The command that would raise it is refused whole (its events are not saved).
+            bounds.room_for("walk-away conditions", len(self.conditions) + 1, bounds.MAX_CONDITIONS)
             self._condition_raised(
                 condition_id=str(uuid4()),
                 kind=str(kind),
@@ -719,6 +746,8 @@ class Deal(Aggregate):
 
     def walk_away(self, *, reason: str, cited_conditions: Iterable[str] = (), by: Attribution) -> None:
         cited = list(dict.fromkeys(cited_conditions))
+        if len(cited) > bounds.MAX_CITED_CONDITIONS:
+            raise InvalidCommand("cited_conditions", f"cite at most {bounds.MAX_CITED_CONDITIONS} walk-away conditions")
         for condition_id in cited:
             if condition_id not in self.conditions:
                 raise InvalidCommand("cited_conditions", f"{condition_id!r} is not a walk-away condition of this deal")
@@ -761,6 +790,10 @@ class Deal(Aggregate):
     @staticmethod
     def _decide(items: dict[str, Item], item_id: str, decision: Decision, reason: str | None) -> None:
         items[item_id] = replace(items[item_id], decision=decision, reason=reason)
+
+
+def _quoted(text: str | None) -> str | None:
+    return None if text is None else excerpt(text, QUOTED)
 
 
 def event_type(domain_event: Any) -> str:

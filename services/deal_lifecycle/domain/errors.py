@@ -60,9 +60,29 @@ class Blocker:
     subject_id: str | None = None
 
 
+class DealLimitReached(CommandRefused):
+    """The deal holds as many of something as a deal may: the command would grow it past its bound."""
+
+    code = "deal_limit_reached"
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"the deal already holds the most {what} a deal may have ({limit})")
+        self.what = what
+        self.limit = limit
+
+
+# A refused signing names at most this many blockers (and how many there are in all), so
+# the refusal and the event that records it stay small however large the deal has grown.
+MAX_BLOCKERS_SHOWN = 50
+_BLOCKERS_IN_MESSAGE = 10
+
+
 class SigningRefused(CommandRefused):
     code = "signing_refused"
 
     def __init__(self, blockers: list[Blocker]) -> None:
-        super().__init__("the contract cannot be signed: " + "; ".join(b.message for b in blockers))
-        self.blockers = blockers
+        shown = "; ".join(b.message for b in blockers[:_BLOCKERS_IN_MESSAGE])
+        more = len(blockers) - _BLOCKERS_IN_MESSAGE
+        super().__init__("the contract cannot be signed: " + shown + (f"; and {more} more" if more > 0 else ""))
+        self.blockers = blockers[:MAX_BLOCKERS_SHOWN]
+        self.blockers_total = len(blockers)

@@ -12,6 +12,12 @@ from enum import StrEnum
 from typing import Any
 
 
+def excerpt(text: str, limit: int = 80) -> str:
+    """The start of a caller's text, for quoting it in a message or evidence: the whole text stays in
+    the event that recorded it, and what quotes it stays small however long the text is."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 class Stage(StrEnum):
     PROSPECT = "prospect"
     LETTER_OF_INTENT = "letter_of_intent"

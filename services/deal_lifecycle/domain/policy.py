@@ -28,6 +28,25 @@ class Term:
     worse: Worse
     description: str = ""
     unit: str = ""
+    # The values the term can take at all (e.g. no negative payment days): outside them a
+    # proposal is a mistake, not a negotiating position. None: unbounded on that side.
+    min: float | None = None
+    max: float | None = None
+
+    def check_range(self, value: float) -> None:
+        """Refuse a value the term cannot take (before anything is judged or recorded)."""
+        low = -float("inf") if self.min is None else self.min
+        high = float("inf") if self.max is None else self.max
+        if not low <= value <= high:
+            raise InvalidCommand("value", f"{self.name} must be {self._range()}")
+
+    def _range(self) -> str:
+        unit = f" {self.unit}" if self.unit and self.unit != "%" else self.unit
+        if self.min is not None and self.max is not None:
+            return f"between {self.min:g} and {self.max:g}{unit}"
+        if self.min is not None:
+            return f"at least {self.min:g}{unit}"
+        return f"at most {self.max:g}{unit}"
 
     def worse_than(self, value: float, reference: float) -> bool:
         return value > reference if self.worse is Worse.HIGHER else value < reference
