@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .application import DealService
 from .audit import Audit, StoreVerdict
-from .checkpoints import CHECKPOINTS_STREAM, CheckpointsUnreachable, compare, read_checkpoints
+from .checkpoints import CHECKPOINTS_STREAM, CheckpointsUnreachable, compare, key_file, load_key, read_checkpoints
 from .config import Settings
 from .diagram import mermaid, svg
 from .domain.errors import DealflowError
@@ -173,13 +173,16 @@ def _compare_with_checkpoints(settings: Settings, store: StoreVerdict) -> tuple[
         return False, f"checkpoints: not compared: {printable(str(e))} (run with --no-checkpoints to verify without them)", []
     if not checkpoints:
         return False, f"checkpoints: not compared: none published for store {store.head.store_id} on {', '.join(servers)}", []
-    comparison = compare(checkpoints, store.hashes)
+    key_path = key_file(settings)
+    key = load_key(key_path)
+    comparison = compare(checkpoints, store.hashes, key)
     found = [("checkpoints", f" at entry {f.seq}", f.problem, f.detail) for f in comparison.findings]
+    signatures = f"signatures checked with {key_path}" if key is not None else f"signatures not checked: no key at {key_path}"
     if comparison.latest is None:
-        return True, f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM}; none matches", found
+        return True, f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM} ({signatures}); none matches", found
     latest = comparison.latest
     line = (
-        f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM}; "
+        f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM} ({signatures}); "
         f"the latest that matches, of {latest.at}, anchors entries 1 to {latest.seq} of {store.entries}"
     )
     if latest.seq < store.entries:

@@ -12,16 +12,25 @@ The publisher runs beside the relay in every service process with NATS. It publi
 once this process has chained `every_events` entries (events, receipts, snapshots) since its last
 checkpoint, and every `every_seconds` when the head moved (also by other processes). Every process may publish:
 a checkpoint's `Nats-Msg-Id` is the store id and entry number, so JetStream drops repeats.
+
+Each checkpoint carries an HMAC-SHA256 made with a key kept in a file, neither in the database
+nor on NATS (`var/checkpoint.key` beside the SQLite file, or DEALFLOW_CHECKPOINT_KEY_FILE; created
+on first use, mode 0600; every process of one store needs the same file). Someone who can publish
+on NATS but does not hold the key cannot add a checkpoint that verify accepts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -32,6 +41,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from .bus import DUPLICATE_WINDOW_SECONDS
+from .config import Settings
 from .integrity import Head, StoreFinding
 
 log = structlog.get_logger("dealflow.checkpoints")
@@ -48,13 +58,36 @@ def checkpoint_subject(store_id: str) -> str:
 class CheckpointSettings:
     every_events: int = 100
     every_seconds: float = 10.0
+    key_file: Path | None = None  # None: checkpoints are not signed
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> CheckpointSettings:
+    def from_env(cls, settings: Settings, environ: Mapping[str, str] = os.environ) -> CheckpointSettings:
         return cls(
             every_events=int(environ.get("DEALFLOW_CHECKPOINT_EVERY_EVENTS", cls.every_events)),
             every_seconds=float(environ.get("DEALFLOW_CHECKPOINT_SECONDS", cls.every_seconds)),
+            key_file=key_file(settings, environ),
         )
+
+
+def key_file(settings: Settings, environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("DEALFLOW_CHECKPOINT_KEY_FILE") or settings.sqlite_path.parent / "checkpoint.key")
+
+
+def load_key(path: Path, *, create: bool = False) -> bytes | None:
+    """The signing key (64 hex digits in the file); created once, atomically, when asked and missing."""
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        else:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_hex(32) + "\n")
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -63,14 +96,29 @@ class Checkpoint:
     seq: int
     hash: str
     at: str
+    mac: str | None = None  # HMAC-SHA256 of the four fields above, when signed
+
+    def signed(self, key: bytes) -> Checkpoint:
+        return Checkpoint(self.store_id, self.seq, self.hash, self.at, self._mac(key))
+
+    def signed_by(self, key: bytes) -> bool:
+        return self.mac is not None and hmac.compare_digest(self.mac, self._mac(key))
+
+    def _mac(self, key: bytes) -> str:
+        message = "\x1f".join((self.store_id, str(self.seq), self.hash, self.at)).encode()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
 
     def body(self) -> bytes:
-        return json.dumps({"store_id": self.store_id, "seq": self.seq, "hash": self.hash, "at": self.at}).encode()
+        document: dict[str, Any] = {"store_id": self.store_id, "seq": self.seq, "hash": self.hash, "at": self.at}
+        if self.mac is not None:
+            document["hmac_sha256"] = self.mac
+        return json.dumps(document).encode()
 
     @classmethod
     def parse(cls, data: bytes) -> Checkpoint:
         document = json.loads(data)
-        return cls(str(document["store_id"]), int(document["seq"]), str(document["hash"]), str(document["at"]))
+        mac = document.get("hmac_sha256")
+        return cls(str(document["store_id"]), int(document["seq"]), str(document["hash"]), str(document["at"]), None if mac is None else str(mac))
 
 
 def checkpoints_stream_config() -> StreamConfig:
@@ -100,6 +148,7 @@ class CheckpointPublisher:
         self.recorder = recorder
         self.js = nc.jetstream(timeout=5)
         self.settings = settings or CheckpointSettings()
+        self.key = None if self.settings.key_file is None else load_key(self.settings.key_file, create=True)
         self.published = 0  # the last entry number this process anchored
         self._appended_then = 0  # the recorder's count of chained entries at the last checkpoint
         self._due = asyncio.Event()
@@ -128,6 +177,8 @@ class CheckpointPublisher:
         if head is None or head.seq <= self.published:
             return None
         checkpoint = Checkpoint(head.store_id, head.seq, head.hash, datetime.now(UTC).isoformat(timespec="milliseconds"))
+        if self.key is not None:
+            checkpoint = checkpoint.signed(self.key)
         await self.js.publish(
             checkpoint_subject(head.store_id),
             checkpoint.body(),
@@ -184,14 +235,19 @@ class Comparison:
     findings: list[StoreFinding]
 
 
-def compare(checkpoints: Iterable[Checkpoint], hashes: Mapping[int, str]) -> Comparison:
-    """Each checkpoint against the recomputed store-wide chain: the hash at its entry must be the one it names."""
+def compare(checkpoints: Iterable[Checkpoint], hashes: Mapping[int, str], key: bytes | None = None) -> Comparison:
+    """Each checkpoint against the recomputed store-wide chain: the hash at its entry must be the one it names.
+
+    With the key, a checkpoint that is not signed by it is reported and not relied on.
+    """
     findings, latest, count = [], None, 0
     end = max(hashes, default=0)
     for checkpoint in sorted(checkpoints, key=lambda c: c.seq):
         count += 1
         recomputed = hashes.get(checkpoint.seq)
-        if recomputed is None:
+        if key is not None and not checkpoint.signed_by(key):
+            findings.append(StoreFinding(checkpoint.seq, "unsigned", f"the checkpoint of {checkpoint.at} for entry {checkpoint.seq} is not signed with this store's checkpoint key"))
+        elif recomputed is None:
             findings.append(StoreFinding(checkpoint.seq, "truncated", f"the checkpoint of {checkpoint.at} names entry {checkpoint.seq}, but the chain now ends at entry {end}"))
         elif recomputed != checkpoint.hash:
             findings.append(StoreFinding(checkpoint.seq, "rewritten", f"entry {checkpoint.seq} is not what the checkpoint of {checkpoint.at} anchored: the store was changed and its chain recomputed"))

@@ -208,6 +208,7 @@ def test_verify_compares_the_store_with_the_checkpoints_the_service_published(en
         checked = dealflow(with_nats, "verify", "--all")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "anchors entries 1 to 4 of 4" in checked.stdout
+        assert f"signatures checked with {tmp_path / 'checkpoint.key'}" in checked.stdout
 
         edit_and_recompute(deals, settings, UUID(deal_id))
         tampered = dealflow(with_nats, "verify", "--all")

@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -25,6 +26,7 @@ from services.deal_lifecycle.checkpoints import (
     CheckpointPublisher,
     CheckpointSettings,
     compare,
+    load_key,
     read_checkpoints,
 )
 from services.deal_lifecycle.config import Settings
@@ -35,11 +37,11 @@ from tests.integration.test_tamper import tables
 from tests.support import ctx, open_deal
 
 
-def publish_head(service: DealService, url: str) -> Checkpoint | None:
+def publish_head(service: DealService, url: str, settings: CheckpointSettings | None = None) -> Checkpoint | None:
     async def once() -> Checkpoint | None:
         nc = await nats.connect(url)
         try:
-            publisher = CheckpointPublisher(service.recorder, nc)
+            publisher = CheckpointPublisher(service.recorder, nc, settings)
             from services.deal_lifecycle.checkpoints import ensure_checkpoints_stream  # noqa: PLC0415
 
             await ensure_checkpoints_stream(publisher.js)
@@ -136,6 +138,26 @@ def test_the_checkpoints_stream_refuses_deletes_and_purges(service: DealService,
 
     assert len(asyncio.run(try_to_erase())) == 2
     assert len(checkpoints_of(service, nats_server.url)) == 1
+
+
+def test_checkpoints_are_signed_with_a_key_outside_the_database_and_nats(
+    service: DealService, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    key_path = tmp_path / "keys" / "checkpoint.key"
+    open_deal(service)
+    signed = publish_head(service, nats_server.url, CheckpointSettings(key_file=key_path))
+    assert signed is not None and signed.mac is not None
+    key = load_key(key_path)
+    assert key is not None and oct(key_path.stat().st_mode & 0o777) == "0o600"
+
+    # Someone who can publish on NATS, but has not the key, anchors a head of their choosing.
+    open_deal(service, title="second")
+    forged = publish_head(service, nats_server.url, CheckpointSettings(key_file=tmp_path / "another.key"))
+    assert forged is not None
+    hashes = Audit(service).verify_store().hashes
+    comparison = compare(checkpoints_of(service, nats_server.url), hashes, key)
+    assert comparison.latest == signed, "only the signed checkpoint is relied on"
+    assert [(f.seq, f.problem) for f in comparison.findings] == [(2, "unsigned")]
 
 
 def run_publisher(service: DealService, url: str, settings: CheckpointSettings) -> Callable[[], None]:
