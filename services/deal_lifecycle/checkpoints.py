@@ -219,7 +219,11 @@ async def read_checkpoints(servers: list[str], store_id: str, *, timeout: float 
         checkpoints = []
         for _ in range(expected):
             message = await subscription.next_msg(timeout=timeout)
-            checkpoints.append(Checkpoint.parse(message.data))
+            try:
+                checkpoints.append(Checkpoint.parse(message.data))
+            except (ValueError, KeyError, TypeError):
+                # Not something the service wrote: kept, and reported as malformed by compare().
+                checkpoints.append(Checkpoint(store_id, 0, "", f"message {message.metadata.sequence.stream} (malformed)"))
         await subscription.unsubscribe()
         return checkpoints
     except (TimeoutError, nats.errors.Error) as e:
@@ -245,7 +249,9 @@ def compare(checkpoints: Iterable[Checkpoint], hashes: Mapping[int, str], key: b
     for checkpoint in sorted(checkpoints, key=lambda c: c.seq):
         count += 1
         recomputed = hashes.get(checkpoint.seq)
-        if key is not None and not checkpoint.signed_by(key):
+        if checkpoint.seq < 1:
+            findings.append(StoreFinding(0, "malformed", f"the checkpoints stream holds a {checkpoint.at} that is not a checkpoint"))
+        elif key is not None and not checkpoint.signed_by(key):
             findings.append(StoreFinding(checkpoint.seq, "unsigned", f"the checkpoint of {checkpoint.at} for entry {checkpoint.seq} is not signed with this store's checkpoint key"))
         elif recomputed is None:
             findings.append(StoreFinding(checkpoint.seq, "truncated", f"the checkpoint of {checkpoint.at} names entry {checkpoint.seq}, but the chain now ends at entry {end}"))

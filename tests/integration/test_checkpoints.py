@@ -154,10 +154,18 @@ def test_checkpoints_are_signed_with_a_key_outside_the_database_and_nats(
     open_deal(service, title="second")
     forged = publish_head(service, nats_server.url, CheckpointSettings(key_file=tmp_path / "another.key"))
     assert forged is not None
+    async def publish_garbage() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().publish(f"deals.checkpoints.{signed.store_id}", b"not json")
+        finally:
+            await nc.close()
+
+    asyncio.run(publish_garbage())
     hashes = Audit(service).verify_store().hashes
     comparison = compare(checkpoints_of(service, nats_server.url), hashes, key)
     assert comparison.latest == signed, "only the signed checkpoint is relied on"
-    assert [(f.seq, f.problem) for f in comparison.findings] == [(2, "unsigned")]
+    assert [(f.seq, f.problem) for f in comparison.findings] == [(0, "malformed"), (2, "unsigned")]
 
 
 def run_publisher(service: DealService, url: str, settings: CheckpointSettings) -> Callable[[], None]:
