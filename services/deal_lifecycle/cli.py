@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,8 +18,11 @@ from .application import DealService
 from .config import Settings
 from .domain.policy import Policy
 from .embedded_nats import EmbeddedNats, port_is_free
+from .http.server import uvicorn_options
 from .logs import configure_logging
 from .messaging import DealMessaging
+from .relay_status import report as relay_report
+from .terminal import printable
 from .policy_file import PolicyError, load_policy
 from .watch import watch as tail
 
@@ -42,6 +46,7 @@ def serve(
         port=port,
         log_config=None,
         access_log=False,
+        **uvicorn_options(settings),  # slow clients cut off, header size capped
     )
 
 
@@ -106,10 +111,16 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 
 
 @app.command()
-def relay() -> None:
+def relay(
+    status: bool = typer.Option(False, "--status", help="Print where the relay is and whether it is stalled (exit 1 if so), then exit."),
+    as_json: bool = typer.Option(False, "--json", help="With --status: one JSON object."),
+) -> None:
     """Run only the relay (store -> JetStream); several may run, one publishes at a time."""
-    configure_logging()
     settings = Settings.from_env()
+    if status:
+        _relay_status(settings, as_json=as_json)
+        return
+    configure_logging()
     if not settings.nats_servers:
         typer.echo("dealflow relay: set NATS_URL", err=True)
         raise typer.Exit(code=2)
@@ -126,6 +137,23 @@ def relay() -> None:
         asyncio.run(main())
     finally:
         deals.close()
+
+
+def _relay_status(settings: Settings, *, as_json: bool) -> None:
+    """What the relay has published, what it has not, and if it is stalled, at which event and why."""
+    deals = DealService(env=settings.eventsourcing_env(), policy=_policy_or_exit(settings))
+    try:
+        report = relay_report(deals, deals.factory.tracking_recorder())
+    finally:
+        deals.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_json()))
+    else:
+        typer.echo(f"dealflow relay on {settings.describe_store()}")
+        for line in report.lines():
+            typer.echo(printable(line))
+    if report.stalled:
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -47,10 +47,14 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedNats:
-    def __init__(self, store_dir: Path, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, store_dir: Path, *, port: int | None = None, host: str = "127.0.0.1", max_payload: int | None = None
+    ) -> None:
         self.store_dir = store_dir
         self.host = host
         self.port = port or free_port(host)
+        # The largest message the server accepts (its default: 1 MB); only settable in a config file.
+        self.max_payload = max_payload
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = store_dir / "nats-server.log"
 
@@ -61,6 +65,10 @@ class EmbeddedNats:
     def start(self, timeout: float = 15.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)]
+        if self.max_payload is not None:
+            config = self.store_dir / "nats-server.conf"
+            config.write_text(f"max_payload: {self.max_payload}\n")
+            command += ["-c", str(config)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603
                 command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent

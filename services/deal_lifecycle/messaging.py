@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -16,12 +17,18 @@ import structlog
 
 from .application import DealService
 from .bus import connect
+from .checkpoints import CheckpointPublisher, CheckpointSettings
 from .config import Settings
 from .leadership import FileLeadership, Leadership, PostgresLeadership
 from .nats_commands import CommandResponder
 from .relay import EventRelay
 
 log = structlog.get_logger("dealflow.messaging")
+
+# A part that dies is restarted after 0.5 s, then 1, 2, 4... up to 30 s; the back-off starts
+# again once it has run for a minute.
+RESTART_MAX_SECONDS = 30.0
+RESTART_RESET_SECONDS = 60.0
 
 
 class DealMessaging:
@@ -36,6 +43,7 @@ class DealMessaging:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dealflow-messaging")
+        self._task.add_done_callback(_say_if_failed)
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -47,18 +55,30 @@ class DealMessaging:
         await self._run()
 
     async def _run(self) -> None:
-        nc = await connect(self.settings.nats_servers, name="dealflow-deal-lifecycle")
+        relay: EventRelay | None = None
+
+        async def reconnected() -> None:
+            if relay is not None:
+                relay.wake()  # a stalled relay retries at once: the server may have been fixed
+
+        nc = await connect(self.settings.nats_servers, name="dealflow-deal-lifecycle", on_reconnect=reconnected)
         log.info("connected to NATS", servers=self.settings.nats_servers)
         tasks: list[asyncio.Task[None]] = []
         try:
             if self.with_commands:
                 await CommandResponder(self.deals, nc).listen()
             if self.with_relay:
-                relay = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)
-                self.deals.on_recorded(relay.wake)
-                tasks.append(asyncio.create_task(relay.run(self.stop_event, self._leadership())))
+                relay = events = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)
+                self.deals.on_recorded(events.wake)
+                leadership = self._leadership()
+                tasks.append(self._supervised("relay", lambda: events.run(self.stop_event, leadership)))
                 if self.settings.database_url:
-                    tasks.append(asyncio.create_task(self._listen_to_postgres(relay.wake)))
+                    tasks.append(self._supervised("postgres listener", lambda: self._listen_to_postgres(events.wake)))
+                # Beside the relay: the store-wide chain's head, anchored on JetStream (checkpoints.py).
+                checkpoints = CheckpointPublisher(self.deals.recorder, nc, CheckpointSettings.from_env(self.settings))
+                self.deals.on_recorded(checkpoints.wake)
+                tasks.append(self._supervised("checkpoints", lambda: checkpoints.run(self.stop_event)))
+            # More parts on this connection go here, each under self._supervised(...).
             await self.stop_event.wait()
         finally:
             for task in tasks:
@@ -66,6 +86,30 @@ class DealMessaging:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await nc.drain()
+
+    def _supervised(self, part: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run a part until the service stops; if it dies, log why and start it again, with back-off."""
+
+        async def supervise() -> None:
+            failures = 0
+            loop = asyncio.get_running_loop()
+            while not self.stop_event.is_set():
+                started = loop.time()
+                try:
+                    await run()
+                except Exception as e:  # noqa: BLE001 - whatever killed it, say so and restart it
+                    failures = 1 if loop.time() - started > RESTART_RESET_SECONDS else failures + 1
+                    delay = min(RESTART_MAX_SECONDS, 0.5 * 2 ** (failures - 1))
+                    log.error(f"{part} died; restarting it", part=part, error=f"{type(e).__name__}: {e}", restart_in_seconds=delay, failures=failures, exc_info=True)
+                else:
+                    if self.stop_event.is_set():
+                        return
+                    delay = RESTART_MAX_SECONDS
+                    log.error(f"{part} ended unexpectedly; restarting it", part=part, restart_in_seconds=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), timeout=delay)
+
+        return asyncio.create_task(supervise(), name=f"dealflow-{part}")
 
     def _leadership(self) -> Leadership:
         if self.settings.database_url:
@@ -89,6 +133,11 @@ class DealMessaging:
             except psycopg.Error as e:
                 log.warning("cannot listen to PostgreSQL notifications", error=str(e))
                 await asyncio.sleep(1)
+
+
+def _say_if_failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the service's NATS side stopped", error=repr(task.exception()), exc_info=task.exception())
 
 
 def _conninfo(database_url: str) -> str:
