@@ -88,8 +88,11 @@ def _bytes(text: str | bytes) -> bytes:
 
 
 def request_id(values: Sequence[str | bytes]) -> str:
-    """The caller's request id, checked, or a new one."""
-    return header(REQUEST_ID, values) or uuid4().hex
+    """The caller's request id, checked, or a new one. It is echoed in a response header: printable ASCII only."""
+    value = header(REQUEST_ID, values)
+    if value and not (value.isascii() and value.isprintable()):
+        raise InvalidHeader(REQUEST_ID, "must be printable ASCII")
+    return value or uuid4().hex
 
 
 def command_context(get: Callable[[str], Sequence[str | bytes]], request_id: str) -> CommandContext:
