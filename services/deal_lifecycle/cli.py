@@ -21,6 +21,7 @@ from .embedded_nats import EmbeddedNats, port_is_free
 from .http.server import uvicorn_options
 from .logs import configure_logging
 from .messaging import DealMessaging
+from .relay_status import Announcer as RelayAnnouncer
 from .relay_status import report as relay_report
 from .terminal import printable
 from .policy_file import PolicyError, load_policy
@@ -74,6 +75,7 @@ def up(
     signal.signal(signal.SIGINT, stop)
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
+    relay_health = _RelayHealth(settings)
     try:
         if not settings.nats_servers:
             store = settings.sqlite_path.parent / "nats"
@@ -85,15 +87,45 @@ def up(
         children.append(_spawn(["notifier"], env))
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
+            relay_health.check()
     finally:
         for child in reversed(children):
             _stop(child)
+        relay_health.close()
         if embedded is not None:
             embedded.stop()
             _nats_url_file(settings).unlink(missing_ok=True)
     failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
     if failed and not stopping:
         raise typer.Exit(code=1)
+
+
+class _RelayHealth:
+    """`dealflow up` reads the relay's status from the store every few seconds and says when it stalls."""
+
+    def __init__(self, settings: Settings, every_seconds: float = 5.0) -> None:
+        self.settings = settings
+        self.every_seconds = every_seconds
+        self.next_check = time.monotonic() + every_seconds
+        self.announcer = RelayAnnouncer()
+        self.deals: DealService | None = None
+
+    def check(self) -> None:
+        if time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + self.every_seconds
+        try:
+            if self.deals is None:
+                self.deals = DealService(env=self.settings.eventsourcing_env(), policy=load_policy(self.settings.policy_path))
+            lines = self.announcer.lines(relay_report(self.deals, self.deals.factory.tracking_recorder()))
+        except Exception:  # noqa: BLE001 - the store may be busy or not created yet: look again next time
+            return
+        for line in lines:
+            typer.echo(printable(line), err=True)
+
+    def close(self) -> None:
+        if self.deals is not None:
+            self.deals.close()
 
 
 def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

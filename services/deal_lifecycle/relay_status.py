@@ -196,3 +196,30 @@ def _ago(at: datetime, then: datetime) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h"
+
+
+class Announcer:
+    """What `dealflow up` says about the relay: a loud line when it stalls (again every few
+    minutes while it stays stalled), one line when it resumes, nothing while all is well."""
+
+    def __init__(self, repeat_seconds: float = 300.0) -> None:
+        self.repeat_seconds = repeat_seconds
+        self.stalled_at: int | None = None
+        self.said_at: datetime | None = None
+
+    def lines(self, current: Report) -> list[str]:
+        stall = current.relay.stall if current.relay is not None and current.stalled else None
+        if stall is None:
+            if self.stalled_at is None:
+                return []
+            resumed, self.stalled_at, self.said_at = self.stalled_at, None, None
+            return [f"dealflow: the relay resumed: notification {resumed} is published, lag {current.lag} event(s)"]
+        due = self.said_at is None or (current.at - self.said_at).total_seconds() >= self.repeat_seconds
+        if stall.notification_id == self.stalled_at and not due:
+            return []
+        self.stalled_at, self.said_at = stall.notification_id, current.at
+        return [
+            f"dealflow: RELAY STALLED since {_when(stall.since)} at notification {stall.notification_id} "
+            f"({stall.event_type} {stall.event_id}, {stall.size_bytes} bytes): {stall.reason}. "
+            f"{current.lag} event(s) wait behind it and do not reach NATS; see `dealflow relay --status`."
+        ]

@@ -27,7 +27,8 @@ from services.deal_lifecycle.bus import EVENTS_STREAM, PUBLISHED_TOPICS, ensure_
 from services.deal_lifecycle.config import Settings
 from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.model import Attribution
-from services.deal_lifecycle.embedded_nats import EmbeddedNats
+from services.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
+from services.deal_lifecycle.policy_file import load_policy
 from services.deal_lifecycle.relay_status import STALLED_SUBJECT, Report, report
 from tests.nats_support import exactly_once_in_deal_order, stream, wait_for_count
 from tests.support import BY, POLICY_FILE
@@ -255,3 +256,30 @@ def test_a_relay_that_dies_of_an_unexpected_error_says_so_and_is_restarted(
 
     store(service)
     assert wait_for_count(nats_server.url, 2, timeout=60) == 2, log.read_text()[-3000:]
+
+
+def test_dealflow_up_says_loudly_when_its_relay_is_stalled(tmp_path: Path) -> None:
+    settings = Settings(sqlite_path=tmp_path / "var" / "deals.sqlite3")
+    deals = DealService(env=settings.eventsourcing_env(), policy=load_policy(POLICY_FILE))
+    try:
+        store(deals)
+        refused = store(deals, correlation_id="h" * 70_000)  # headers over JetStream's 64 KB
+    finally:
+        deals.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    env.update(DEALFLOW_SQLITE_PATH=str(settings.sqlite_path), DEALFLOW_POLICY=str(POLICY_FILE))
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen(
+            [*DEALFLOW, "up", "--port", str(free_port()), "--nats-port", str(free_port())],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        line = wait_until(
+            lambda: [x for x in log.read_text(errors="replace").splitlines() if x.startswith("dealflow: RELAY STALLED")],
+            "the stalled line", log, timeout=60,
+        )[0]
+        assert f"at notification {refused} (DealOpened" in line and "header size exceeds" in line and "dealflow relay --status" in line
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
