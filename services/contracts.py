@@ -23,6 +23,7 @@ from pydantic import BaseModel, TypeAdapter, create_model
 from services.deal_lifecycle.domain.attempts import SigningAttempts
 from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.nats_commands import ROUTES
+from services.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
 from services.notifier.messages import AlertMessage, DeadLetterMessage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +93,7 @@ def alert_schemas() -> dict[str, dict[str, Any]]:
     return {
         "alerts/Alert.v1.json": _model_schema(AlertMessage, "alerts/Alert.v1.json", "Alert v1"),
         "alerts/DeadLetter.v1.json": _model_schema(DeadLetterMessage, "alerts/DeadLetter.v1.json", "DeadLetter v1"),
+        "alerts/RelayStalled.v1.json": _model_schema(RelayStalledMessage, "alerts/RelayStalled.v1.json", "RelayStalled v1"),
     }
 
 
@@ -119,6 +121,10 @@ EVENT_HEADERS = {
         "Dealflow-Actor": {"type": "string"},
         "Dealflow-Schema-Version": {"type": "string", "description": "N of schemas/events/<EventType>.vN.json"},
         "Dealflow-Notification-Id": {"type": "string", "description": "position in the store's event log"},
+        "Nats-Expected-Last-Sequence": {
+            "type": "string",
+            "description": "set by the relay: JetStream stores no message after one it refused",
+        },
     },
 }
 COMMAND_HEADERS = {
@@ -157,6 +163,18 @@ def asyncapi() -> dict[str, Any]:
         "receiveDealEvents": {"action": "receive", "channel": {"$ref": "#/channels/dealEvents"}},
         "receiveDeadLetters": {"action": "receive", "channel": {"$ref": "#/channels/deadLetters"}},
     }
+    # Core NATS (no stream): the relay stalled at an event it cannot publish, or resumed.
+    for channel, subject, what in (
+        ("relayStalled", STALLED_SUBJECT, "The relay is stalled at an event it cannot publish (again at most once a minute)."),
+        ("relayResumed", RESUMED_SUBJECT, "The relay has published the event it was stalled at."),
+    ):
+        channels[channel] = {
+            "address": subject,
+            "description": what,
+            "messages": {"RelayStalled": {"$ref": "#/components/messages/RelayStalled"}},
+        }
+        operations[f"receive{channel[0].upper()}{channel[1:]}"] = {"action": "receive", "channel": {"$ref": f"#/channels/{channel}"}}
+    messages["RelayStalled"] = {"name": "RelayStalled", "contentType": "application/json", "payload": {"$ref": "alerts/RelayStalled.v1.json"}}
     for name in sorted(ROUTES):
         command_message, reply_message = f"{name}Command", f"{name}Reply"
         channels[f"command_{name}"] = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Composed, Identifier
+from pydantic import BaseModel, Field
 
 from .bus import PUBLISHED_TOPICS
 
@@ -47,8 +48,22 @@ class Stall:
     since: datetime
 
     def message(self, position: int) -> bytes:
-        """The body of a `deals.relay.stalled` message."""
-        return json.dumps({**_jsonable(asdict(self)), "position": position}, separators=(",", ":")).encode()
+        """The body of a `deals.relay.stalled` (or `.resumed`) message."""
+        return RelayStalledMessage(**asdict(self), position=position).model_dump_json().encode()
+
+
+class RelayStalledMessage(BaseModel):
+    """On deals.relay.stalled: the relay cannot publish this event, and publishes nothing after it until
+    it can; on deals.relay.resumed: it has now published it."""
+
+    notification_id: int = Field(description="the event's position in the store's event log")
+    event_id: str = Field(description="<originator id>:<version>, its Nats-Msg-Id")
+    deal_id: str
+    event_type: str
+    size_bytes: int = Field(description="the message's size on the wire, headers included")
+    reason: str = Field(description="why it cannot be published, e.g. over the server's max_payload")
+    since: datetime = Field(description="when the relay first stalled at it")
+    position: int = Field(description="the last notification the relay has published")
 
 
 @dataclass(frozen=True)
