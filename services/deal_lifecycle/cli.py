@@ -56,6 +56,9 @@ def up(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port to listen on."),
     nats_port: int = typer.Option(4222, help="Port of the embedded NATS (a free one if taken)."),
+    nats_max_payload: int | None = typer.Option(
+        None, help="The embedded NATS's max_payload in bytes (its default: 1 MB); raise it to let a relay stalled on a larger event resume."
+    ),
 ) -> None:
     """Start the whole system: embedded NATS (unless NATS_URL is set), the deal service with its relay, the notifier.
 
@@ -79,7 +82,7 @@ def up(
     try:
         if not settings.nats_servers:
             store = settings.sqlite_path.parent / "nats"
-            embedded = EmbeddedNats(store, port=nats_port if port_is_free(nats_port) else None)
+            embedded = EmbeddedNats(store, port=nats_port if port_is_free(nats_port) else None, max_payload=nats_max_payload)
             env["NATS_URL"] = embedded.start()
             _nats_url_file(settings).write_text(embedded.url)
             typer.echo(f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}", err=True)
