@@ -27,7 +27,7 @@ from .application import DealService, Outcome
 from .bus import COMMANDS_PREFIX
 from .domain.errors import DealflowError
 from .refusals import INTERNAL_ERROR, error_body, internal_error_body, invalid_body, status_of
-from .views import deal_view
+from .views import command_view
 
 log = structlog.get_logger("dealflow.nats")
 
@@ -215,7 +215,7 @@ class CommandResponder:
             outcome = await asyncio.to_thread(route.call, self.deals, message, ctx)
         except DealflowError as refusal:
             return _refused(refusal)
-        return {"id": outcome.created_id, "replayed": outcome.replayed, "deal": deal_view(outcome.deal)}, {}
+        return {"id": outcome.created_id, "replayed": outcome.replayed, "deal": command_view(outcome.deal)}, {}
 
 
 def _refused(refusal: DealflowError) -> tuple[dict[str, Any], dict[str, str]]:

@@ -429,3 +429,15 @@ def test_headers_beyond_the_total_size_are_refused_and_normal_requests_work(serv
     with socket.create_connection(server, timeout=20) as sock:
         sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         assert read_all(sock).startswith(b"HTTP/1.1 201")
+
+
+def test_a_commands_answer_stays_bounded_as_the_deal_grows(client: TestClient, nats_server: EmbeddedNats) -> None:
+    deal_id = open_deal(client)
+    for n in range(14):
+        client.post(f"/deals/{deal_id}/concessions", json={"by": ("client", "provider")[n % 2], "what": f"give {n}"})
+    answer = client.post(f"/deals/{deal_id}/concessions", json={"by": "client", "what": "give 14"}).json()["deal"]
+    assert (len(answer["concessions"]), answer["counts"]["concessions"], answer["truncated"]) == (10, 15, True)
+    assert answer["concessions"][-1]["what"] == "give 14" and answer["full_view"] == f"/deals/{deal_id}"
+    _, reply = request(nats_server.url, "record_concession", {"deal_id": deal_id, "by": "provider", "what": "give 15"})
+    assert (len(reply["deal"]["concessions"]), reply["deal"]["counts"]["concessions"]) == (10, 16)
+    assert len(client.get(f"/deals/{deal_id}").json()["concessions"]) == 16

@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from .. import commands as c
 from ..application import DealService
-from ..views import DealView, HealthView, health_view, policy_view
+from ..views import CommandDealView, HealthView, health_view, policy_view
 from .context import command_context
 from .routes import CreatedView, created_response, deal_response
 
@@ -26,7 +26,7 @@ class NegotiationController(Controller):
     @post("/terms", status_code=HTTP_200_OK, sync_to_thread=True, summary="A side puts a term on the table")
     def propose_term(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.ProposeTerm], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.propose_term(deal_id, data, ctx))
 
     @post("/terms/{term:str}/agreement", status_code=HTTP_200_OK, sync_to_thread=True, summary="Both sides agree a term")
@@ -37,7 +37,7 @@ class NegotiationController(Controller):
         term: FromPath[str],
         data: JSONBody[c.AgreeTerm],
         ctx: NamedDependency[c.CommandContext],
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.agree_term(deal_id, term, data, ctx))
 
     @post("/concessions", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="A side gave something")
@@ -54,19 +54,19 @@ class NegotiationController(Controller):
         name: FromPath[str],
         data: JSONBody[c.RefuseNonNegotiable],
         ctx: NamedDependency[c.CommandContext],
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.refuse_non_negotiable(deal_id, name, data, ctx))
 
     @post("/non-negotiables/{name:str}/acceptance", status_code=HTTP_200_OK, sync_to_thread=True)
     def accept_non_negotiable(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], name: FromPath[str], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.accept_non_negotiable(deal_id, name, ctx))
 
     @post("/client-facts", status_code=HTTP_200_OK, sync_to_thread=True, summary="Facts judged by the right-client criteria")
     def record_client_facts(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.RecordClientFacts], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.record_client_facts(deal_id, data, ctx))
 
     @post("/impasses", status_code=HTTP_201_CREATED, sync_to_thread=True)
@@ -83,7 +83,7 @@ class NegotiationController(Controller):
         impasse_id: FromPath[str],
         data: JSONBody[c.ResolveImpasse],
         ctx: NamedDependency[c.CommandContext],
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.resolve_impasse(deal_id, impasse_id, data, ctx))
 
     @post("/escalations", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Over the counterpart's head, while an impasse is open")
@@ -105,7 +105,7 @@ class NegotiationController(Controller):
         condition_id: FromPath[str],
         data: JSONBody[c.WaiveCondition],
         ctx: NamedDependency[c.CommandContext],
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.waive_condition(deal_id, condition_id, data, ctx))
 
     @get("/health", sync_to_thread=True, summary="Concession balance, open conditions, impasses and a verdict")

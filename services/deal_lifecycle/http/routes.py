@@ -16,7 +16,7 @@ from .. import commands as c
 from ..application import DealService, Outcome
 from ..domain.errors import InvalidCommand
 from ..domain.model import Stage
-from ..views import DealSummaryView, DealView, EventView, deal_view, event_view, summary_view
+from ..views import CommandDealView, DealSummaryView, DealView, EventView, command_view, deal_view, event_view, summary_view
 from .context import command_context, etag
 
 
@@ -45,7 +45,7 @@ def _moment(as_of: str | None) -> datetime | None:
 
 class CreatedView(TypedDict):
     id: str
-    deal: DealView
+    deal: CommandDealView
 
 
 class DealPage(TypedDict):
@@ -58,14 +58,15 @@ class History(TypedDict):
     events: list[EventView]
 
 
-def deal_response(outcome: Outcome, status: int = HTTP_200_OK) -> Response[DealView]:
-    return Response(deal_view(outcome.deal), status_code=status, headers={"ETag": etag(outcome.deal.version)})
+def deal_response(outcome: Outcome, status: int = HTTP_200_OK) -> Response[CommandDealView]:
+    # Bounded however large the deal grows; GET /deals/{id} has all of it.
+    return Response(command_view(outcome.deal), status_code=status, headers={"ETag": etag(outcome.deal.version)})
 
 
 def created_response(outcome: Outcome) -> Response[CreatedView]:
     assert outcome.created_id is not None
     return Response(
-        {"id": outcome.created_id, "deal": deal_view(outcome.deal)},
+        {"id": outcome.created_id, "deal": command_view(outcome.deal)},
         status_code=HTTP_201_CREATED,
         headers={"ETag": etag(outcome.deal.version)},
     )
@@ -77,7 +78,7 @@ class DealController(Controller):
     dependencies = {"ctx": Provide(command_context, sync_to_thread=False)}  # noqa: RUF012
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Open a deal (stage prospect)")
-    def open_deal(self, deals: NamedDependency[DealService], data: JSONBody[c.OpenDeal], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
+    def open_deal(self, deals: NamedDependency[DealService], data: JSONBody[c.OpenDeal], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         outcome = deals.open_deal(data, ctx)
         response = deal_response(outcome, HTTP_201_CREATED)
         response.headers["Location"] = f"/deals/{outcome.deal.id}"
@@ -116,13 +117,13 @@ class DealController(Controller):
         return {"deal_id": str(deal_id), "events": [event_view(e) for e in deals.history(deal_id)]}
 
     @post("/{deal_id:uuid}/letter-of-intent", status_code=HTTP_200_OK, sync_to_thread=True)
-    def sign_letter_of_intent(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
+    def sign_letter_of_intent(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         return deal_response(deals.sign_letter_of_intent(deal_id, ctx))
 
     @post("/{deal_id:uuid}/transition-meeting", status_code=HTTP_200_OK, sync_to_thread=True)
     def hold_transition_meeting(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.HoldTransitionMeeting], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.hold_transition_meeting(deal_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises", status_code=HTTP_201_CREATED, sync_to_thread=True)
@@ -134,13 +135,13 @@ class DealController(Controller):
     @post("/{deal_id:uuid}/promises/{promise_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
     def decide_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.DecideSalesPromise], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.decide_sales_promise(deal_id, promise_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises/{promise_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
     def withdraw_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.withdraw_sales_promise(deal_id, promise_id, data, ctx))
 
     @post("/{deal_id:uuid}/promises/{promise_id:str}/renegotiation", status_code=HTTP_200_OK, sync_to_thread=True)
@@ -151,7 +152,7 @@ class DealController(Controller):
         promise_id: FromPath[str],
         data: JSONBody[c.RenegotiateSalesPromise],
         ctx: NamedDependency[c.CommandContext],
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.renegotiate_sales_promise(deal_id, promise_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations", status_code=HTTP_201_CREATED, sync_to_thread=True)
@@ -163,13 +164,13 @@ class DealController(Controller):
     @post("/{deal_id:uuid}/expectations/{expectation_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
     def decide_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.DecideExpectation], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.decide_expectation(deal_id, expectation_id, data, ctx))
 
     @post("/{deal_id:uuid}/expectations/{expectation_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
     def withdraw_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
-    ) -> Response[DealView]:
+    ) -> Response[CommandDealView]:
         return deal_response(deals.withdraw_expectation(deal_id, expectation_id, data, ctx))
 
     @post(
@@ -178,11 +179,11 @@ class DealController(Controller):
         sync_to_thread=True,
         summary="Sign the contract; 409 with every blocker if it may not be signed yet",
     )
-    def sign_contract(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
+    def sign_contract(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         return deal_response(deals.sign_contract(deal_id, ctx))
 
     @post("/{deal_id:uuid}/walk-away", status_code=HTTP_200_OK, sync_to_thread=True, summary="Walk away (never after signing)")
-    def walk_away(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.WalkAway], ctx: NamedDependency[c.CommandContext]) -> Response[DealView]:
+    def walk_away(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.WalkAway], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         return deal_response(deals.walk_away(deal_id, data, ctx))
 
 
