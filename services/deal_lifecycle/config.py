@@ -27,6 +27,8 @@ class Settings:
     nats_url: str | None = None
     # How many events the relay publishes before it saves its position.
     relay_batch_size: int = 500
+    # How many `GET /stream` clients one instance serves at once; beyond, 503 too_many_streams.
+    max_streams: int = 100
 
     @property
     def nats_servers(self) -> list[str]:
@@ -43,6 +45,7 @@ class Settings:
             policy_path=Path(environ.get("DEALFLOW_POLICY", cls.policy_path)),
             nats_url=environ.get("NATS_URL") or None,
             relay_batch_size=int(environ.get("DEALFLOW_RELAY_BATCH", cls.relay_batch_size)),
+            max_streams=int(environ.get("DEALFLOW_MAX_STREAMS", cls.max_streams)),
         )
 
     def describe_store(self) -> str:

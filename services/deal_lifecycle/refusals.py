@@ -11,6 +11,7 @@ from typing import Any
 from .application import IdempotencyKeyReused, VersionMismatch
 from .domain.errors import CommandRefused, DealflowError, Forbidden, InvalidCommand, NotFound, SigningRefused
 from .edge import InvalidHeader, MalformedBody, UnexpectedBody, UnsupportedMediaType
+from .live import TooManyStreams
 
 INTERNAL_ERROR = "internal_error"
 
@@ -26,6 +27,7 @@ _STATUS: list[tuple[type[DealflowError], int]] = [
     (Forbidden, 403),
     (VersionMismatch, 412),
     (CommandRefused, 409),
+    (TooManyStreams, 503),
 ]
 
 
@@ -39,6 +41,7 @@ def error_body(error: DealflowError) -> dict[str, Any]:
         body["errors"] = [{"field": error.field, "rule": error.rule}]
     if isinstance(error, SigningRefused):
         body["blockers"] = [{"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in error.blockers]
+        body["blockers_total"] = error.blockers_total  # `blockers` names at most the first 50
     return body
 
 

@@ -17,6 +17,7 @@ from ..application import DealService
 from ..config import Settings
 from ..domain.errors import DealflowError
 from ..logs import configure_logging
+from ..live import Streams
 from ..messaging import DealMessaging
 from ..policy_file import load_policy
 from ..refusals import error_body, internal_error_body, invalid_body, status_of
@@ -88,12 +89,14 @@ def create_app(settings: Settings | None = None, service: DealService | None = N
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         deals = service or DealService(env=settings.eventsourcing_env(), policy=load_policy(settings.policy_path))
         app.state.deals = deals
+        app.state.streams = streams = Streams(deals, max_streams=settings.max_streams)
         messaging = DealMessaging(deals, settings) if settings.nats_servers else None
         if messaging is not None:
             await messaging.start()
         try:
             yield
         finally:
+            await streams.close()
             if messaging is not None:
                 await messaging.stop()
             if service is None:

@@ -1,0 +1,220 @@
+"""GET /stream at scale: one follower of the log per process, a cap on streams, headers at once,
+and a Last-Event-ID that cannot be resumed refused up front. A real store; a real `dealflow serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.deal_lifecycle import commands as c
+from services.deal_lifecycle import live
+from services.deal_lifecycle.application import DealService
+from services.deal_lifecycle.embedded_nats import free_port
+from services.deal_lifecycle.live import Streams, TooManyStreams
+from tests.support import POLICY_FILE, ctx, open_deal
+
+
+class CountingRecorder:
+    """The real recorder, counting how often the log is read."""
+
+    def __init__(self, service: DealService) -> None:
+        self.calls = 0
+        self._select = service.recorder.select_notifications
+
+    def select_notifications(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self._select(*args, **kwargs)
+
+
+async def take(stream: AsyncIterator[Any], count: int) -> list[Any]:
+    taken: list[Any] = []
+    async for item in stream:
+        if item is not None:
+            taken.append(item)
+        if len(taken) == count:
+            break
+    return taken
+
+
+def test_idle_streams_share_one_reader_of_the_log(service: DealService, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = CountingRecorder(service)
+    monkeypatch.setattr(service.recorder, "select_notifications", reads.select_notifications)
+    clients, polls = 50, 10
+
+    async def scenario() -> list[list[Any]]:
+        streams = Streams(service, max_streams=clients, poll_seconds=0.05)
+        followers = [streams.follow(streams.reserve(), after=None) for _ in range(clients)]
+        readers = [asyncio.create_task(take(f, 1)) for f in followers]
+        while len(streams._subscribers) < clients:  # noqa: SLF001 - waiting for every stream to be connected
+            await asyncio.sleep(0.01)
+        before = reads.calls
+        await asyncio.sleep(0.05 * polls)  # idle: only the follower's shared poll reads the log
+        idle_reads = reads.calls - before
+        assert idle_reads < clients, f"{idle_reads} reads of the log for {clients} idle streams"
+        await asyncio.to_thread(open_deal, service)
+        received = await asyncio.wait_for(asyncio.gather(*readers), 30)
+        await streams.close()
+        return received
+
+    received = asyncio.run(scenario())
+    assert {item[1]["type"] for items in received for item in items} == {"DealOpened"}
+    assert len({item[0] for items in received for item in items}) == 1, "every stream got the same event"
+
+
+def test_a_stream_too_slow_to_keep_up_catches_up_from_the_log_missing_nothing(
+    service: DealService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "QUEUE_SIZE", 3)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        streams = Streams(service, poll_seconds=0.05)
+        slow = streams.follow(streams.reserve(), after=None)
+        first = await asyncio.wait_for(_first_after_connect(streams, slow), 30)
+        # Twenty more events while the slow stream reads nothing: its queue overflows.
+        deal_id = first[1]["deal_id"]
+        for n in range(20):
+            await asyncio.to_thread(service.record_concession, _uuid(deal_id), c.RecordConcession(by="client", what=f"c{n}"), ctx())
+        rest = await asyncio.wait_for(take(slow, 20 + 0), 30)
+        await streams.close()
+        return [first], rest
+
+    first, rest = asyncio.run(scenario())
+    versions = [item[1]["version"] for item in first + rest]
+    assert versions == list(range(1, 22)), "every event once, in order"
+    positions = [item[0] for item in first + rest]
+    assert positions == sorted(set(positions))
+
+
+async def _first_after_connect(streams: Streams, stream: AsyncIterator[Any]) -> Any:
+    reader = asyncio.ensure_future(stream.__anext__())
+    while not streams._subscribers:  # noqa: SLF001
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(open_deal, streams.deals)
+    return await reader
+
+
+def _uuid(value: str) -> Any:
+    from uuid import UUID  # noqa: PLC0415
+
+    return UUID(value)
+
+
+def test_a_stream_resuming_from_the_past_gets_history_then_live_events_once(service: DealService) -> None:
+    first = open_deal(service)
+    service.sign_letter_of_intent(first, ctx())
+
+    async def scenario() -> list[Any]:
+        streams = Streams(service, poll_seconds=0.05)
+        stream = streams.follow(streams.reserve(), after=0)
+        history = await asyncio.wait_for(take(stream, 2), 30)
+        await asyncio.to_thread(service.walk_away, first, c.WalkAway(reason="no fit"), ctx())
+        live_events = await asyncio.wait_for(take(stream, 1), 30)
+        await streams.close()
+        return history + live_events
+
+    events = asyncio.run(scenario())
+    assert [e[1]["type"] for e in events] == ["DealOpened", "LetterOfIntentSigned", "WalkedAway"]
+
+
+def test_the_cap_counts_streams_until_they_end(service: DealService) -> None:
+    async def scenario() -> None:
+        streams = Streams(service, max_streams=2)
+        one, two = streams.reserve(), streams.reserve()
+        with pytest.raises(TooManyStreams):
+            streams.reserve()
+        # A stream that was never started (its client left before the first byte) gives its place back.
+        streams.follow(one, after=None)
+        assert streams.open_streams == 1
+        started = streams.follow(two, after=None)
+        reader = asyncio.create_task(take(started, 1))
+        while not streams._subscribers:  # noqa: SLF001
+            await asyncio.sleep(0.01)
+        await streams.close()
+        assert await asyncio.wait_for(reader, 10) == []
+        assert streams.open_streams == 0
+
+    asyncio.run(scenario())
+
+
+# -- over HTTP, from a real `dealflow serve` ------------------------------------------------------
+
+MAX_STREAMS = 2
+
+
+@pytest.fixture
+def base_url(tmp_path: Path) -> Iterator[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    env.update(
+        DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"), DEALFLOW_POLICY=str(POLICY_FILE), DEALFLOW_MAX_STREAMS=str(MAX_STREAMS)
+    )
+    port = free_port()
+    with (tmp_path / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/schema/openapi.json", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_stream_opens_at_once_and_beyond_the_cap_the_answer_is_503(base_url: str) -> None:
+    # Read timeout well under the 15 s keep-alive: before, nothing was sent until an event or a keep-alive.
+    with ExitStack() as held:
+        readers = []  # kept: dropping a line iterator closes its connection
+        for _ in range(MAX_STREAMS):
+            response = held.enter_context(httpx.stream("GET", f"{base_url}/stream", timeout=httpx.Timeout(5, read=5)))
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            readers.append(response.iter_lines())
+            assert next(readers[-1]).startswith(":"), "a comment first, before any event"
+        refused = httpx.get(f"{base_url}/stream", timeout=5)
+        assert refused.status_code == 503
+        assert refused.json()["code"] == "too_many_streams" and "message" in refused.json()
+    # Disconnected: the places are free again.
+    deadline = time.monotonic() + 20
+    while True:
+        with httpx.stream("GET", f"{base_url}/stream", timeout=5) as again:
+            if again.status_code == 200:
+                break
+        assert time.monotonic() < deadline, "a closed stream's place was never given back"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("last_event_id", ["1" + "0" * 23, "9223372036854775808", "5", "\u00b2", "-1", "1e3"])
+def test_a_last_event_id_that_cannot_be_resumed_is_refused_up_front(base_url: str, last_event_id: str) -> None:
+    httpx.post(f"{base_url}/deals", json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}).raise_for_status()
+    refused = httpx.get(f"{base_url}/stream", headers={"Last-Event-ID": last_event_id.encode()}, timeout=10)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "invalid_header"
+    assert refused.json()["errors"] == [{"field": "Last-Event-ID", "rule": "must be the id of an event this stream sent"}]
+
+
+def test_a_last_event_id_of_an_event_sent_resumes_after_it(base_url: str) -> None:
+    httpx.post(f"{base_url}/deals", json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}).raise_for_status()
+    httpx.post(f"{base_url}/deals", json={"title": "Beta", "client_name": "Beta Ltd", "owner": "ann"}).raise_for_status()
+    with httpx.stream("GET", f"{base_url}/stream", headers={"Last-Event-ID": "1"}, timeout=10) as response:
+        assert response.status_code == 200
+        data = next(line for line in response.iter_lines() if line.startswith("data: "))
+    assert json.loads(data.removeprefix("data: "))["data"]["title"] == "Beta"
