@@ -11,7 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
@@ -58,11 +58,24 @@ def _iso_date(value: object) -> object:
 # integers cannot be held as floats (10^400 would overflow on the way to the store).
 MAX_NUMBER = 10**15
 
+
+def _number(low: int) -> tuple[BeforeValidator, Any]:
+    # Checked before pydantic's own number parsing, with the range stated in the schema as
+    # minimum/maximum (pydantic would write ge/le on a union, which JSON Schema ignores).
+    def check(value: object) -> object:
+        if type(value) not in (int, float):
+            raise ValueError("must be a number")  # noqa: TRY004
+        if not low <= value <= MAX_NUMBER:  # type: ignore[operator]
+            raise ValueError(f"must be between {low} and {MAX_NUMBER}")
+        return value
+
+    return BeforeValidator(check), Field(allow_inf_nan=False, json_schema_extra={"minimum": low, "maximum": MAX_NUMBER})
+
+
 JsonBool = Annotated[bool, _exactly((bool,), "true or false")]
 JsonInt = Annotated[int, _exactly((int,), "a whole number")]
-Number = Annotated[
-    int | float, _exactly((int, float), "a number"), Field(allow_inf_nan=False, ge=-MAX_NUMBER, le=MAX_NUMBER)
-]
+Number = Annotated[int | float, *_number(-MAX_NUMBER)]
+NonNegativeNumber = Annotated[int | float, *_number(0)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), _visible(multiline=True)]
@@ -149,7 +162,7 @@ class RefuseNonNegotiable(Command):
 
 
 class RecordClientFacts(Command):
-    annual_value: Annotated[Number, Field(ge=0)] | None = None
+    annual_value: NonNegativeNumber | None = None
     industry: Name | None = None
 
 
