@@ -248,3 +248,23 @@ def test_the_ends_of_a_terms_range_are_values_it_can_take() -> None:
     deal.propose_term(term="payment_terms_days", value=0, side=Side.CLIENT, policy=POLICY, by=BY)
     deal.propose_term(term="payment_terms_days", value=365, side=Side.CLIENT, policy=POLICY, by=BY)
     assert deal.terms["payment_terms_days"].client_demand == 365
+
+
+def test_a_v1_refused_signing_reads_as_v2_counting_the_blockers_it_listed() -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex  # noqa: PLC0415
+
+    transcoder = JSONTranscoder()
+    transcoder.register(UUIDAsHex())
+    transcoder.register(DatetimeAsISO())
+    mapper: Mapper[Any] = Mapper(transcoder=transcoder)
+    log = SigningAttempts(deal_id="c007472b-55fa-4014-b7e1-07ad86ac3720")
+    blockers = [{"code": "stage", "message": "not yet", "subject_id": None}] * 3
+    log._signing_refused(deal_id=log.deal_id, deal_version=4, blockers=blockers, blockers_total=3, actor="ann", correlation_id="c")  # noqa: SLF001
+    stored = mapper.to_stored_event(log.collect_events()[-1])
+    state = transcoder.decode(stored.state)
+    assert state.pop("class_version") == 2
+    del state["blockers_total"]  # as v1 stored it
+    old = mapper.to_domain_event(replace(stored, state=transcoder.encode(state)))
+    assert (old.blockers_total, len(old.blockers)) == (3, 3)
