@@ -59,7 +59,7 @@ class DealMessaging:
 
         async def reconnected() -> None:
             if relay is not None:
-                relay.wake()  # a stalled relay retries at once: the server may have been fixed
+                relay.retry_now()
 
         nc = await connect(self.settings.nats_servers, name="dealflow-deal-lifecycle", on_reconnect=reconnected)
         log.info("connected to NATS", servers=self.settings.nats_servers)

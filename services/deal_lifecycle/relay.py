@@ -133,11 +133,18 @@ class EventRelay:
         self.status = RelayState(state=STOPPED, holder=f"{socket.gethostname()}:{os.getpid()}", position=0, updated_at=now())
         self._stall_said_at: float | None = None
         self._wake = asyncio.Event()
+        self._retry = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
-        """Called from any thread (a command's worker) right after events were stored, or on reconnection."""
+        """Called from any thread (a command's worker) right after events were stored."""
         if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def retry_now(self) -> None:
+        """Called when NATS reconnects: a stalled relay tries again at once, the server may have been fixed."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._retry.set)
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self, stop: asyncio.Event, leadership: Leadership) -> None:
@@ -166,8 +173,10 @@ class EventRelay:
                 published = await self.publish_backlog()
             except Unpublishable as e:
                 await self._stalled(e.stall)
-                self._wake.clear()  # a reconnection wakes it: often the operator's fix
-                await _first_of(stop.wait(), self._wake.wait(), timeout=self.stalled_retry_seconds)
+                # Not woken by new events (they wait behind it anyway): by time, or a reconnection,
+                # which is often the operator's fix.
+                self._retry.clear()
+                await _first_of(stop.wait(), self._retry.wait(), timeout=self.stalled_retry_seconds)
                 await self._reconcile_quietly()
                 continue
             except PublishFailed as e:
