@@ -251,7 +251,7 @@ def test_long_text_keeps_newlines_but_not_other_control_characters(client: TestC
     assert kept.status_code == 201, kept.text
 
 
-@pytest.mark.parametrize("due", [20300101, "2030-01-01T00:00:00", "2030-01-01T00:00:00Z", 1.5])
+@pytest.mark.parametrize("due", [1893456000, "2030-01-01T00:00:00", "2030-01-01T00:00:00Z", 1.5])
 def test_due_is_only_a_yyyy_mm_dd_string(client: TestClient, service: DealService, due: Any) -> None:
     deal_id = open_deal(client)
     client.post(f"/deals/{deal_id}/letter-of-intent")

@@ -7,11 +7,12 @@ them to an HTTP request before Litestar reads anything else.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired, TypedDict
 from uuid import uuid4
 
 import structlog
 from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 
 from .. import edge
@@ -19,6 +20,35 @@ from ..commands import CommandContext
 from ..edge import REQUEST_ID, parse_version  # noqa: F401 - parse_version: kept importable from here
 
 JSON = "application/json"
+
+
+class FieldError(TypedDict):
+    field: str
+    rule: str
+
+
+class ErrorBody(TypedDict):
+    """Every error answer: a stable code, a message; the field and rule for invalid input."""
+
+    code: str
+    message: str
+    errors: NotRequired[list[FieldError]]
+    request_id: NotRequired[str]
+
+
+def _error(words: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorBody, description=words, generate_examples=False)
+
+
+# The error answers every route may give, for the OpenAPI document.
+ERROR_RESPONSES = {
+    400: _error("invalid_header (a header over its limit, repeated, not UTF-8 or with control characters), "
+                "malformed_request (not strict JSON), unexpected_body (a body on a command that takes none)"),
+    408: _error("request_timeout: the body did not arrive in time"),
+    415: _error("unsupported_media_type: commands are sent as application/json"),
+    422: _error("invalid_command: errors name each field and the rule it broke"),
+    500: _error("internal_error: a fault in the service, logged under request_id"),
+}
 
 
 def _headers(request: Request[Any, Any, Any]) -> Callable[[str], list[bytes]]:

@@ -17,7 +17,7 @@ from ..application import DealService, Outcome
 from ..domain.errors import InvalidCommand
 from ..domain.model import Stage
 from ..views import CommandDealView, DealSummaryView, DealView, EventView, command_view, deal_view, event_view, summary_view
-from .context import command_context, etag
+from .context import ERROR_RESPONSES, command_context, etag
 
 
 # Versions are stored as 64-bit integers.
@@ -77,14 +77,14 @@ class DealController(Controller):
     tags = ["deals"]
     dependencies = {"ctx": Provide(command_context, sync_to_thread=False)}  # noqa: RUF012
 
-    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Open a deal (stage prospect)")
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, summary="Open a deal (stage prospect)", responses=ERROR_RESPONSES)
     def open_deal(self, deals: NamedDependency[DealService], data: JSONBody[c.OpenDeal], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         outcome = deals.open_deal(data, ctx)
         response = deal_response(outcome, HTTP_201_CREATED)
         response.headers["Location"] = f"/deals/{outcome.deal.id}"
         return response
 
-    @get("/", sync_to_thread=True, summary="List deals by stage or owner (from the read model)")
+    @get("/", sync_to_thread=True, summary="List deals by stage or owner (from the read model)", responses=ERROR_RESPONSES)
     def list_deals(
         self,
         deals: NamedDependency[DealService],
@@ -96,7 +96,7 @@ class DealController(Controller):
         page = deals.list_deals(stage=stage, owner=owner, limit=limit, cursor=cursor)
         return {"items": [summary_view(s) for s in page.items], "next_cursor": page.next_cursor}
 
-    @get("/{deal_id:uuid}", sync_to_thread=True, summary="A deal now, or as of a version or a moment")
+    @get("/{deal_id:uuid}", sync_to_thread=True, summary="A deal now, or as of a version or a moment", responses=ERROR_RESPONSES)
     def get_deal(
         self,
         deals: NamedDependency[DealService],
@@ -112,39 +112,39 @@ class DealController(Controller):
         deal = deals.get_deal(deal_id, version=as_of_version, as_of=_moment(as_of))
         return Response(deal_view(deal), headers={"ETag": etag(deal.version)})
 
-    @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first")
+    @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first", responses=ERROR_RESPONSES)
     def history(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID]) -> History:
         return {"deal_id": str(deal_id), "events": [event_view(e) for e in deals.history(deal_id)]}
 
-    @post("/{deal_id:uuid}/letter-of-intent", status_code=HTTP_200_OK, sync_to_thread=True)
+    @post("/{deal_id:uuid}/letter-of-intent", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def sign_letter_of_intent(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         return deal_response(deals.sign_letter_of_intent(deal_id, ctx))
 
-    @post("/{deal_id:uuid}/transition-meeting", status_code=HTTP_200_OK, sync_to_thread=True)
+    @post("/{deal_id:uuid}/transition-meeting", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def hold_transition_meeting(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.HoldTransitionMeeting], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CommandDealView]:
         return deal_response(deals.hold_transition_meeting(deal_id, data, ctx))
 
-    @post("/{deal_id:uuid}/promises", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post("/{deal_id:uuid}/promises", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERROR_RESPONSES)
     def record_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.RecordSalesPromise], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CreatedView]:
         return created_response(deals.record_sales_promise(deal_id, data, ctx))
 
-    @post("/{deal_id:uuid}/promises/{promise_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
+    @post("/{deal_id:uuid}/promises/{promise_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def decide_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.DecideSalesPromise], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CommandDealView]:
         return deal_response(deals.decide_sales_promise(deal_id, promise_id, data, ctx))
 
-    @post("/{deal_id:uuid}/promises/{promise_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
+    @post("/{deal_id:uuid}/promises/{promise_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def withdraw_sales_promise(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], promise_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CommandDealView]:
         return deal_response(deals.withdraw_sales_promise(deal_id, promise_id, data, ctx))
 
-    @post("/{deal_id:uuid}/promises/{promise_id:str}/renegotiation", status_code=HTTP_200_OK, sync_to_thread=True)
+    @post("/{deal_id:uuid}/promises/{promise_id:str}/renegotiation", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def renegotiate_sales_promise(
         self,
         deals: NamedDependency[DealService],
@@ -155,19 +155,19 @@ class DealController(Controller):
     ) -> Response[CommandDealView]:
         return deal_response(deals.renegotiate_sales_promise(deal_id, promise_id, data, ctx))
 
-    @post("/{deal_id:uuid}/expectations", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post("/{deal_id:uuid}/expectations", status_code=HTTP_201_CREATED, sync_to_thread=True, responses=ERROR_RESPONSES)
     def record_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.RecordExpectation], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CreatedView]:
         return created_response(deals.record_expectation(deal_id, data, ctx))
 
-    @post("/{deal_id:uuid}/expectations/{expectation_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True)
+    @post("/{deal_id:uuid}/expectations/{expectation_id:str}/decision", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def decide_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.DecideExpectation], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CommandDealView]:
         return deal_response(deals.decide_expectation(deal_id, expectation_id, data, ctx))
 
-    @post("/{deal_id:uuid}/expectations/{expectation_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True)
+    @post("/{deal_id:uuid}/expectations/{expectation_id:str}/withdrawal", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def withdraw_expectation(
         self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], expectation_id: FromPath[str], data: JSONBody[c.Withdraw], ctx: NamedDependency[c.CommandContext]
     ) -> Response[CommandDealView]:
@@ -178,11 +178,12 @@ class DealController(Controller):
         status_code=HTTP_200_OK,
         sync_to_thread=True,
         summary="Sign the contract; 409 with every blocker if it may not be signed yet",
+        responses=ERROR_RESPONSES,
     )
     def sign_contract(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         return deal_response(deals.sign_contract(deal_id, ctx))
 
-    @post("/{deal_id:uuid}/walk-away", status_code=HTTP_200_OK, sync_to_thread=True, summary="Walk away (never after signing)")
+    @post("/{deal_id:uuid}/walk-away", status_code=HTTP_200_OK, sync_to_thread=True, summary="Walk away (never after signing)", responses=ERROR_RESPONSES)
     def walk_away(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], data: JSONBody[c.WalkAway], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
         return deal_response(deals.walk_away(deal_id, data, ctx))
 
