@@ -109,10 +109,10 @@ def command_context(get: Callable[[str], Sequence[str | bytes]], request_id: str
 
 
 def check_headers(get: Callable[[str], Sequence[str | bytes]]) -> None:
-    """Every header rule, before anything else is read (so a refusal names the header)."""
+    """Every header's bounds, before anything else is read (so a refusal names the header).
+    If-Match is read as a version only by commands (command_context)."""
     for name in HEADER_LIMITS:
         header(name, get(name))
-    parse_version(header("If-Match", get("If-Match")))
 
 
 def parse_version(if_match: str | None) -> int | None:
