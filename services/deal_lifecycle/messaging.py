@@ -66,7 +66,7 @@ class DealMessaging:
         tasks: list[asyncio.Task[None]] = []
         try:
             if self.with_commands:
-                await CommandResponder(self.deals, nc).listen()
+                await CommandResponder(self.deals, nc, self.settings.max_request_bytes).listen()
             if self.with_relay:
                 relay = events = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)
                 self.deals.on_recorded(events.wake)

@@ -25,6 +25,7 @@ from . import commands as c
 from . import edge
 from .application import DealService, Outcome
 from .bus import COMMANDS_PREFIX
+from .config import Settings
 from .domain.errors import DealflowError
 from .refusals import INTERNAL_ERROR, error_body, internal_error_body, invalid_body, status_of
 from .views import command_view
@@ -157,9 +158,11 @@ def _as(message: BaseModel, model: type[c.Command]) -> Any:
 class CommandResponder:
     """Answers `deals.commands.*` requests; several processes share them through a queue group."""
 
-    def __init__(self, deals: DealService, nc: NATS) -> None:
+    def __init__(self, deals: DealService, nc: NATS, max_body_bytes: int = Settings.max_request_bytes) -> None:
         self.deals = deals
         self.nc = nc
+        # The same bound as an HTTP body (DEALFLOW_MAX_REQUEST_BYTES), though NATS would carry up to max_payload.
+        self.max_body_bytes = max_body_bytes
 
     async def listen(self) -> None:
         await self.nc.subscribe(f"{COMMANDS_PREFIX}.*", queue=QUEUE_GROUP, cb=self.handle)
@@ -199,6 +202,8 @@ class CommandResponder:
         if route is None:
             known = ", ".join(sorted(ROUTES))
             return _error("unknown_command", f"no command {command[:100]!r} (known: {known})", 404)
+        if len(data) > self.max_body_bytes:
+            return _error("request_too_large", f"the message is over {self.max_body_bytes} bytes", 413)
         try:
             edge.total_header_size(list(headers.items()))
             edge.check_headers(get)

@@ -441,3 +441,11 @@ def test_a_commands_answer_stays_bounded_as_the_deal_grows(client: TestClient, n
     _, reply = request(nats_server.url, "record_concession", {"deal_id": deal_id, "by": "provider", "what": "give 15"})
     assert (len(reply["deal"]["concessions"]), reply["deal"]["counts"]["concessions"]) == (10, 16)
     assert len(client.get(f"/deals/{deal_id}").json()["concessions"]) == 16
+
+
+def test_a_nats_command_is_bounded_like_an_http_body(client: TestClient, service: DealService, nats_server: EmbeddedNats) -> None:
+    big = json.dumps({**DEAL, "title": "x" * 70_000}).encode()
+    assert client.post("/deals", content=big, headers=JSON).status_code == 413
+    headers, reply = request(nats_server.url, "open_deal", big)
+    assert (headers["Nats-Service-Error-Code"], reply["code"]) == ("413", "request_too_large")
+    assert stored(service) == 0
