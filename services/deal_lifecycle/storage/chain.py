@@ -9,8 +9,10 @@ head row, on SQLite the database's single writer.
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +29,13 @@ Item = tuple[str, str, str]  # kind, key, content
 class ChainTables:
     def __init__(self, chain: str, head: str, *, placeholder: str, lock: str) -> None:
         self.chain, self.head, self.p, self.lock = chain, head, placeholder, lock
-        self.appended = 0  # entries this process chained (committed or not): tells the checkpoint publisher when N more were written
+        # Entries this process chained in committed transactions: tells the checkpoint publisher when N
+        # more were written. Counted only after the commit, because the publisher reads it when woken
+        # by a commit and compares it with the head it can see; counting uncommitted entries made it
+        # believe entries were anchored that it could not see yet.
+        self.appended = 0
+        self._uncommitted = threading.local()
+        self._count_lock = threading.Lock()
 
     def create_statements(self, bigint: str) -> list[str]:
         return [
@@ -56,7 +64,18 @@ class ChainTables:
             [(e.seq, e.kind, e.key, e.content, e.previous_hash, e.hash) for e in entries],
         )
         cursor.execute(f"UPDATE {self.head} SET seq = {p}, hash = {p} WHERE id = 1", (entries[-1].seq, entries[-1].hash))
-        self.appended += len(entries)
+        self._uncommitted.count = getattr(self._uncommitted, "count", 0) + len(entries)
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        """Around one write transaction: what it chained is counted in `appended` once it committed."""
+        self._uncommitted.count = 0
+        try:
+            yield
+            with self._count_lock:
+                self.appended += self._uncommitted.count
+        finally:
+            self._uncommitted.count = 0
 
     def start(self, cursor: Any, existing: Iterable[Item]) -> None:
         """Once per store, on open: the head row, and every entry already stored chained as found now."""

@@ -61,6 +61,10 @@ class DealRecorder(PostgresApplicationRecorder):
             ).format(t=self.hashes),
         ]
 
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        with self.chain.counting():
+            return super().insert_events(stored_events, **kwargs)
+
     def _insert_events(
         self,
         curs: Cursor[DictRow],
@@ -246,7 +250,7 @@ class SnapshotRecorder(PostgresAggregateRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         # The library writes snapshots outside a transaction; the snapshot and its entry go in one here.
         if stored_events:
-            with self.datastore.transaction(commit=True) as curs:
+            with self.chain.counting(), self.datastore.transaction(commit=True) as curs:
                 self.chain.append(curs, [snapshot_item(str(s.originator_id), s.originator_version, s.topic, s.state) for s in stored_events])
                 self._insert_stored_events(curs, stored_events, **kwargs)
         return None

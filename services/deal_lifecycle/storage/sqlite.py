@@ -52,6 +52,10 @@ class DealRecorder(SQLiteApplicationRecorder):
             "previous_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (originator_id, originator_version))",
         ]
 
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        with self.chain.counting():
+            return super().insert_events(stored_events, **kwargs)
+
     def _insert_events(
         self,
         c: SQLiteCursor,
@@ -224,6 +228,10 @@ class SnapshotRecorder(SQLiteAggregateRecorder):
     def select_stored(self, originator_id: UUID) -> Sequence[StoredEvent]:
         """Every snapshot of a stream as stored, trusted or not (for verify)."""
         return super().select_events(originator_id)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        with self.chain.counting():
+            return super().insert_events(stored_events, **kwargs)
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         super()._insert_events(c, stored_events, **kwargs)
