@@ -19,6 +19,7 @@ import pytest
 
 from services.deal_lifecycle.domain.lifecycle import DealLifecycle
 from services.deal_lifecycle.embedded_nats import free_port
+from tests.processes import serving, start, stop
 from tests.support import POLICY_FILE
 
 DEALFLOW = [sys.executable, "-m", "services"]
@@ -33,23 +34,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def base_url(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    with (tmp_path / "serve.log").open("w") as log:
-        process = subprocess.Popen([*DEALFLOW, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/schema/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.1)
+    with serving(env, tmp_path / "serve.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def dealflow(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -158,21 +144,6 @@ def test_the_stream_filters_by_deal_and_type(base_url: str) -> None:
     assert first != second
 
 
-def serving(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with (tmp_path / "serve.log").open("a") as log:
-        process = subprocess.Popen([*DEALFLOW, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(f"{url}/schema/openapi.json", timeout=1)
-            return process, url
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
-
-
 def test_verify_says_when_it_could_not_compare_with_checkpoints(base_url: str, env: dict[str, str]) -> None:
     make_history(base_url)
     nowhere = {**env, "NATS_URL": f"nats://127.0.0.1:{free_port()}"}
@@ -192,7 +163,7 @@ def test_verify_compares_the_store_with_the_checkpoints_the_service_published(en
     from tests.support import POLICY  # noqa: PLC0415
 
     with_nats = {**env, "NATS_URL": nats_server.url, "DEALFLOW_CHECKPOINT_SECONDS": "0.2"}
-    process, url = serving(with_nats, tmp_path)
+    process, url = start(with_nats, tmp_path / "serve.log", "serve")
     settings = Settings(sqlite_path=Path(env["DEALFLOW_SQLITE_PATH"]))
     deals = DealService(env=settings.eventsourcing_env(), policy=POLICY)
     try:
@@ -202,8 +173,7 @@ def test_verify_compares_the_store_with_the_checkpoints_the_service_published(en
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.1)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
     try:
         checked = dealflow(with_nats, "verify", "--all")
         assert checked.returncode == 0, checked.stdout + checked.stderr

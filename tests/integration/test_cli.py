@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.deal_lifecycle.embedded_nats import free_port
+from tests.processes import serving
 from tests.support import POLICY_FILE
 
 DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -35,27 +30,9 @@ def environment(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture(params=["serve", "up"])
 def server(request: pytest.FixtureRequest, environment: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = free_port()
     log = tmp_path / "service.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*DEALFLOW, request.param, "--port", str(port)], env=environment, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/schema/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"dealflow {request.param} did not start:\n{log.read_text()}")
-                time.sleep(0.1)
+    with serving(environment, log, request.param) as url:
         yield url, log
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_the_service_answers_over_http_and_logs_each_command_as_json(server: tuple[str, Path]) -> None:

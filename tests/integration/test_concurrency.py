@@ -6,13 +6,10 @@ per-deal locks, so between them only the store's version check keeps order.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,7 +25,7 @@ from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.errors import CommandRefused, SigningRefused
 from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from services.deal_lifecycle.domain.model import Stage
-from services.deal_lifecycle.embedded_nats import free_port
+from tests.processes import clean_environment, serving
 from tests.support import POLICY, POLICY_FILE, ctx, in_transition_meeting, ready_to_sign
 
 
@@ -262,37 +259,13 @@ def test_two_processes_starting_the_log_of_refused_signings_at_once_both_record(
 @pytest.fixture
 def two_servers(settings: Settings, tmp_path: Path) -> Iterator[list[str]]:
     """Two `dealflow serve` processes on one store, as a deployment with two instances runs them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
-    env["DEALFLOW_POLICY"] = str(POLICY_FILE)
+    env = clean_environment(DEALFLOW_POLICY=str(POLICY_FILE))
     if settings.database_url:
         env["DEALFLOW_DATABASE_URL"] = settings.database_url
     else:
         env["DEALFLOW_SQLITE_PATH"] = str(settings.sqlite_path)
-    processes, urls = [], []
-    try:
-        for n in range(2):
-            port = free_port()
-            with (tmp_path / f"serve-{n}.log").open("w") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "services", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-                    )
-                )
-            urls.append(f"http://127.0.0.1:{port}")
-        for n, url in enumerate(urls):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{url}/schema/openapi.json", timeout=1)
-                    break
-                except httpx.TransportError:
-                    assert processes[n].poll() is None and time.monotonic() < deadline, (tmp_path / f"serve-{n}.log").read_text()
-                    time.sleep(0.1)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
+    with ExitStack() as running:
+        yield [running.enter_context(serving(env, tmp_path / f"serve-{n}.log")) for n in range(2)]
 
 
 def test_parallel_requests_to_two_service_processes_are_all_applied(two_servers: list[str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from services.notifier.alerts import DealContext, compose
 from services.notifier.messages import DeadLetterMessage
 from services.notifier.rules import load_rules
 from tests.nats_support import request, stream, wait_for_count
-from tests.support import POLICY, ROOT
+from tests.support import ROOT
 
 SCHEMAS = ROOT / "schemas"
 

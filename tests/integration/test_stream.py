@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -20,8 +17,8 @@ import pytest
 from services.deal_lifecycle import commands as c
 from services.deal_lifecycle import live
 from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.embedded_nats import free_port
 from services.deal_lifecycle.live import Streams, TooManyStreams
+from tests.processes import clean_environment, serving
 from tests.support import POLICY_FILE, ctx, open_deal
 
 
@@ -154,29 +151,11 @@ MAX_STREAMS = 2
 
 @pytest.fixture
 def base_url(tmp_path: Path) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
-    env.update(
+    env = clean_environment(
         DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"), DEALFLOW_POLICY=str(POLICY_FILE), DEALFLOW_MAX_STREAMS=str(MAX_STREAMS)
     )
-    port = free_port()
-    with (tmp_path / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/schema/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.1)
+    with serving(env, tmp_path / "serve.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_a_stream_opens_at_once_and_beyond_the_cap_the_answer_is_503(base_url: str) -> None:

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from services.deal_lifecycle.embedded_nats import free_port
+from tests.processes import wait_until_answering
 
 DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,15 +34,7 @@ def test_up_starts_nats_and_the_service_and_watch_shows_the_events(tmp_path: Pat
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=1)
-                break
-            except httpx.TransportError:
-                if up.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"dealflow up did not start:\n{log.read_text()}")
-                time.sleep(0.1)
+        wait_until_answering(f"http://127.0.0.1:{port}", up, log)
         assert (tmp_path / "var" / "nats.url").read_text() == f"nats://127.0.0.1:{nats_port}"
         deal = httpx.post(
             f"http://127.0.0.1:{port}/deals",
