@@ -4,6 +4,7 @@ Subject scheme (a public contract):
   deals.events.<deal_id>.<EventType>   every stored deal event, in order, once (stream DEALS_EVENTS)
   deals.commands.<command>             commands, request/reply (see nats_commands.py)
   deals.alerts.dead                    alerts and events the notifier dead-lettered (stream DEALS_ALERTS)
+  deals.relay.stalled / .resumed       core NATS: the relay stalled at an event it cannot publish / resumed
 
 Each event is a CloudEvent in binary mode (CloudEvents NATS protocol binding): the
 attributes travel as `ce-*` headers and the body is the event as JSON, the same shape
@@ -13,6 +14,7 @@ as `GET /deals/{id}/events` returns.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +44,11 @@ CORRELATION_ID = "Dealflow-Correlation-Id"
 SCHEMA = "Dealflow-Schema-Version"
 NOTIFICATION_ID = "Dealflow-Notification-Id"
 ACTOR = "Dealflow-Actor"
+# Header values that copy a body field are cut to this many characters (see header_copy).
+HEADER_COPY_MAX = 200
+# Core NATS, no stream: the relay's alarm (relay_status.Stall) and its all-clear; the notifier alerts on both.
+RELAY_STALLED_SUBJECT = "deals.relay.stalled"
+RELAY_RESUMED_SUBJECT = "deals.relay.resumed"
 # JetStream drops a second message with the same id within this window: the relay's
 # safety net for an event whose acknowledgement was lost.
 DUPLICATE_WINDOW_SECONDS = 15 * 60
@@ -77,14 +84,26 @@ def envelope(domain_event: Any, notification_id: int) -> Envelope:
         "ce-datacontenttype": "application/json",
         "Content-Type": "application/json",
         DEAL_VERSION: str(view["version"]),
-        CORRELATION_ID: view["correlation_id"],
-        ACTOR: view["actor"],
+        CORRELATION_ID: header_copy(view["correlation_id"]),
+        ACTOR: header_copy(view["actor"]),
         # The version of this event type's schema (schemas/events/<type>.v<N>.json).
         SCHEMA: str(getattr(type(domain_event), "class_version", 1)),
         NOTIFICATION_ID: str(notification_id),
     }
     body = json.dumps(view, separators=(",", ":")).encode()
     return Envelope(event_subject(view["deal_id"], view["type"]), headers, body)
+
+
+def header_copy(value: str) -> str:
+    """A body field's copy in a header, at most HEADER_COPY_MAX characters: a longer value keeps a
+    prefix and `…sha256:<hex>` of the whole value (which the body carries in full).
+
+    The edge bounds these values now, but events stored before it did are published too, and
+    headers over JetStream's 64 KB would stall the relay at such an event for good."""
+    if len(value) <= HEADER_COPY_MAX:
+        return value
+    suffix = "…sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return value[: HEADER_COPY_MAX - len(suffix)] + suffix
 
 
 def events_stream_config() -> StreamConfig:

@@ -19,13 +19,13 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Composed, Identifier
 from pydantic import BaseModel, Field
 
-from .bus import PUBLISHED_TOPICS
+from .bus import PUBLISHED_TOPICS, RELAY_RESUMED_SUBJECT, RELAY_STALLED_SUBJECT
 
 RELAY_NAME = "deals.events.relay"
 # Published on core NATS when the relay stalls (again at most once a minute while it stays
-# stalled) and once when it resumes: for monitoring, and for people subscribed to it.
-STALLED_SUBJECT = "deals.relay.stalled"
-RESUMED_SUBJECT = "deals.relay.resumed"
+# stalled) and once when it resumes: for monitoring, and for the notifier, which alerts people.
+STALLED_SUBJECT = RELAY_STALLED_SUBJECT
+RESUMED_SUBJECT = RELAY_RESUMED_SUBJECT
 
 # What the relay is doing: waiting means for NATS or the store (the last error says which).
 RELAYING, WAITING, STALLED, RESTARTING, STOPPED = "relaying", "waiting", "stalled", "restarting", "stopped"

@@ -31,7 +31,17 @@ HEADLINE = {
     "WalkAwayConditionWaived": "Walk-away condition waived",
     "SigningRefused": "Signing refused",
     "EscalatedOverCounterpart": "Escalated over the counterpart's head",
+    "RelayStalled": "Relay stalled: deal events no longer reach NATS",
+    "RelayResumed": "Relay resumed: deal events reach NATS again",
 }
+
+# README, "An event that cannot be published": what fixes each cause.
+RELAY_FIX = (
+    "run `dealflow relay --status`. Over max_payload: raise the NATS server's max_payload (on every server of a "
+    "cluster, then restart or reload it; `dealflow up --nats-max-payload 8388608` for the embedded server). Refused "
+    "by the stream's limits (max_msg_size): raise them. The relay retries by itself and resumes once the cause is "
+    "fixed, skipping nothing (README, On NATS JetStream)."
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,51 @@ def compose(event: dict[str, Any], event_id: str, deal: DealContext, target: Tar
         text=text,
         event=event,
     )
+
+
+def compose_relay(kind: str, stall: dict[str, Any], deal: DealContext, target: Target) -> Alert:
+    """An alert for the relay's `RelayStalled` or `RelayResumed` message. Its id names the stall (the
+    event it is stuck at and since when), so the relay's once-a-minute repeats alert once."""
+    title, text = describe_relay(kind, stall, deal)
+    if target.urgency == "urgent":
+        title = f"URGENT: {title}"
+    return Alert(
+        id=f"{kind}:{stall['notification_id']}@{stall['since']}/{target.recipient}/{target.channel}",
+        event_id=stall["event_id"],
+        deal_id=stall["deal_id"],
+        event_type=kind,
+        recipient=target.recipient,
+        channel=target.channel,
+        address=target.address,
+        urgency=target.urgency,
+        title=title,
+        text=text,
+        event=stall,
+    )
+
+
+def describe_relay(kind: str, stall: dict[str, Any], deal: DealContext) -> tuple[str, str]:
+    at = f"{stall['event_type']} {stall['event_id']} (notification {stall['notification_id']})"
+    title = f"{HEADLINE[kind]} at notification {stall['notification_id']}"
+    deal_line = f"Deal: {deal.title} for {deal.client_name} (owner {deal.owner or 'unknown'}, id {deal.deal_id})"
+    if kind == "RelayStalled":
+        lines = [
+            f"What happened: the relay cannot publish {at}; nothing stored after it is published until it is",
+            deal_line,
+            f"Size: {stall['size_bytes']} bytes on the wire, headers included",
+            f"Why: {stall['reason']}",
+            f"Since: {stall['since']} (last published notification {stall['position']})",
+            f"What to do next: {RELAY_FIX}",
+        ]
+    else:
+        lines = [
+            f"What happened: the relay published {at}, where it was stalled since {stall['since']}; "
+            "the events behind it follow in order",
+            deal_line,
+            f"Last published notification: {stall['position']}",
+            "What to do next: nothing; `dealflow relay --status` shows the lag left.",
+        ]
+    return printable(title), "\n".join(printable(line) for line in lines)
 
 
 def describe(event: dict[str, Any], deal: DealContext) -> tuple[str, str]:

@@ -4,11 +4,18 @@ An event is acknowledged only once each of its alerts is delivered or dead-lette
 Several notifier processes share the durable consumer, so each event goes to one of
 them at a time; an alert already delivered (the store knows it by event, recipient and
 channel) is never sent again, even when a crash makes JetStream redeliver the event.
+
+It also alerts on the relay's core-NATS `deals.relay.stalled`/`.resumed` messages (queue group
+`notifier`, so one notifier takes each), through the same rules, channels and store. No stream
+keeps them, but the relay repeats a stall every minute: a notifier that missed one gets the next,
+and the alert id (the stall's notification id and since) makes the repeats alert once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 from collections import OrderedDict
 from typing import Any
@@ -20,13 +27,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from services.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS
+from services.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS, RELAY_RESUMED_SUBJECT, RELAY_STALLED_SUBJECT
 from services.deal_lifecycle.bus import SCHEMA as SCHEMA_HEADER
 
-from .alerts import Alert, DealContext, compose
+from .alerts import Alert, DealContext, compose, compose_relay
 from .channels import Channel, DeliveryFailed
 from .messages import DeadLetterMessage
-from .rules import Rules
+from .rules import RELAY_EVENTS, Rules
 from .schemas import EventSchemas, SchemaViolation
 from .store import DEAD, DELIVERED, AlertStore
 
@@ -35,6 +42,8 @@ log = structlog.get_logger("dealflow.notifier")
 DURABLE = "notifier"
 ALERTS_STREAM = "DEALS_ALERTS"
 DEAD_SUBJECT = "deals.alerts.dead"
+RELAY_QUEUE = "notifier"
+RELAY_SUBJECTS = dict(zip((RELAY_STALLED_SUBJECT, RELAY_RESUMED_SUBJECT), RELAY_EVENTS, strict=True))
 
 
 class InvalidMessage(Exception):
@@ -54,6 +63,17 @@ class Notifier:
         self._deals: OrderedDict[str, DealContext] = OrderedDict()
 
     async def run(self, stop: asyncio.Event, *, batch: int = 10) -> None:
+        # First: a relay stalled before the events stream exists must alert all the same.
+        relay = [await self.nc.subscribe(subject, queue=RELAY_QUEUE, cb=self.handle_relay) for subject in RELAY_SUBJECTS]
+        log.info("notifier watching the relay", subjects=list(RELAY_SUBJECTS), queue=RELAY_QUEUE)
+        try:
+            await self._consume(stop, batch)
+        finally:
+            for subscription in relay:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    async def _consume(self, stop: asyncio.Event, batch: int) -> None:
         await self._wait_for_events_stream(stop)
         await self._ensure_alerts_stream()
         subscription = await self.js.pull_subscribe(
@@ -92,7 +112,28 @@ class Notifier:
         await asyncio.gather(*(self.deliver(alert, msg) for alert in alerts))
         await msg.ack()
 
-    async def deliver(self, alert: Alert, msg: Msg) -> None:
+    async def handle_relay(self, msg: Msg) -> None:
+        """One relay stall or resume: its alerts, each delivered or dead-lettered. nats-py runs a
+        subscription's handler one message at a time, so a repeat waits for the first to finish."""
+        kind = RELAY_SUBJECTS[msg.subject]
+        try:
+            try:
+                stall = json.loads(msg.data)
+                self.schemas.check_relay_stall(stall)
+            except (ValueError, SchemaViolation) as e:
+                message_id = f"{msg.subject}:{hashlib.sha256(msg.data).hexdigest()}"
+                await self._dead_letter_message(msg, f"not a RelayStalled message: {e}", message_id)
+                return
+            try:
+                deal = await self._deal({"deal_id": stall["deal_id"], "type": kind})
+            except Exception:  # noqa: BLE001 - the deal's name is a courtesy; the alert is not
+                deal = DealContext(stall["deal_id"], f"deal {stall['deal_id']}", "unknown client", None)
+            alerts = [compose_relay(kind, stall, deal, target) for target in self.rules.targets(kind, owner=deal.owner)]
+            await asyncio.gather(*(self.deliver(alert) for alert in alerts))
+        except Exception:  # noqa: BLE001 - the next repeat tries again; the notifier goes on
+            log.exception("cannot alert on the relay", subject=msg.subject)
+
+    async def deliver(self, alert: Alert, msg: Msg | None = None) -> None:
         if await asyncio.to_thread(self.store.is_final, alert.id):
             return  # delivered (or dead-lettered) before a crash or redelivery: never twice
         channel = self.channels[alert.channel]
@@ -100,7 +141,8 @@ class Notifier:
         attempt = 0
 
         async def keep_event_alive(_: RetryCallState) -> None:
-            await msg.in_progress()  # tells JetStream not to redeliver while we back off
+            if msg is not None:  # a JetStream event, not a relay message
+                await msg.in_progress()  # tells JetStream not to redeliver while we back off
 
         try:
             async for trial in AsyncRetrying(
@@ -176,8 +218,8 @@ class Notifier:
         letter = DeadLetterMessage(kind="alert", error=error, attempts=attempts, alert=alert.message())
         await self._publish_dead(letter, f"{alert.id}/dead")
 
-    async def _dead_letter_message(self, msg: Msg, reason: str) -> None:
-        message_id = (msg.headers or {}).get("Nats-Msg-Id") or f"{EVENTS_STREAM}:{msg.metadata.sequence.stream}"
+    async def _dead_letter_message(self, msg: Msg, reason: str, message_id: str | None = None) -> None:
+        message_id = message_id or (msg.headers or {}).get("Nats-Msg-Id") or f"{EVENTS_STREAM}:{msg.metadata.sequence.stream}"
         data = msg.data.decode("utf-8", errors="replace")
         await asyncio.to_thread(self.store.record_dead_letter, message_id, msg.subject, reason, data)
         log.warning("invalid event dead-lettered", subject=msg.subject, reason=reason)

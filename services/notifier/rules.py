@@ -3,6 +3,7 @@
     [channels.<name>]   type = "webhook" | "email" | "apprise" | "log", and its settings
     [recipients.<name>] channel = "<channel>", address = "..." ("{owner}" is the deal's owner)
     [[rules]]           events = [...], notify = [<recipient>...], urgency = "normal" | "urgent"
+                        (events: deal event types, and RelayStalled / RelayResumed for the relay)
     [delivery]          attempts, backoff_seconds, max_backoff_seconds
 
 Recipients are roles: the deal's owner (through `{owner}`), an ops channel, an approver.
@@ -17,6 +18,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.config_file import ConfigFileError, error_at, read_toml
+
+from .schemas import EventSchemas
+
+# Not deal events: what the relay says on deals.relay.stalled and deals.relay.resumed.
+RELAY_EVENTS = ("RelayStalled", "RelayResumed")
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -93,7 +99,12 @@ class RulesSpec(_Spec):
             elif isinstance(self.channels[recipient.channel], EmailSpec) and not recipient.address:
                 problem = f"recipient {name!r} on email channel {recipient.channel!r} needs an address"
                 broken.append((("recipients", name), problem))
+        known = EventSchemas().event_types | set(RELAY_EVENTS)
         for index, rule in enumerate(self.rules):
+            # A misspelt event would never alert anyone, silently.
+            for event in rule.events:
+                if event not in known:
+                    broken.append((("rules", index, "events"), f"rule {rule.name!r} names {event!r}, which is not an event"))
             for recipient in rule.notify:
                 if recipient not in self.recipients:
                     problem = f"rule {rule.name!r} notifies {recipient!r}, which is not a recipient"

@@ -1,4 +1,5 @@
-"""The notifier checks every event it consumes against the published schema files (schemas/events/)."""
+"""The notifier checks every event it consumes against the published schema files (schemas/events/),
+and every relay stall or resume against schemas/alerts/RelayStalled.v1.json."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ class EventSchemas:
                 self.validators[(match["type"], int(match["version"]))] = Draft202012Validator(schema)
         if not self.validators:
             raise FileNotFoundError(f"no event schemas under {root / 'events'}")
+        self.relay_stall = Draft202012Validator(json.loads((root / "alerts" / "RelayStalled.v1.json").read_text()))
+
+    @property
+    def event_types(self) -> set[str]:
+        return {event_type for event_type, _ in self.validators}
 
     def check(self, event: Any, version: int) -> None:
         """Raise SchemaViolation, naming the field and the rule, unless `event` is a valid `type` v`version`."""
@@ -34,7 +40,15 @@ class EventSchemas:
         validator = self.validators.get((str(event_type), version))
         if validator is None:
             raise SchemaViolation(f"no schema for {event_type} v{version}")
-        error = best_match(validator.iter_errors(event))
-        if error is not None:
-            where = ".".join(str(part) for part in error.absolute_path) or "body"
-            raise SchemaViolation(f"{where}: {error.message}")
+        _raise_first(validator, event)
+
+    def check_relay_stall(self, body: Any) -> None:
+        """Raise SchemaViolation unless `body` is what the relay publishes on deals.relay.stalled/resumed."""
+        _raise_first(self.relay_stall, body)
+
+
+def _raise_first(validator: Draft202012Validator, instance: Any) -> None:
+    error = best_match(validator.iter_errors(instance))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "body"
+        raise SchemaViolation(f"{where}: {error.message}")
