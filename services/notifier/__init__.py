@@ -1,4 +1,5 @@
-"""The notifier service: alerts people on deal transitions and walk-away conditions.
+"""The notifier service: alerts people on deal transitions, walk-away conditions and relay stalls.
 
-Empty for now; it subscribes to the deal events on NATS JetStream once the relay exists.
+It consumes the deal events from NATS JetStream and the relay's deals.relay.stalled/.resumed
+from core NATS (consumer.py), and alerts by the rules file (rules.py).
 """

@@ -21,7 +21,7 @@ from .store import AlertStore
 
 
 def notifier() -> None:
-    """Run the notifier: alerts people on deal transitions and walk-away conditions."""
+    """Run the notifier: alerts people on deal transitions, walk-away conditions and relay stalls."""
     configure_logging()
     settings = NotifierSettings.from_env()
     try:

@@ -20,7 +20,7 @@ from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.model import Attribution
 from services.deal_lifecycle.embedded_nats import EmbeddedNats
 from services.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, Stall
-from tests.notifier_support import Notifiers, Receiver, clean_env, notifier_env, signature_is_valid, wait_until, write_rules
+from tests.notifier_support import Notifiers, Receiver, clean_env, notifier_env, query, signature_is_valid, wait_until, write_rules
 from tests.support import POLICY, POLICY_FILE
 
 RELAY = [sys.executable, "-m", "services.deal_lifecycle", "relay"]
@@ -90,9 +90,13 @@ def test_a_stall_alerts_once_however_often_the_relay_repeats_it_and_its_resume_o
     nats_server: EmbeddedNats, receiver: Receiver, tmp_path: Path
 ) -> None:
     with Notifiers(tmp_path) as notifiers:
-        start_notifier(notifiers, nats_server.url, ops_rules(tmp_path / "rules.toml", receiver), tmp_path / "notifier.sqlite3")
-        send(nats_server.url, (STALLED_SUBJECT, stall(1203).message(1202)))
+        db = tmp_path / "notifier.sqlite3"
+        start_notifier(notifiers, nats_server.url, ops_rules(tmp_path / "rules.toml", receiver), db)
+        # Not what the relay sends: dead-lettered with the reason, and the next message is handled.
+        send(nats_server.url, (STALLED_SUBJECT, b'{"notification_id": "x"}'), (STALLED_SUBJECT, stall(1203).message(1202)))
         [first] = wait_until(lambda: receiver.on("/ops"), what="the stall alert", logs=notifiers.logs)
+        [(subject, reason)] = query(db, "SELECT subject, reason FROM notifier_dead_letters")
+        assert subject == STALLED_SUBJECT and reason.startswith("not a RelayStalled message: body: 'event_id' is a required property")
         alert = first.json()
         assert signature_is_valid(first)
         assert (alert["event_type"], alert["event_id"], alert["deal_id"], alert["urgency"]) == (
