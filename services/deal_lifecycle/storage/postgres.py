@@ -84,7 +84,10 @@ class DealRecorder(PostgresApplicationRecorder):
                 (receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id),
             )
             items.append(receipt_item(receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id))
-        self.chain.append(curs, items)
+        # A cursor of its own: in pipeline mode, a fetch on the cursor that has just run an executemany
+        # (the hash rows above) can be handed that INSERT's result instead of the head's row.
+        with curs.connection.cursor() as head_cursor:
+            self.chain.append(head_cursor, items)
 
     def create_table(self) -> None:
         super().create_table()
