@@ -1,6 +1,7 @@
 """The notifier alerts people when the relay stalls and when it resumes (a real nats-server, the notifier
 as its own process, a real HTTP receiver): one alert per stall however often the relay repeats it,
-one per resume, and end to end through a real relay stalled by an event over max_payload."""
+one per resume, one per message between two notifiers, and end to end through a real relay stalled
+by an event over max_payload and resumed after the fix."""
 
 from __future__ import annotations
 
@@ -20,7 +21,17 @@ from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.model import Attribution
 from services.deal_lifecycle.embedded_nats import EmbeddedNats
 from services.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, Stall
-from tests.notifier_support import Notifiers, Receiver, clean_env, notifier_env, query, signature_is_valid, wait_until, write_rules
+from tests.notifier_support import (
+    Notifiers,
+    Receiver,
+    clean_env,
+    notifier_env,
+    query,
+    signature_is_valid,
+    statuses,
+    wait_until,
+    write_rules,
+)
 from tests.support import POLICY, POLICY_FILE
 
 RELAY = [sys.executable, "-m", "services.deal_lifecycle", "relay"]
@@ -122,6 +133,28 @@ def test_a_stall_alerts_once_however_often_the_relay_repeats_it_and_its_resume_o
         assert [a["event_id"] for a in alerts] == ["5f0c2b1e:1203", "5f0c2b1e:1300", "5f0c2b1e:1203", "5f0c2b1e:1300"]
         assert "published SigningRefused 5f0c2b1e:1203" in alerts[2]["text"]
         assert len(set(receiver.keys("/ops"))) == 4
+
+
+def test_two_notifiers_share_the_relay_messages_so_each_alerts_once(
+    nats_server: EmbeddedNats, receiver: Receiver, tmp_path: Path
+) -> None:
+    rules = ops_rules(tmp_path / "rules.toml", receiver)
+    stores = [tmp_path / "notifier-a.sqlite3", tmp_path / "notifier-b.sqlite3"]  # separate: no dedup between them
+    with Notifiers(tmp_path) as notifiers:
+        for db in stores:
+            start_notifier(notifiers, nats_server.url, rules, db)
+        stalls = [stall(n, SINCE + timedelta(minutes=n)) for n in range(1, 21)]
+        send(nats_server.url, *((STALLED_SUBJECT, s.message(s.notification_id - 1)) for s in stalls))
+        delivered = [set(), set()]
+
+        def every_stall_delivered() -> bool:
+            delivered[:] = [set(statuses(db)) for db in stores]
+            return len(delivered[0] | delivered[1]) == len(stalls)
+
+        wait_until(every_stall_delivered, what="every stall's alert", logs=notifiers.logs)
+        # A queue group: each message went to one of them, not to both.
+        assert not delivered[0] & delivered[1]
+        assert len(receiver.on("/ops")) == len(stalls)
 
 
 def test_a_real_relay_stalled_by_an_event_over_max_payload_alerts_ops_and_again_when_it_resumes(
