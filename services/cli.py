@@ -17,12 +17,20 @@ def schemas(check: bool = typer.Option(False, "--check", help="Only report files
     """Write schemas/ (JSON Schema, OpenAPI, AsyncAPI) from the code's own types."""
     from services import contracts  # noqa: PLC0415 - builds the whole app; only this command needs it
 
+    checkout = contracts.checkout_schemas()
     if check:
         differing = contracts.drift()
+        # Installed, the files are the package's own: a difference is a broken install, not a file to rewrite.
+        advice = "run `dealflow schemas`" if checkout else "this installed package is inconsistent: reinstall dealflow"
         for path in differing:
-            typer.echo(f"schemas/{path} differs from the code: run `dealflow schemas`")
+            typer.echo(f"{contracts.SCHEMAS / path if checkout is None else 'schemas/' + path} differs from the code: {advice}")
         raise typer.Exit(code=1 if differing else 0)
-    for path in contracts.write():
+    try:
+        changed = contracts.write()
+    except contracts.InstalledPackage as e:
+        typer.echo(f"dealflow schemas: {e}; `dealflow schemas --check` compares them with the code", err=True)
+        raise typer.Exit(code=2) from None
+    for path in changed:
         typer.echo(f"wrote schemas/{path}")
 
 app.command("notifier")(notifier_cli.notifier)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,10 +21,30 @@ class ConfigFileError(Exception):
     """The file cannot be used; the message is `path:line: where: problem`."""
 
 
-def read_toml(path: Path, model: type[Model]) -> tuple[Model, bytes]:
-    """The validated model and the file's raw bytes (for hashing)."""
+class ConfigFileNotFound(ConfigFileError):
+    """A configured file does not exist: a wrong path, not a malformed file."""
+
+
+def packaged(name: str) -> Path:
+    """A file shipped inside the package (services/defaults/), used when no path is configured.
+
+    In a checkout these are symlinks to deploy/ and schemas/, so there is one copy of each;
+    a wheel holds the files themselves. pip installs unzipped, so this is a real path.
+    """
+    return Path(str(resources.files("services") / "defaults" / name))
+
+
+def read_toml(path: Path, model: type[Model], *, env_var: str) -> tuple[Model, bytes]:
+    """The validated model and the file's raw bytes (for hashing).
+
+    `env_var` is the setting that names the file, so a missing file says how to point at another.
+    """
     try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigFileNotFound(
+            f"not found: {path.absolute()} (set {env_var} to an existing file, or unset it to use the built-in default)"
+        ) from None
     except OSError as e:
         raise ConfigFileError(f"{path}: cannot read: {e.strerror}") from None
     try:

@@ -9,6 +9,9 @@
 
 Files of older event versions are history and are kept, never rewritten. A test runs
 `drift()` so a change in the code cannot silently change the contract.
+
+The files are read from the copy shipped inside the package (services/defaults/schemas, a symlink
+to schemas/ in a checkout), so `--check` works from an installed package too; only a checkout is written.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, create_model
 
+from services.config_file import packaged
+
 from services.deal_lifecycle.domain.attempts import SigningAttempts
 from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.nats_commands import ROUTES
 from services.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
 from services.notifier.messages import AlertMessage, DeadLetterMessage
 
-ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = ROOT / "schemas"
+SCHEMAS = packaged("schemas")
 BASE_ID = "https://dealflow.example/schemas"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # Fields every stored event has that are not its business data (see views.event_view).
@@ -225,7 +229,22 @@ def drift(root: Path = SCHEMAS) -> list[str]:
     return sorted(path for path, text in generate().items() if not (root / path).exists() or (root / path).read_text() != text)
 
 
-def write(root: Path = SCHEMAS) -> list[str]:
+class InstalledPackage(Exception):
+    """The schema files are those of an installed package, not a checkout's: they are not for writing."""
+
+
+def checkout_schemas() -> Path | None:
+    """The checkout's schemas/ folder, or None when running from an installed package (site-packages)."""
+    if not SCHEMAS.is_symlink():
+        return None
+    target = SCHEMAS.resolve()
+    return target if (target.parent / "pyproject.toml").is_file() else None
+
+
+def write(root: Path | None = None) -> list[str]:
+    root = root or checkout_schemas()
+    if root is None:
+        raise InstalledPackage(f"{SCHEMAS} belongs to an installed package; regenerate schemas/ in a clone of the repository")
     changed = drift(root)
     for path, text in generate().items():
         if path in changed:

@@ -24,7 +24,7 @@ from .messaging import DealMessaging
 from .relay_status import Announcer as RelayAnnouncer
 from .relay_status import report as relay_report
 from .terminal import printable
-from .policy_file import PolicyError, load_policy
+from .policy_file import PolicyError, PolicyNotFound, load_policy
 from .watch import watch as tail
 
 app = typer.Typer(help="dealflow: the event-sourced deal lifecycle.", no_args_is_help=True)
@@ -39,7 +39,11 @@ def serve(
     settings = Settings.from_env()
     policy = _policy_or_exit(settings)
     store = settings.describe_store()
-    typer.echo(f"dealflow: deal service on http://{host}:{port} (OpenAPI at /schema), events in {store}, policy {policy.version[:19]}", err=True)
+    typer.echo(
+        f"dealflow: deal service on http://{host}:{port} (OpenAPI at /schema), events in {store}, "
+        f"policy {settings.describe_policy()} ({policy.version[:19]})",
+        err=True,
+    )
     uvicorn.run(
         "services.deal_lifecycle.http.app:create_app",
         factory=True,
@@ -244,9 +248,10 @@ def rebuild_read_model() -> None:
 
 
 def _policy_or_exit(settings: Settings) -> Policy:
-    """Refuse to start on a malformed policy, saying where and what (no traceback)."""
+    """Refuse to start on a missing or malformed policy, saying where and what (no traceback)."""
     try:
         return load_policy(settings.policy_path)
     except PolicyError as e:
-        typer.echo(f"dealflow: cannot start, the Right Terms policy is malformed: {e}", err=True)
+        problem = "file was " if isinstance(e, PolicyNotFound) else "is malformed: "
+        typer.echo(f"dealflow: cannot start, the Right Terms policy {problem}{e}", err=True)
         raise typer.Exit(code=2) from None

@@ -21,8 +21,9 @@ class Settings:
     # Slow clients are cut off: the request head (line and headers) and the body each have a deadline.
     header_timeout: float = 10.0
     body_timeout: float = 30.0
-    # The Right Terms policy every decision is judged by.
-    policy_path: Path = Path("deploy/policy.toml")
+    # The Right Terms policy every decision is judged by; unset: the one shipped with the package
+    # (deploy/policy.toml in a checkout), so an installed `dealflow` starts in any directory.
+    policy_path: Path | None = None
     # nats://host:port[,nats://host:port...]; unset: `dealflow up` starts an embedded nats-server.
     nats_url: str | None = None
     # How many events the relay publishes before it saves its position.
@@ -42,11 +43,14 @@ class Settings:
             max_request_bytes=int(environ.get("DEALFLOW_MAX_REQUEST_BYTES", cls.max_request_bytes)),
             header_timeout=float(environ.get("DEALFLOW_HEADER_TIMEOUT", cls.header_timeout)),
             body_timeout=float(environ.get("DEALFLOW_BODY_TIMEOUT", cls.body_timeout)),
-            policy_path=Path(environ.get("DEALFLOW_POLICY", cls.policy_path)),
+            policy_path=Path(environ["DEALFLOW_POLICY"]) if environ.get("DEALFLOW_POLICY") else None,
             nats_url=environ.get("NATS_URL") or None,
             relay_batch_size=int(environ.get("DEALFLOW_RELAY_BATCH", cls.relay_batch_size)),
             max_streams=int(environ.get("DEALFLOW_MAX_STREAMS", cls.max_streams)),
         )
+
+    def describe_policy(self) -> str:
+        return str(self.policy_path) if self.policy_path else "built-in default"
 
     def describe_store(self) -> str:
         if self.database_url is None:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from services.config_file import ConfigFileError, read_toml
+from services.config_file import ConfigFileError, ConfigFileNotFound, packaged, read_toml
 
 from .domain.policy import ConcessionBalance, Policy, RightClient, Term, Worse
 
@@ -21,6 +21,15 @@ Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 
 class PolicyError(ConfigFileError):
     """The policy file cannot be used; the message names the file, the line and the problem."""
+
+
+class PolicyNotFound(PolicyError):
+    """DEALFLOW_POLICY names a file that does not exist."""
+
+
+def default_policy_path() -> Path:
+    """The Right Terms policy shipped with the package (deploy/policy.toml in a checkout)."""
+    return packaged("policy.toml")
 
 
 class _Spec(BaseModel):
@@ -81,9 +90,12 @@ class _PolicySpec(_Spec):
     concessions: _ConcessionsSpec = _ConcessionsSpec()
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy at `path`; None: the built-in default."""
     try:
-        spec, raw = read_toml(path, _PolicySpec)
+        spec, raw = read_toml(path or default_policy_path(), _PolicySpec, env_var="DEALFLOW_POLICY")
+    except ConfigFileNotFound as e:
+        raise PolicyNotFound(str(e)) from None
     except ConfigFileError as e:
         raise PolicyError(str(e)) from None
     return Policy(

@@ -15,7 +15,7 @@ from services.deal_lifecycle.terminal import printable
 
 from .channels import build_channels
 from .consumer import Notifier
-from .rules import RulesError, load_rules
+from .rules import RulesError, RulesNotFound, load_rules
 from .settings import NotifierSettings
 from .store import AlertStore
 
@@ -27,7 +27,8 @@ def notifier() -> None:
     try:
         rules = load_rules(settings.rules_path)
     except RulesError as e:
-        typer.echo(f"dealflow notifier: cannot start, the alert rules are invalid: {e}", err=True)
+        problem = "file was " if isinstance(e, RulesNotFound) else "are invalid: "
+        typer.echo(f"dealflow notifier: cannot start, the alert rules {problem}{e}", err=True)
         raise typer.Exit(code=2) from None
     servers = settings.nats_servers or ["nats://127.0.0.1:4222"]
     store = AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
@@ -47,7 +48,7 @@ def notifier() -> None:
             # close, not drain: a pull subscription's drain waits out nats-py's 30 s timeout
             await nc.close()
 
-    typer.echo(f"dealflow: notifier on {', '.join(servers)}, rules {settings.rules_path}", err=True)
+    typer.echo(f"dealflow: notifier on {', '.join(servers)}, rules {settings.rules_path or 'built-in default'}", err=True)
     try:
         asyncio.run(main())
     finally:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.config_file import ConfigFileError, error_at, read_toml
+from services.config_file import ConfigFileError, ConfigFileNotFound, error_at, packaged, read_toml
 
 from .schemas import EventSchemas
 
@@ -29,6 +29,15 @@ Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
 
 class RulesError(ConfigFileError):
     """The rules file cannot be used; the message names the file, the line and the problem."""
+
+
+class RulesNotFound(RulesError):
+    """DEALFLOW_ALERT_RULES names a file that does not exist."""
+
+
+def default_rules_path() -> Path:
+    """The sample alert rules shipped with the package (deploy/alert-rules.toml in a checkout)."""
+    return packaged("alert-rules.toml")
 
 
 class _Spec(BaseModel):
@@ -150,9 +159,13 @@ class Rules:
         return list(chosen.values())
 
 
-def load_rules(path: Path) -> Rules:
+def load_rules(path: Path | None = None) -> Rules:
+    """The rules at `path`; None: the built-in sample rules."""
+    path = path or default_rules_path()
     try:
-        spec, raw = read_toml(path, RulesSpec)
+        spec, raw = read_toml(path, RulesSpec, env_var="DEALFLOW_ALERT_RULES")
+    except ConfigFileNotFound as e:
+        raise RulesNotFound(str(e)) from None
     except ConfigFileError as e:
         raise RulesError(str(e)) from None
     for loc, problem in spec.broken_references():

@@ -1,5 +1,8 @@
 """The notifier checks every event it consumes against the published schema files (schemas/events/),
-and every relay stall or resume against schemas/alerts/RelayStalled.v1.json."""
+and every relay stall or resume against schemas/alerts/RelayStalled.v1.json.
+
+They are read from the copy shipped inside the package, so an installed notifier finds them
+wherever it runs (in a checkout, services/defaults/schemas is a symlink to schemas/)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "schemas"
+from services.config_file import packaged
+
 _FILE = re.compile(r"^(?P<type>[A-Za-z]+)\.v(?P<version>\d+)\.json$")
 
 
@@ -20,7 +24,8 @@ class SchemaViolation(Exception):
 
 
 class EventSchemas:
-    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+    def __init__(self, root: Path | None = None) -> None:
+        root = root or packaged("schemas")
         self.validators: dict[tuple[str, int], Draft202012Validator] = {}
         for path in sorted((root / "events").glob("*.json")):
             if match := _FILE.match(path.name):

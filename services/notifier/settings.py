@@ -11,7 +11,8 @@ from pathlib import Path
 @dataclass(frozen=True)
 class NotifierSettings:
     nats_url: str | None = None
-    rules_path: Path = Path("deploy/alert-rules.toml")
+    # Unset: the sample rules shipped with the package (deploy/alert-rules.toml in a checkout).
+    rules_path: Path | None = None
     sqlite_path: Path = Path("var/notifier.sqlite3")
     database_url: str | None = None
 
@@ -19,7 +20,7 @@ class NotifierSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> NotifierSettings:
         return cls(
             nats_url=environ.get("NATS_URL") or None,
-            rules_path=Path(environ.get("DEALFLOW_ALERT_RULES", cls.rules_path)),
+            rules_path=Path(environ["DEALFLOW_ALERT_RULES"]) if environ.get("DEALFLOW_ALERT_RULES") else None,
             sqlite_path=Path(environ.get("DEALFLOW_NOTIFIER_DB", cls.sqlite_path)),
             database_url=environ.get("DEALFLOW_NOTIFIER_DATABASE_URL") or None,
         )

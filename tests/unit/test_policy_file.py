@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.deal_lifecycle.domain.policy import Worse
-from services.deal_lifecycle.policy_file import PolicyError, load_policy
+from services.deal_lifecycle.policy_file import PolicyError, PolicyNotFound, default_policy_path, load_policy
 from tests.support import POLICY_FILE
 
 PREAMBLE = ['label = "test policy"', "", "# payment terms come first, the term under test after them"]
@@ -125,12 +125,24 @@ def test_a_misspelt_key_is_refused_naming_its_line(tmp_path: Path) -> None:
     assert message == f"{path}:{line_of(lines, typo)}: terms.discount_percent.unti: Extra inputs are not permitted"
 
 
-def test_a_missing_policy_file_is_refused_naming_the_path(tmp_path: Path) -> None:
+def test_a_missing_policy_file_is_not_found_naming_the_path_and_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "policy.toml"
 
-    message = refusal(path)
+    with pytest.raises(PolicyNotFound) as caught:
+        load_policy(path)
 
-    assert message.startswith(f"{path}: cannot read: "), message
+    assert str(caught.value) == f"not found: {path} (set DEALFLOW_POLICY to an existing file, or unset it to use the built-in default)"
+
+
+def test_an_unreadable_policy_path_is_refused_naming_the_path(tmp_path: Path) -> None:
+    message = refusal(tmp_path)  # a directory: it exists, but is not a file
+
+    assert message.startswith(f"{tmp_path}: cannot read: "), message
+
+
+def test_no_configured_path_is_the_policy_shipped_with_the_package() -> None:
+    assert load_policy(None) == load_policy(POLICY_FILE)
+    assert default_policy_path().read_bytes() == POLICY_FILE.read_bytes()
 
 
 @pytest.mark.parametrize(
