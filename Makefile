@@ -18,17 +18,20 @@ $(STAMP): pyproject.toml
 
 ## Start the whole system on this machine (SQLite under ./var/).
 run: $(STAMP)
+	@echo "dealflow: the dealflow command is in $(BIN): in another terminal, run $(BIN)/dealflow watch (or source $(BIN)/activate first)"
 	$(BIN)/dealflow up
 
-## Run the test suite (no external services needed).
+## Run the test suite (no external services needed; the PostgreSQL tests are skipped unless
+## DEALFLOW_TEST_POSTGRES_URL is set, and `make test-postgres` runs them).
 test: $(STAMP)
+	@[ -n "$$DEALFLOW_TEST_POSTGRES_URL" ] || echo "dealflow: PostgreSQL tests skipped here (DEALFLOW_TEST_POSTGRES_URL unset); make test-postgres runs them"
 	$(BIN)/python -m pytest
 
 ## Run the same store-backed tests against a PostgreSQL server (PG_URL).
 test-postgres: $(STAMP)
 	DEALFLOW_TEST_POSTGRES_URL=$(PG_URL) $(BIN)/python -m pytest -m postgres
 
-## Benchmarks: `make bench` (full, ~7 min) or `make bench ARGS=--quick` (smoke test, < 1 min).
+## Benchmarks: `make bench` (full, about 6 minutes) or `make bench ARGS=--quick` (smoke test, under a minute).
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 

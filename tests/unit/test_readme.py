@@ -26,3 +26,50 @@ def test_the_readme_shows_the_policy_sample_as_it_is_in_deploy() -> None:
     block = re.search(r"```toml\n(.*?)```", README.read_text(), re.S)
     assert block is not None, "README has no policy sample"
     assert block.group(1) == (README.parent / "deploy" / "policy.toml").read_text()
+
+
+MAKEFILE = README.parent / "Makefile"
+
+
+def test_the_readme_says_once_where_the_cli_is_and_make_run_prints_it() -> None:
+    text = README.read_text()
+    assert "**The `dealflow` command is in `.venv/bin`**" in text
+    assert "`.venv/bin/dealflow ...`" in text and "source\n.venv/bin/activate" in text
+    run = re.search(r"^run: .*?\n((?:\t.*\n)+)", MAKEFILE.read_text(), re.M)
+    assert run is not None and "$(BIN)/dealflow watch" in run.group(1).split("\n")[0], "make run must say where dealflow is before it starts"
+
+
+def test_the_readme_says_where_the_embedded_nats_listens_and_its_snippet_connects_there() -> None:
+    text = README.read_text()
+    assert "`--nats-port PORT`" in text and "`var/nats.url`" in text
+    snippet = re.search(r"```python\n(.*?)```", text, re.S)
+    assert snippet is not None
+    assert 'nats.connect(Path("var/nats.url").read_text().strip())' in snippet.group(1)
+
+
+def test_the_walk_away_route_row_shows_every_field_of_the_command() -> None:
+    from services.deal_lifecycle.nats_commands import ROUTES  # noqa: PLC0415
+
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| `POST /deals/{id}/walk-away`"))
+    shown = set(re.findall(r'"(\w+)"', row.split("|")[1]))
+    assert shown == set(ROUTES["walk_away"].message.model_fields) - {"deal_id"}
+
+
+def test_example_dates_a_command_must_take_in_the_future_are_not_literal_dates() -> None:
+    # A literal `due` date is refused once it has passed, and the example stops working.
+    assert re.findall(r'"due":\s*"\d{4}-', README.read_text()) == []
+
+
+def test_the_readme_and_the_makefile_agree_on_how_long_the_benchmark_takes() -> None:
+    readme = re.search(r"`make bench`, about (\w+) minutes", README.read_text())
+    makefile = re.search(r"`make bench` \(full, about (\w+) minutes\)", MAKEFILE.read_text())
+    assert readme is not None and makefile is not None
+    assert readme.group(1) == makefile.group(1)
+
+
+def test_every_file_the_readme_points_at_is_in_the_clone() -> None:
+    text = README.read_text()
+    named = set(re.findall(r"`([\w.\-/]+\.(?:md|toml|py|json|sqlite3))`", text)) | set(re.findall(r"\]\(([^)#:]+)\)", text))
+    # var/ is made by the running service; a bare module name is explained where it appears.
+    in_clone = {name for name in named if ("/" in name and not name.startswith("var/")) or name.endswith(".md")}
+    assert sorted(name for name in in_clone if not (README.parent / name).exists()) == []
