@@ -132,6 +132,22 @@ def test_the_notifier_starts_in_an_empty_directory_on_the_shipped_rules_and_sche
     assert "rules built-in default" in notifier_log.read_text()
 
 
+def test_up_starts_the_whole_system_in_an_empty_directory(installed: Installed, tmp_path: Path) -> None:
+    log, port = tmp_path / "up.log", free_port()
+    process = installed.start(log, "up", "--port", str(port), "--nats-port", str(free_port()))
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}", process, log)
+        deadline = time.monotonic() + 30
+        # The notifier reads the shipped rules and schemas, so it gets as far as consuming events.
+        while "notifier consuming" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"dealflow up did not start its notifier:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        assert (installed.home / "var" / "nats.url").read_text().startswith("nats://127.0.0.1:")
+    finally:
+        stop(process)
+
+
 def test_a_configured_file_that_does_not_exist_is_not_found_not_malformed(installed: Installed) -> None:
     serve = installed.run("serve", DEALFLOW_POLICY="mine/policy.toml")
     assert serve.returncode == 2
