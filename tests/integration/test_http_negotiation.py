@@ -161,6 +161,19 @@ def test_three_concessions_by_the_firm_open_an_imbalance_that_one_from_the_clien
     assert [(c["id"], c["status"]) for c in closed] == [(imbalance["id"], "resolved")]
 
 
+def test_agreeing_a_term_again_and_again_is_one_concession_and_signing_stays_open(client: TestClient) -> None:
+    base = ready_to_sign(client)
+    for days in (50, 55, 58):  # all within the limit of 60
+        ok(client.post(f"{base}/terms/payment_terms_days/agreement", json={"value": days}))
+
+    health = ok(client.get(f"{base}/health"))
+    assert health["concessions"]["given"] == 1
+    assert conditions(client, base, "concession_imbalance") == ([], [])
+    types = [e["type"] for e in ok(client.get(f"{base}/events"))["events"]]
+    assert (types.count("ConcessionRecorded"), types.count("ConcessionWithdrawn")) == (3, 2)
+    assert ok(client.post(f"{base}/contract"))["stage"] == "contract_signed"
+
+
 # -- waivers -------------------------------------------------------------------------------------
 
 

@@ -84,7 +84,10 @@ def test_agreeing_beyond_the_limit_raises_and_agreeing_within_resolves_with_a_co
     assert open_conditions(deal) == [("term_beyond_limit", "discount_percent")]
     deal.agree_term(term="discount_percent", value=5, policy=POLICY, by=BY)
     assert open_conditions(deal) == []
-    assert [(c.by, c.term) for c in deal.concessions] == [(Side.PROVIDER, "discount_percent")] * 2
+    # The second agreement replaces the first: one term, one concession.
+    assert [(c.by, c.term, c.what) for c in deal.concessions] == [
+        (Side.PROVIDER, "discount_percent", "discount_percent agreed at 5 (public position 0)")
+    ]
 
 
 def test_agreeing_better_than_the_public_position_is_a_concession_by_the_client() -> None:

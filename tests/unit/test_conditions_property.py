@@ -65,7 +65,8 @@ def expected_open(standing: dict[str, float], given: int, received: int) -> set[
 def test_a_condition_is_open_exactly_when_the_policy_says_so(steps: list[tuple]) -> None:
     deal = Deal.open(title="Acme payroll", client_name="Acme Ltd", owner="ann", by=BY)
     standing: dict[str, float] = {}
-    given_, received = 0, 0
+    gifts = {Side.PROVIDER: 0, Side.CLIENT: 0}
+    agreed: dict[str, float] = {}  # each term counts once, by its last agreement
     for step in steps:
         if step[0] == "propose":
             _, term, value, side = step
@@ -86,12 +87,12 @@ def test_a_condition_is_open_exactly_when_the_policy_says_so(steps: list[tuple])
                 continue
             assert not out_of_range(term, value)
             standing[term] = value
-            public = POLICY.terms[term].public
-            given_ += worse(term, value, than=public)
-            received += value != public and not worse(term, value, than=public)
+            agreed[term] = value
         else:
             deal.record_concession(side=step[1], what="something", policy=POLICY, by=BY)
-            given_ += step[1] is Side.PROVIDER
-            received += step[1] is Side.CLIENT
+            gifts[step[1]] += 1
+        public = {term: POLICY.terms[term].public for term in agreed}
+        given_ = gifts[Side.PROVIDER] + sum(worse(t, v, than=public[t]) for t, v in agreed.items())
+        received = gifts[Side.CLIENT] + sum(v != public[t] and not worse(t, v, than=public[t]) for t, v in agreed.items())
         actual = {(str(c.kind), c.subject) for c in deal.conditions.values() if c.is_open}
         assert actual == expected_open(standing, given_, received)

@@ -151,6 +151,14 @@ class Deal(Aggregate):
         early: bool
         term: str | None
 
+    class ConcessionWithdrawn(Event):
+        """A concession no longer stands: its term was agreed again, at another value or at the public position."""
+
+        TOPIC = f"{TOPIC_PREFIX}.ConcessionWithdrawn"
+        concession_id: str
+        term: str | None
+        reason: str
+
     class NonNegotiableRefused(Event):
         TOPIC = f"{TOPIC_PREFIX}.NonNegotiableRefused"
         name: str
@@ -474,12 +482,25 @@ class Deal(Aggregate):
         rule = policy.term(term)
         rule.check_range(value)
         permit(self.stage, "agree_term")
-        if rule.concedes(value) or rule.wins(value):
-            bounds.room_for("concessions", len(self.concessions) + 1, bounds.MAX_CONCESSIONS)
+        conceded = rule.concedes(value) or rule.wins(value)
+        # One term is one give: agreeing it again replaces the concession it made before.
+        earlier = [c for c in self.concessions if c.term == term]
+        if conceded:
+            bounds.room_for("concessions", len(self.concessions) - len(earlier) + 1, bounds.MAX_CONCESSIONS)
         self._term_agreed(term=term, value=value, policy_version=policy.version, actor=by.actor, correlation_id=by.correlation_id)
-        if rule.concedes(value) or rule.wins(value):
+        for concession in earlier:
+            self._concession_withdrawn(
+                concession_id=concession.id,
+                term=term,
+                reason=f"{term} agreed again at {value:g}",
+                actor=by.actor,
+                correlation_id=by.correlation_id,
+            )
+        if conceded:
             giver = Side.PROVIDER if rule.concedes(value) else Side.CLIENT
             self._concede(giver, f"{term} agreed at {value:g} (public position {rule.public:g})", term, policy, by)
+        elif earlier:
+            self._judge_balance(policy, by)
         self._judge_term(rule, value, policy, by)
 
     @event(TermAgreed)
@@ -504,6 +525,10 @@ class Deal(Aggregate):
             actor=by.actor,
             correlation_id=by.correlation_id,
         )
+        self._judge_balance(policy, by)
+        return concession_id
+
+    def _judge_balance(self, policy: Policy, by: Attribution) -> None:
         given, received = self.concession_counts()
         verdict = policy.concessions.verdict(given, received)
         evidence = None if verdict is None else {"given": given, "received": received, "rule": verdict}
@@ -515,13 +540,17 @@ class Deal(Aggregate):
             policy,
             by,
         )
-        return concession_id
 
     @event(ConcessionRecorded)
     def _concession_recorded(
         self, *, concession_id: str, by: str, what: str, stage: str, early: bool, term: str | None, actor: str, correlation_id: str
     ) -> None:
         self.concessions = [*self.concessions, Concession(concession_id, Side(by), what, stage, early, term)]
+
+    @event(ConcessionWithdrawn)
+    def _concession_withdrawn(self, *, concession_id: str, term: str | None, reason: str, actor: str, correlation_id: str) -> None:
+        # The balance counts the concessions that stand; the withdrawn one stays in the history.
+        self.concessions = [c for c in self.concessions if c.id != concession_id]
 
     def concession_counts(self) -> tuple[int, int]:
         """(given by the firm, received from the client)."""
