@@ -220,7 +220,9 @@ class CommandResponder:
             outcome = await asyncio.to_thread(route.call, self.deals, message, ctx)
         except DealflowError as refusal:
             return _refused(refusal)
-        return {"id": outcome.created_id, "replayed": outcome.replayed, "deal": command_view(outcome.deal)}, {}
+        # Opening creates the deal itself: its id is what HTTP's 201 answers with, so the reply carries it too.
+        created = str(outcome.deal.id) if command == "open_deal" else outcome.created_id
+        return {"id": created, "replayed": outcome.replayed, "deal": command_view(outcome.deal)}, {}
 
 
 def _refused(refusal: DealflowError) -> tuple[dict[str, Any], dict[str, str]]:

@@ -152,7 +152,7 @@ def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None)
         "updated_at": deal.modified_on.isoformat(),
         "participants": [{"name": p.name, "role": str(p.role)} for p in last(deal.participants)],
         "promises": [_json(asdict(p)) for p in last(deal.sales_promises.values())],
-        "expectations": [_json(asdict(e)) for e in last(deal.expectations.values())],
+        "expectations": [_expectation_view(e) for e in last(deal.expectations.values())],
         "walk_away_reason": deal.walk_away_reason,
         # Deals snapshotted before v2 of WalkedAway have no citations.
         "walk_away_cited": last(getattr(deal, "walk_away_cited", [])),
@@ -171,6 +171,14 @@ def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None)
             for b in first(deal.blockers if blockers is None else blockers)
         ],
     }
+
+
+def _expectation_view(expectation: Any) -> dict[str, Any]:
+    # An expectation is agreed (POST .../decision {"agreed": true}), a promise accepted: each reads back in its own words.
+    shown = _json(asdict(expectation))
+    if shown["decision"] == "accepted":
+        shown["decision"] = "agreed"
+    return shown
 
 
 def health_view(deal: Deal) -> HealthView:

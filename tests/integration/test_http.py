@@ -60,6 +60,8 @@ def test_the_whole_lifecycle_over_http(client: TestClient) -> None:
     shown = client.get(base).json()
     assert [p["decision"] for p in shown["promises"]] == ["accepted"]
     assert {e["side"] for e in shown["expectations"]} == {"client", "provider"}
+    # Agreed with {"agreed": true}, read back in the same words (a promise is accepted).
+    assert [e["decision"] for e in shown["expectations"]] == ["agreed", "agreed"]
     history = client.get(f"{base}/events").json()["events"]
     assert [e["version"] for e in history] == list(range(1, 11))
     assert history[0] == {

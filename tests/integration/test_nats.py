@@ -74,6 +74,13 @@ def test_commands_over_http_and_nats_reach_jetstream_with_subject_and_cloudevent
     assert second.event == client.get(f"/deals/{deal_id}/events").json()["events"][1]
 
 
+def test_opening_a_deal_over_nats_replies_with_its_id_as_http_does(client: TestClient, nats_server: EmbeddedNats) -> None:
+    headers, reply = request(nats_server.url, "open_deal", {"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"})
+    assert "Nats-Service-Error-Code" not in headers
+    assert reply["id"] is not None
+    assert client.get(f"/deals/{reply['id']}").json()["title"] == "Acme payroll"
+
+
 def test_a_duplicate_command_over_nats_records_one_event(client: TestClient, service: DealService, nats_server: EmbeddedNats) -> None:
     deal_id = client.post("/deals", json={"title": "T", "client_name": "C", "owner": "o"}).json()["id"]
     key = {"Idempotency-Key": "crm-loi-1"}
@@ -243,5 +250,8 @@ def test_a_refused_signing_is_published_on_the_deals_subject(client: TestClient,
     refused = stream(nats_server.url)[-1]
     assert refused.subject == f"deals.events.{deal_id}.SigningRefused"
     assert (refused.event["type"], refused.event["actor"], refused.event["data"]["deal_version"]) == ("SigningRefused", "esign", 1)
+    # `version` reads beside the deal's own versions (the log's position, 2, is `attempt` 1 and in the message id).
+    assert (refused.event["version"], refused.event["attempt"], refused.headers["Dealflow-Deal-Version"]) == (1, 1, "1")
+    assert refused.headers["Nats-Msg-Id"].endswith(":2")
     assert [b["code"] for b in refused.event["data"]["blockers"]][0] == "stage"
     assert refused.headers["ce-subject"] == deal_id
