@@ -60,7 +60,7 @@ def event_schema(cls: type) -> dict[str, Any]:
     data_schema = TypeAdapter(data).json_schema(mode="serialization")
     data_schema.pop("title", None)
     name, version = cls.__name__, version_of(cls)
-    return {
+    schema: dict[str, Any] = {
         "$schema": DRAFT,
         "$id": f"{BASE_ID}/events/{name}.v{version}.json",
         "title": f"{name} v{version}",
@@ -78,6 +78,12 @@ def event_schema(cls: type) -> dict[str, Any]:
             "data": data_schema,
         },
     }
+    if cls is SigningAttempts.SigningRefused:
+        # A refusal is read beside the deal's events: `version` is the deal version it was judged at;
+        # its number in the deal's log of refused signings is `attempt` (absent from refusals published before it).
+        schema["properties"]["version"] = {"type": "integer", "minimum": 1, "description": "the deal version the refusal was judged at"}
+        schema["properties"]["attempt"] = {"type": "integer", "minimum": 1, "description": "its number in the deal's log of refused signings"}
+    return schema
 
 
 def _model_schema(model: type[BaseModel], path: str, title: str) -> dict[str, Any]:

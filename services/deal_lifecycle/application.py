@@ -386,6 +386,11 @@ class DealService(Application[UUID]):
             raise NotFound(f"no deal {deal_id}")
         return events
 
+    def refused_signings(self, deal_id: UUID) -> list[SigningAttempts.SigningRefused]:
+        """The deal's log of refused signings, oldest first (empty when signing was never refused)."""
+        events = self.events.get(SigningAttempts.create_id(str(deal_id)))
+        return [e for e in events if isinstance(e, SigningAttempts.SigningRefused)]
+
     def list_deals(self, *, stage: str | None, owner: str | None, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor) if cursor else None
         rows = self.recorder.select_summaries(stage=stage, owner=owner, after=after, limit=limit + 1)

@@ -19,7 +19,8 @@ from eventsourcing.domain import OriginatorVersionError, Snapshot
 from .application import DealService, StoreDamaged
 from .integrity import Finding, Head, StoredRecord, StoreFinding, verify, verify_store
 from .read_model import summary_of
-from .views import event_view
+from .domain.attempts import SigningAttempts
+from .views import attempt_number, event_view
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,15 @@ class Verdict:
         if self.finding is not None:
             problem = {"version": self.finding.version, "problem": self.finding.problem, "detail": self.finding.detail}
         return {"deal_id": self.originator_id, "intact": self.intact, "events": self.events, "problem": problem}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What `verify --all` checked: every stream, how many events in all, and the broken streams."""
+
+    streams: int
+    events: int
+    broken: list[Verdict]
 
 
 @dataclass(frozen=True)
@@ -94,26 +104,42 @@ class Audit:
 
     def verify_all(self, on_progress: Callable[[int, int], None] = lambda done, total: None) -> list[Verdict]:
         """Every stream in the store (deals and their logs of refused signings); only the broken ones returned."""
+        return self.sweep(on_progress).broken
+
+    def sweep(self, on_progress: Callable[[int, int], None] = lambda done, total: None) -> Sweep:
+        """Every stream checked, with how many streams and events that was: an empty check must show as one."""
         streams = self.recorder.select_originator_ids()
-        broken = []
+        broken, events = [], 0
         for done, originator_id in enumerate(streams, start=1):
             verdict = self.verify(originator_id)
+            events += verdict.events
             if not verdict.intact:
                 broken.append(verdict)
             on_progress(done, len(streams))
-        return broken
+        return Sweep(len(streams), events, broken)
 
     def streams(self) -> int:
         return len(self.recorder.select_originator_ids())
 
     def export(self, deal_id: UUID) -> Iterator[dict[str, Any]]:
-        """Every event with the exact stored bytes and its link: enough to recheck the chain independently."""
-        links = {link.version: link for link in self.recorder.select_links(str(deal_id))}
-        for stored in self.recorder.select_events(deal_id):
+        """Every event with the exact stored bytes and its link: enough to recheck the chain independently.
+
+        The deal's events first (`"log": "deal"`), then its log of refused signings (`"log": "refused_signings"`,
+        each with its `attempt`): two streams, each with its own chain, told apart by `originator_id`."""
+        yield from self._export_stream(deal_id, "deal")
+        yield from self._export_stream(SigningAttempts.create_id(str(deal_id)), "refused_signings")
+
+    def _export_stream(self, originator_id: UUID, log: str) -> Iterator[dict[str, Any]]:
+        links = {link.version: link for link in self.recorder.select_links(str(originator_id))}
+        for stored in self.recorder.select_events(originator_id):
             link = links.get(stored.originator_version)
+            domain_event = self.deals.mapper.to_domain_event(stored)
+            extra = {"attempt": attempt_number(domain_event)} if isinstance(domain_event, SigningAttempts.SigningRefused) else {}
             yield {
-                **event_view(self.deals.mapper.to_domain_event(stored)),
-                "originator_id": str(deal_id),
+                **event_view(domain_event),
+                **extra,
+                "log": log,
+                "originator_id": str(originator_id),
                 "topic": stored.topic,
                 "stored_b64": base64.b64encode(stored.state).decode(),
                 "previous_hash": link.previous_hash if link else None,

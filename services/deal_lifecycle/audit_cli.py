@@ -7,6 +7,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import typer
@@ -20,15 +21,24 @@ from .checkpoints import CHECKPOINTS_STREAM, CheckpointsUnreachable, compare, ke
 from .config import Settings
 from .diagram import mermaid, svg
 from .domain.errors import DealflowError
+from .domain.policy import Policy
 from .integrity import verify_export
-from .policy_file import load_policy
-from .terminal import printable, rich_text
-from .views import deal_view, event_view
+from .terminal import printable, rich_text, value_text
+from .views import deal_view, event_view, refused_signing_view
+
+
+# Reading the record judges nothing: the auditors' commands need no policy file (the one each
+# decision was judged by is in its events), so they work wherever DEALFLOW_POLICY points.
+_NO_POLICY = Policy(version="", terms={}, non_negotiables={})
 
 
 def _deals() -> DealService:
+    """The store, opened to read: a missing SQLite file is an error naming it, never a new empty store."""
     settings = Settings.from_env()
-    return DealService(env=settings.eventsourcing_env(), policy=load_policy(settings.policy_path))
+    if settings.database_url is None and not settings.sqlite_path.is_file():
+        typer.echo(f"dealflow: no store at {printable(settings.sqlite_path)} (set DEALFLOW_SQLITE_PATH or DEALFLOW_DATABASE_URL)", err=True)
+        raise typer.Exit(code=2)
+    return DealService(env=settings.eventsourcing_env(), policy=_NO_POLICY)
 
 
 def _deal_id(value: str) -> UUID:
@@ -48,10 +58,28 @@ def history(deal_id: str = typer.Argument(..., help="The deal's id.")) -> None:
             table.add_column(column, overflow="fold")
         for domain_event in deals.history(uuid):
             view = event_view(domain_event)
-            data = ", ".join(f"{k}={v}" for k, v in view["data"].items() if v not in (None, "", [], {}))
+            data = ", ".join(f"{k}={value_text(v)}" for k, v in view["data"].items() if v not in (None, "", [], {}))
             # Callers wrote the actor and the data: cells are plain Text, never markup.
             table.add_row(*(rich_text(cell) for cell in (view["version"], view["timestamp"][:23], view["actor"], view["type"], data)))
-        Console(width=200).print(table)
+        console = Console(width=200)
+        console.print(table)
+        refused = deals.refused_signings(uuid)
+        if refused:
+            # Its own log with its own numbering: attempt 1, 2... each judged at a deal version above.
+            attempts = Table(title="Refused signings (a log of its own: attempts, not deal versions)", show_lines=False)
+            for column in ("attempt", "at deal version", "time (UTC)", "actor", "blockers"):
+                attempts.add_column(column, overflow="fold")
+            for entry in map(refused_signing_view, refused):
+                blockers = ", ".join(b["code"] for b in entry["blockers"])
+                if entry["blockers_total"] > len(entry["blockers"]):
+                    blockers += f" (+{entry['blockers_total'] - len(entry['blockers'])} more)"
+                cells = (entry["attempt"], entry["deal_version"], entry["timestamp"][:23], entry["actor"], blockers)
+                attempts.add_row(*(rich_text(cell) for cell in cells))
+            console.print(attempts)
+        verdict = Audit(deals).verify(uuid)
+        if verdict.finding is not None:
+            # The listing is what the store holds now; an auditor must not read it as the record.
+            console.print(rich_text(f"chain broken at version {verdict.finding.version}: {verdict.finding.problem}: {verdict.finding.detail} (run dealflow verify {uuid})"))
     except DealflowError as e:
         _fail(e)
     finally:
@@ -110,25 +138,37 @@ def verify(
     2: no such deal; 3: intact as far as the store shows, but not compared with checkpoints.
     """
     if exported is not None:
-        finding = verify_export(json.loads(line) for line in exported.read_text().splitlines() if line.strip())
-        _report([] if finding is None else [(str(exported), f" at version {finding.version}", finding.problem, finding.detail)])
+        entries = [json.loads(line) for line in exported.read_text().splitlines() if line.strip()]
+        # Each stream's lines are its own chain: the deal's, and its log of refused signings.
+        streams: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            streams.setdefault(entry["originator_id"], []).append(entry)
+        problems = []
+        for originator_id, lines in streams.items():
+            finding = verify_export(lines)
+            if finding is not None:
+                problems.append((f"{exported} ({originator_id})", f" at version {finding.version}", finding.problem, finding.detail))
+        _report(problems, f"{_count(len(streams), 'stream')}, {_count(len(entries), 'exported event')}")
         return
     settings = Settings.from_env()
     deals = _deals()
     try:
         audit = Audit(deals)
         problems: list[tuple[str, str, str, str]] = []
+        checked = "the read model" if read_model else ""
         if read_model:
             problems += [(deal, "", "read model", detail) for deal, detail in audit.read_model_problems()]
         if all_deals:
             with Progress(console=Console(stderr=True)) as progress:
                 task = progress.add_task("verifying", total=audit.streams())
-                broken = audit.verify_all(lambda done, total: progress.update(task, completed=done, total=total))
-            problems += [(v.originator_id, f" at version {v.finding.version}", v.finding.problem, v.finding.detail) for v in broken if v.finding]
+                sweep = audit.sweep(lambda done, total: progress.update(task, completed=done, total=total))
+            problems += [(v.originator_id, f" at version {v.finding.version}", v.finding.problem, v.finding.detail) for v in sweep.broken if v.finding]
+            checked = ", ".join(filter(None, [checked, _count(sweep.streams, "stream"), _count(sweep.events, "event")]))
         elif deal_id is not None:
             verdict = audit.verify(_deal_id(deal_id))
             if verdict.events == 0 and verdict.finding is None:
                 _fail(DealflowError(f"no deal {deal_id}"))
+            checked = ", ".join(filter(None, [checked, "1 stream", _count(verdict.events, "event")]))
             if verdict.finding is not None:
                 problems.append((verdict.originator_id, f" at version {verdict.finding.version}", verdict.finding.problem, verdict.finding.detail))
         elif not read_model:
@@ -144,7 +184,7 @@ def verify(
                 compared, line, found = _compare_with_checkpoints(settings, store)
                 typer.echo(line)
                 problems += found
-        _report(problems)
+        _report(problems, checked)
         if not compared:
             raise typer.Exit(code=3)
     finally:
@@ -199,9 +239,14 @@ def diagram(
     typer.echo(f"dealflow: wrote {output}", err=True)
 
 
-def _report(problems: list[tuple[str, str, str, str]]) -> None:
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _report(problems: list[tuple[str, str, str, str]], checked: str) -> None:
     if not problems:
-        typer.echo("intact: every hash chain recomputes from the stored events")
+        # What was checked comes first: "0 streams, 0 events, intact" is not mistaken for a verified record.
+        typer.echo(f"{checked}, intact: every hash chain recomputes from the stored events")
         return
     for stream, where, problem, detail in problems:
         typer.echo(printable(f"{stream}: {problem}{where}: {detail}"))

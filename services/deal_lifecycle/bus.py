@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponen
 
 from .domain import attempts
 from .domain.deal import event_topics
-from .views import event_view
+from .views import stream_view
 
 log = structlog.get_logger("dealflow.bus")
 
@@ -70,7 +70,7 @@ class Envelope:
 
 
 def envelope(domain_event: Any, notification_id: int) -> Envelope:
-    view = event_view(domain_event)
+    view = stream_view(domain_event)
     # Unique per stored event: its originator (the deal, or the deal's log of refused signings) and version.
     event_id = f"{domain_event.originator_id}:{domain_event.originator_version}"
     headers = {

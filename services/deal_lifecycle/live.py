@@ -24,7 +24,7 @@ import structlog
 from .application import DealService
 from .bus import PUBLISHED_TOPICS
 from .domain.errors import DealflowError
-from .views import EventView, event_view
+from .views import EventView, stream_view
 
 log = structlog.get_logger("dealflow.live")
 
@@ -195,7 +195,7 @@ class Streams:
                 return
             for notification in notifications:
                 position = notification.id
-                yield position, event_view(self.deals.mapper.to_domain_event(notification))
+                yield position, stream_view(self.deals.mapper.to_domain_event(notification))
 
     # -- the follower ----------------------------------------------------------------------
 
@@ -231,7 +231,7 @@ class Streams:
                     inclusive_of_start=False,
                 )
                 for notification in notifications:
-                    item = (notification.id, event_view(self.deals.mapper.to_domain_event(notification)))
+                    item = (notification.id, stream_view(self.deals.mapper.to_domain_event(notification)))
                     self._position = notification.id
                     for subscriber in list(self._subscribers):
                         subscriber.offer(item)

@@ -10,7 +10,9 @@ through here; JSON outputs need nothing more, `json.dumps` escapes control chara
 
 from __future__ import annotations
 
+import json
 import unicodedata
+from typing import Any
 
 from rich.text import Text
 
@@ -42,3 +44,24 @@ def printable(value: object) -> str:
 def rich_text(value: object) -> Text:
     """For Rich tables and consoles: a Text is never read as markup or emoji codes, nor highlighted."""
     return Text(printable(value))
+
+
+def plain_number(value: Any) -> Any:
+    """Integral floats as integers, within lists and dicts too: a term of 60 days reads `60` in every view.
+
+    Term values are stored as JSON numbers (floats in events); 60.0 and 60 are the same number."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain_number(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_number(v) for v in value]
+    return value
+
+
+def value_text(value: Any) -> str:
+    """A value as people read it in a listing: strings as they are, anything else as compact JSON
+    (`null`, `false`, `{"term": ...}`, never a Python repr), numbers without a trailing `.0`; made printable."""
+    if isinstance(value, str):
+        return printable(value)
+    return printable(json.dumps(plain_number(value), separators=(", ", ": "), ensure_ascii=False, default=str))

@@ -86,6 +86,22 @@ class EventView(TypedDict):
     data: dict[str, Any]
 
 
+class StreamEventView(EventView, total=False):
+    attempt: int  # a refused signing's number in its deal's log
+
+
+class RefusedSigningView(TypedDict):
+    """One entry of a deal's log of refused signings: numbered on its own (attempt 1, 2...), beside the deal's versions."""
+
+    attempt: int
+    deal_version: int
+    timestamp: str
+    actor: str
+    correlation_id: str
+    blockers: list[dict[str, Any]]
+    blockers_total: int
+
+
 def _json(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
@@ -219,8 +235,9 @@ def event_view(domain_event: Any) -> EventView:
         "version": domain_event.originator_version,
         "type": event_type(domain_event),
         "timestamp": domain_event.timestamp.isoformat(),
-        "actor": state["actor"],
-        "correlation_id": state["correlation_id"],
+        # A log of refused signings is opened by the service itself (its first event names no one).
+        "actor": state.get("actor", "dealflow"),
+        "correlation_id": state.get("correlation_id", ""),
         "data": {k: _json(v) for k, v in state.items() if k not in _ENVELOPE},
     }
 
@@ -236,3 +253,31 @@ def summary_view(summary: DealSummary) -> DealSummaryView:
         "opened_at": summary.opened_at.isoformat(),
         "updated_at": summary.updated_at.isoformat(),
     }
+
+
+def attempt_number(domain_event: Any) -> int:
+    """A refused signing's number in its deal's log: the log opens at version 1, so its first refusal is attempt 1."""
+    return int(domain_event.originator_version) - 1
+
+
+def refused_signing_view(domain_event: Any) -> RefusedSigningView:
+    state = vars(domain_event)
+    return {
+        "attempt": attempt_number(domain_event),
+        "deal_version": state["deal_version"],
+        "timestamp": domain_event.timestamp.isoformat(),
+        "actor": state["actor"],
+        "correlation_id": state["correlation_id"],
+        "blockers": _json(state["blockers"]),
+        "blockers_total": state["blockers_total"],
+    }
+
+
+def stream_view(domain_event: Any) -> StreamEventView:
+    """An event as published (NATS body, SSE data): a refused signing's `version` is the deal version it
+    was judged at, so it reads in order with the deal's own events; its place in the log is `attempt`."""
+    view = StreamEventView(**event_view(domain_event))
+    if view["type"] == "SigningRefused":
+        view["version"] = view["data"]["deal_version"]
+        view["attempt"] = attempt_number(domain_event)
+    return view

@@ -62,6 +62,10 @@ def alerts(
 ) -> None:
     """List the alerts the notifier delivered or dead-lettered, with their attempts."""
     settings = NotifierSettings.from_env()
+    # Listing alerts reads: a missing store is named, never created empty (nothing listed looks like no alerts).
+    if settings.database_url is None and not settings.sqlite_path.is_file():
+        typer.echo(f"dealflow: no alert store at {printable(settings.sqlite_path)} (set DEALFLOW_NOTIFIER_DB or DEALFLOW_NOTIFIER_DATABASE_URL)", err=True)
+        raise typer.Exit(code=2)
     store = AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
     try:
         for record in store.alerts(deal_id=deal, failed=failed):

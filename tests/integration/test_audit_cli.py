@@ -70,7 +70,7 @@ def test_history_show_export_and_verify_from_the_command_line(base_url: str, env
     assert dealflow(env, "export", deal_id, "--format", "jsonl", "-o", str(exported)).returncode == 0
     assert len(exported.read_text().splitlines()) == 4
     checked = dealflow(env, "verify", "--export", str(exported))
-    assert (checked.returncode, checked.stdout.startswith("intact")) == (0, True), checked.stdout
+    assert (checked.returncode, checked.stdout.split(":")[0]) == (0, "1 stream, 4 exported events, intact"), checked.stdout
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     lines[1]["stored_b64"] = lines[0]["stored_b64"]
     exported.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
@@ -187,3 +187,97 @@ def test_verify_compares_the_store_with_the_checkpoints_the_service_published(en
         assert dealflow(with_nats, "verify", "--all", "--no-checkpoints").returncode == 0, "the database alone agrees with itself"
     finally:
         deals.close()
+
+
+def test_read_only_commands_on_a_missing_store_name_it_and_create_nothing(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    missing = tmp_path / "elsewhere" / "deals.sqlite3"
+    alerts_db = tmp_path / "elsewhere" / "notifier.sqlite3"
+    # No policy either: reading the record needs none.
+    environment.update(DEALFLOW_SQLITE_PATH=str(missing), DEALFLOW_NOTIFIER_DB=str(alerts_db), DEALFLOW_POLICY=str(tmp_path / "no-policy.toml"))
+    deal_id = "00000000-0000-4000-8000-000000000001"
+    for arguments, path in (
+        (("verify", "--all", "--no-checkpoints"), missing),
+        (("verify", deal_id, "--no-checkpoints"), missing),
+        (("history", deal_id), missing),
+        (("show", deal_id), missing),
+        (("export", deal_id), missing),
+        (("alerts",), alerts_db),
+    ):
+        result = dealflow(environment, *arguments)
+        assert result.returncode == 2, (arguments, result.stdout, result.stderr)
+        assert str(path) in result.stderr and "intact" not in result.stdout, (arguments, result.stderr)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_refused_signings_are_their_own_log_in_events_history_export_and_on_the_stream(base_url: str, env: dict[str, str], tmp_path: Path) -> None:
+    received: list[dict[str, Any]] = []
+    reader = threading.Thread(target=lambda: read_events(base_url, received, 6))
+    reader.start()
+    time.sleep(0.5)  # connected: the stream starts from now
+    deal_id = make_history(base_url)  # versions 1 to 4
+    for actor in ("esign", "ann@firm"):
+        assert httpx.post(f"{base_url}/deals/{deal_id}/contract", headers={"X-Actor": actor}).status_code == 409
+    reader.join(timeout=20)
+    # On the stream a refusal reads beside the deal's versions; its place in the log is `attempt`.
+    assert [(e["type"], e["version"], e.get("attempt")) for e in received[4:]] == [("SigningRefused", 4, 1), ("SigningRefused", 4, 2)]
+
+    history = httpx.get(f"{base_url}/deals/{deal_id}/events").json()
+    assert [e["version"] for e in history["events"]] == [1, 2, 3, 4]
+    refused = history["refused_signings"]
+    assert [(r["attempt"], r["deal_version"], r["actor"]) for r in refused] == [(1, 4, "esign"), (2, 4, "ann@firm")]
+    assert "open_walk_away_condition" in [b["code"] for b in refused[0]["blockers"]] and refused[0]["timestamp"]
+
+    # The auditors' commands read without the policy file.
+    no_policy = {**env, "DEALFLOW_POLICY": str(tmp_path / "no-policy.toml")}
+    listing = dealflow(no_policy, "history", deal_id)
+    assert listing.returncode == 0, listing.stderr
+    deal_part, _, attempts_part = listing.stdout.partition("Refused signings")
+    assert "SigningRefused" not in deal_part and "esign" in attempts_part and "ann@firm" in attempts_part
+    assert "open_walk_away_condition" in attempts_part
+    # JSON values, not Python reprs; a term of 90 reads 90.
+    assert "value=90," in deal_part and "90.0" not in deal_part
+    for python_repr in ("None", "False", "True", "{'"):
+        assert python_repr not in listing.stdout, python_repr
+
+    exported = tmp_path / "deal.jsonl"
+    assert dealflow(no_policy, "export", deal_id, "-o", str(exported)).returncode == 0
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [(line["log"], line["type"]) for line in lines[4:]] == [
+        ("refused_signings", "SigningAttemptsStarted"), ("refused_signings", "SigningRefused"), ("refused_signings", "SigningRefused")
+    ]
+    assert [line.get("attempt") for line in lines[5:]] == [1, 2] and {line["log"] for line in lines[:4]} == {"deal"}
+    checked = dealflow(no_policy, "verify", "--export", str(exported))
+    assert (checked.returncode, checked.stdout.split(":")[0]) == (0, "2 streams, 7 exported events, intact"), checked.stdout
+    # Each stream's chain is still checked: the deal's, and the log's.
+    for index in (1, 6):
+        tampered_lines = [dict(line) for line in lines]
+        tampered_lines[index]["stored_b64"] = tampered_lines[index - 1]["stored_b64"]
+        tampered = tmp_path / f"tampered-{index}.jsonl"
+        tampered.write_text("\n".join(json.dumps(line) for line in tampered_lines) + "\n")
+        result = dealflow(no_policy, "verify", "--export", str(tampered))
+        assert result.returncode == 1 and tampered_lines[index]["originator_id"] in result.stdout, result.stdout
+
+    everything = dealflow(no_policy, "verify", "--all", "--no-checkpoints")
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert "2 streams, 7 events, intact" in everything.stdout
+    one = dealflow(no_policy, "verify", deal_id, "--no-checkpoints")
+    assert "1 stream, 4 events, intact" in one.stdout, one.stdout
+
+
+def test_history_says_beside_the_listing_when_the_deal_chain_is_broken(base_url: str, env: dict[str, str]) -> None:
+    import sqlite3
+
+    deal_id = make_history(base_url)
+    assert "chain broken" not in dealflow(env, "history", deal_id).stdout
+    with sqlite3.connect(env["DEALFLOW_SQLITE_PATH"]) as db:
+        table = next(
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if "originator_version" in {column[1] for column in db.execute(f"PRAGMA table_info({name})")} and "state" in {column[1] for column in db.execute(f"PRAGMA table_info({name})")} and "snapshot" not in name
+        )
+        # An actor rewritten after the fact: the stored bytes no longer match their link.
+        (state,) = db.execute(f"SELECT state FROM {table} WHERE originator_version = 2").fetchone()
+        db.execute(f"UPDATE {table} SET state = ? WHERE originator_version = 2", (bytes(state).replace(b"bob@firm", b"eve@firm"),))
+    listing = dealflow(env, "history", deal_id)
+    assert listing.returncode == 0, listing.stderr
+    assert "eve@firm" in listing.stdout and "chain broken at version 2" in listing.stdout, listing.stdout

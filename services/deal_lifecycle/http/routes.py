@@ -16,7 +16,7 @@ from .. import commands as c
 from ..application import DealService, Outcome
 from ..domain.errors import InvalidCommand
 from ..domain.model import Stage
-from ..views import CommandDealView, DealSummaryView, DealView, EventView, command_view, deal_view, event_view, summary_view
+from ..views import CommandDealView, DealSummaryView, DealView, EventView, RefusedSigningView, command_view, deal_view, event_view, refused_signing_view, summary_view
 from .context import ERROR_RESPONSES, command_context, etag
 
 
@@ -56,6 +56,8 @@ class DealPage(TypedDict):
 class History(TypedDict):
     deal_id: str
     events: list[EventView]
+    # A log of its own, numbered on its own: the deal's versions are not its attempts.
+    refused_signings: list[RefusedSigningView]
 
 
 def deal_response(outcome: Outcome, status: int = HTTP_200_OK) -> Response[CommandDealView]:
@@ -114,7 +116,8 @@ class DealController(Controller):
 
     @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first", responses=ERROR_RESPONSES)
     def history(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID]) -> History:
-        return {"deal_id": str(deal_id), "events": [event_view(e) for e in deals.history(deal_id)]}
+        events = [event_view(e) for e in deals.history(deal_id)]
+        return {"deal_id": str(deal_id), "events": events, "refused_signings": [refused_signing_view(e) for e in deals.refused_signings(deal_id)]}
 
     @post("/{deal_id:uuid}/letter-of-intent", status_code=HTTP_200_OK, sync_to_thread=True, responses=ERROR_RESPONSES)
     def sign_letter_of_intent(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID], ctx: NamedDependency[c.CommandContext]) -> Response[CommandDealView]:
