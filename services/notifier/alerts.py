@@ -168,11 +168,29 @@ def describe(event: dict[str, Any], deal: DealContext) -> tuple[str, str]:
             f"What to do next: {NEXT_STEP.get(str(data.get('kind')), 'resolve or waive the condition, or walk away')}. "
             "Signing is blocked while it is open.",
         ]
-    elif kind in ("WalkAwayConditionResolved", "WalkAwayConditionWaived"):
-        lines.append(f"Because: {data.get('resolution') or data.get('reason')}")
+    elif kind == "WalkAwayConditionWaived":
+        # v1 waivers named only the condition's id; v2 names the condition itself.
+        if data.get("kind"):
+            lines += [
+                f"Condition: {data.get('kind')} on {data.get('subject')} (id {data.get('condition_id')})",
+                "Evidence: " + ", ".join(f"{k}={v}" for k, v in (data.get("evidence") or {}).items()),
+            ]
+        else:
+            lines.append(f"Condition: {data.get('condition_id')}")
+        lines += [
+            f"Waived by: {event['actor']}",
+            f"Reason: {data.get('reason')}",
+            "What to do next: nothing; the condition no longer blocks signing. The waiver is on the deal's record.",
+        ]
+    elif kind == "WalkAwayConditionResolved":
+        lines.append(f"Because: {data.get('resolution')}")
     elif kind == "SigningRefused":
         lines.append("Blockers: " + "; ".join(b.get("message", b.get("code", "")) for b in data.get("blockers", [])))
-        lines.append("What to do next: clear every blocker above, then sign again.")
+        # A signed or walked-away deal is refused on its stage alone (domain/blockers.py): nothing can be cleared.
+        if [b.get("code") for b in data.get("blockers", [])] == ["stage"]:
+            lines.append("What to do next: nothing to clear; the deal is closed, so no signing can succeed.")
+        else:
+            lines.append("What to do next: clear every blocker above, then sign again.")
     elif kind == "WalkedAway":
         lines.append(f"Reason: {data.get('reason')}")
     elif kind == "EscalatedOverCounterpart":

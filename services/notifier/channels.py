@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import smtplib
 import time
@@ -117,13 +118,29 @@ class AppriseChannel:
         notify_type = apprise.NotifyType.FAILURE if alert.urgency == "urgent" else apprise.NotifyType.INFO
         # The alert is plain text: declared so, Apprise escapes it for services that read Markdown or
         # HTML, so a caller's `[text](link)` or `<a href>` in a title or reason is shown, not followed.
-        if not await self.notifier.async_notify(
-            body=alert.text, title=alert.title, notify_type=notify_type, body_format=apprise.NotifyFormat.TEXT
-        ):
-            raise DeliveryFailed("the chat service did not accept the message")
+        # Apprise answers only True or False and logs why it failed: catch that log, so the failure
+        # names its cause (a refused connection, a 4xx/5xx answer) as the webhook and email channels do.
+        with apprise.LogCapture(level=logging.DEBUG, fmt="%(levelname)s %(message)s") as captured:
+            delivered = await self.notifier.async_notify(
+                body=alert.text, title=alert.title, notify_type=notify_type, body_format=apprise.NotifyFormat.TEXT
+            )
+        if not delivered:
+            cause = "; ".join(_apprise_causes(captured.getvalue()))
+            raise DeliveryFailed(f"the chat service did not accept the message: {cause[-500:] or 'Apprise gave no reason'}")
 
     async def close(self) -> None:
         return None
+
+
+def _apprise_causes(log: str) -> list[str]:
+    """Apprise's warnings, and the exception it logs only at debug level (the connection error itself);
+    not its other debug lines, which repeat the whole payload."""
+    causes = []
+    for line in log.splitlines():
+        level, _, message = line.strip().partition(" ")
+        if level in ("WARNING", "ERROR", "CRITICAL") or (level == "DEBUG" and "Exception:" in message):
+            causes.append(message)
+    return causes
 
 
 class LogChannel:

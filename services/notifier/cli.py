@@ -59,6 +59,7 @@ def alerts(
     deal: str | None = typer.Option(None, "--deal", help="Only this deal's alerts."),
     failed: bool = typer.Option(False, "--failed", help="Only dead-lettered alerts (and invalid events)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per line."),
+    show: str | None = typer.Option(None, "--show", help="Print what one alert said (its id, as --json lists it), with its delivery."),
 ) -> None:
     """List the alerts the notifier delivered or dead-lettered, with their attempts."""
     settings = NotifierSettings.from_env()
@@ -68,6 +69,9 @@ def alerts(
         raise typer.Exit(code=2)
     store = AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
     try:
+        if show is not None:
+            _show(store, show, as_json=as_json)
+            return
         for record in store.alerts(deal_id=deal, failed=failed):
             if as_json:
                 typer.echo(json.dumps({**asdict(record), "tries": store.attempts(record.alert_id)}))
@@ -86,3 +90,23 @@ def alerts(
                 typer.echo(json.dumps({"dead_letter": message_id, "subject": subject, "reason": reason, "at": at}) if as_json else printable(f"{at[:19]}Z  invalid   {subject}  ({reason})"))
     finally:
         store.close()
+
+
+def _show(store: AlertStore, alert_id: str, *, as_json: bool) -> None:
+    record = store.alert(alert_id)
+    if record is None:
+        typer.echo(f"dealflow: no alert {printable(alert_id)} in the store (`dealflow alerts --json` lists their ids)", err=True)
+        raise typer.Exit(code=2)
+    said = store.alert_text(alert_id)
+    if as_json:
+        title, text = said or (None, None)
+        typer.echo(json.dumps({**asdict(record), "title": title, "text": text, "tries": store.attempts(alert_id)}))
+        return
+    error = f"  ({record.last_error})" if record.last_error else ""
+    typer.echo(printable(f"{record.status} to {record.recipient} via {record.channel}, tries={record.attempts}{error}"))
+    if said is None:
+        typer.echo("(its text was not kept: the notifier that sent it predates alert texts)")
+        return
+    # The text's lines are printable already (alerts.describe); printing each again keeps a stored value from driving the terminal.
+    for line in [said[0], "", *said[1].splitlines()]:
+        typer.echo(printable(line))

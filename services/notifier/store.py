@@ -28,6 +28,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS notifier_attempts (
         alert_id TEXT NOT NULL, attempt INTEGER NOT NULL, at TEXT NOT NULL, result TEXT NOT NULL, error TEXT,
         PRIMARY KEY (alert_id, attempt))""",
+    # What each alert said, beside its delivery record (a table of its own, so stores made before it need no migration).
+    """CREATE TABLE IF NOT EXISTS notifier_alert_texts (
+        alert_id TEXT PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS notifier_dead_letters (
         message_id TEXT PRIMARY KEY, subject TEXT NOT NULL, reason TEXT NOT NULL, data TEXT NOT NULL, at TEXT NOT NULL)""",
 ]
@@ -132,6 +135,18 @@ class AlertStore:
                 now(),
             ),
         )
+        self.record_text(alert)
+
+    def record_text(self, alert: Any) -> None:
+        self._execute(
+            "INSERT INTO notifier_alert_texts (alert_id, title, text) VALUES (?, ?, ?) ON CONFLICT (alert_id) DO NOTHING",
+            (alert.id, alert.title, alert.text),
+        )
+
+    def alert_text(self, alert_id: str) -> tuple[str, str] | None:
+        """The title and text the alert said; None for an alert recorded before texts were kept."""
+        rows = self._execute("SELECT title, text FROM notifier_alert_texts WHERE alert_id = ?", (alert_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def record_dead_letter(self, message_id: str, subject: str, reason: str, data: str) -> None:
         self._execute(
@@ -152,6 +167,10 @@ class AlertStore:
         if where:
             statement += " WHERE " + " AND ".join(where)
         return [AlertRecord(*row) for row in self._execute(statement + " ORDER BY updated_at, alert_id", params)]
+
+    def alert(self, alert_id: str) -> AlertRecord | None:
+        rows = self._execute(f"SELECT {_COLUMNS} FROM notifier_alerts WHERE alert_id = ?", (alert_id,))
+        return AlertRecord(*rows[0]) if rows else None
 
     def attempts(self, alert_id: str) -> list[tuple[int, str, str, str | None]]:
         return [

@@ -206,9 +206,20 @@ class Deal(Aggregate):
         resolution: str
 
     class WalkAwayConditionWaived(Event):
+        """v2 names the waived condition (kind, subject, evidence), so whoever reads the waiver alone knows what was let pass."""
+
         TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionWaived"
+        class_version = 2
         condition_id: str
         reason: str
+        kind: str | None
+        subject: str | None
+        evidence: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # A v1 waiver named only the condition's id: the condition itself is in the deal's earlier events.
+            state["kind"] = state["subject"] = state["evidence"] = None
 
     class ContractSigned(Event):
         TOPIC = f"{TOPIC_PREFIX}.ContractSigned"
@@ -677,10 +688,28 @@ class Deal(Aggregate):
         if not condition.is_open:
             raise CommandRefused(f"walk-away condition {condition_id} is already {condition.status}", "already_closed")
         permit(self.stage, "waive_condition")
-        self._condition_waived(condition_id=condition_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
+        self._condition_waived(
+            condition_id=condition_id,
+            reason=reason,
+            kind=str(condition.kind),
+            subject=condition.subject,
+            evidence=condition.evidence,
+            actor=by.actor,
+            correlation_id=by.correlation_id,
+        )
 
     @event(WalkAwayConditionWaived)
-    def _condition_waived(self, *, condition_id: str, reason: str, actor: str, correlation_id: str) -> None:
+    def _condition_waived(
+        self,
+        *,
+        condition_id: str,
+        reason: str,
+        kind: str | None,
+        subject: str | None,
+        evidence: dict[str, Any] | None,
+        actor: str,
+        correlation_id: str,
+    ) -> None:
         self._close_condition(condition_id, ConditionStatus.WAIVED, reason)
 
     def _judge(

@@ -1,0 +1,71 @@
+"""What an alert says, from events the domain really records: a waiver names its condition and who
+waived it, and a refused signing of a closed deal does not advise clearing blockers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from services.deal_lifecycle.domain.deal import APPROVER, Deal
+from services.deal_lifecycle.domain.errors import SigningRefused
+from services.deal_lifecycle.views import event_view
+from services.notifier.alerts import DealContext, describe
+from services.notifier.schemas import EventSchemas
+from services.deal_lifecycle.domain.model import Side
+from tests.support import BY, POLICY, domain_deal_in_meeting
+from tests.unit.test_deal import signable
+
+APPROVER_BY = replace(BY, actor="vic@firm")
+
+
+def context(deal: Deal) -> DealContext:
+    return DealContext(str(deal.id), deal.title, deal.client_name, deal.owner)
+
+
+def test_a_waiver_alert_names_the_condition_its_evidence_who_waived_it_and_why() -> None:
+    deal = domain_deal_in_meeting()
+    deal.propose_term(term="payment_terms_days", value=90, side=Side.CLIENT, policy=POLICY, by=BY)
+    [condition_id] = list(deal.conditions)
+    deal.collect_events()
+    deal.waive_condition(condition_id, reason="strategic logo, CFO signed off", role=APPROVER, by=APPROVER_BY)
+    [waived] = [event_view(e) for e in deal.collect_events()]
+    EventSchemas().check(waived, 2)
+
+    _, text = describe(waived, context(deal))
+    assert f"Condition: term_beyond_limit on payment_terms_days (id {condition_id})" in text.splitlines()
+    assert any(line.startswith("Evidence: ") and "90" in line for line in text.splitlines())
+    assert "Waived by: vic@firm" in text.splitlines()
+    assert "Reason: strategic logo, CFO signed off" in text.splitlines()
+
+
+def test_a_version_1_waiver_still_reads_with_its_condition_id() -> None:
+    v1 = {
+        "deal_id": "d", "version": 5, "type": "WalkAwayConditionWaived", "timestamp": "2026-11-23T10:00:00+00:00",
+        "actor": "vic@firm", "correlation_id": "c", "data": {"condition_id": "cond-1", "reason": "fine"},
+    }  # fmt: skip
+    EventSchemas().check(v1, 1)
+    _, text = describe(v1, DealContext("d", "Acme payroll", "Acme Ltd", "ann"))
+    assert {"Condition: cond-1", "Waived by: vic@firm", "Reason: fine"} <= set(text.splitlines())
+
+
+@pytest.mark.parametrize("close", ["sign", "walk away"])
+def test_refusing_to_sign_a_closed_deal_does_not_advise_clearing_blockers(close: str) -> None:
+    deal = signable()
+    if close == "sign":
+        deal.sign_contract(by=BY)
+    else:
+        deal.walk_away(reason="the client went quiet", by=BY)
+    with pytest.raises(SigningRefused) as refused:
+        deal.sign_contract(by=BY)
+    assert [b.code for b in refused.value.blockers] == ["stage"]
+    assert "signing happens after the transition meeting" not in str(refused.value)
+
+    event = {
+        "deal_id": str(deal.id), "version": deal.version, "type": "SigningRefused", "timestamp": "2026-11-23T10:00:00+00:00",
+        "actor": "ann@firm", "correlation_id": "c",
+        "data": {"blockers": [{"code": b.code, "message": b.message} for b in refused.value.blockers]},
+    }  # fmt: skip
+    _, text = describe(event, context(deal))
+    assert "clear every blocker" not in text
+    assert "the deal is closed" in text
