@@ -111,6 +111,10 @@ def _json(value: Any) -> Any:
         return {k: _json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        # Term values and limits are floats in events and the policy: 60.0 is shown as 60 in every
+        # view (JSON and terminal alike). Only the view changes; stored events keep their bytes.
+        return int(value)
     return value
 
 

@@ -224,6 +224,10 @@ def test_refused_signings_are_their_own_log_in_events_history_export_and_on_the_
 
     history = httpx.get(f"{base_url}/deals/{deal_id}/events").json()
     assert [e["version"] for e in history["events"]] == [1, 2, 3, 4]
+    # Numbers read the same in every view: the term's limit (a float in the event) is 60 here as in the deal.
+    raised = history["events"][3]["data"]["evidence"]
+    assert (raised["value"], raised["limit"]) == (90, 60) and "60.0" not in json.dumps(history)
+    assert "60.0" not in httpx.get(f"{base_url}/deals/{deal_id}").text
     refused = history["refused_signings"]
     assert [(r["attempt"], r["deal_version"], r["actor"]) for r in refused] == [(1, 4, "esign"), (2, 4, "ann@firm")]
     assert "open_walk_away_condition" in [b["code"] for b in refused[0]["blockers"]] and refused[0]["timestamp"]
