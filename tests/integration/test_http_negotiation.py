@@ -174,6 +174,18 @@ def test_agreeing_a_term_again_and_again_is_one_concession_and_signing_stays_ope
     assert ok(client.post(f"{base}/contract"))["stage"] == "contract_signed"
 
 
+@pytest.mark.parametrize("close", ["contract", "walk-away"])
+def test_signing_a_closed_deal_is_409_naming_only_that_it_is_closed(client: TestClient, close: str) -> None:
+    base = ready_to_sign(client)
+    ok(client.post(f"{base}/{close}", json={"reason": "the client went quiet"} if close == "walk-away" else None))
+    refused = client.post(f"{base}/contract")
+    assert refused.status_code == 409, refused.text
+    assert [b["code"] for b in refused.json()["blockers"]] == ["stage"]
+    message = refused.json()["message"]
+    assert "transition meeting" not in message and "clear" not in message
+    assert ("already signed" if close == "contract" else "walked away") in message
+
+
 # -- waivers -------------------------------------------------------------------------------------
 
 

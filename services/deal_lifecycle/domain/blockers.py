@@ -32,9 +32,9 @@ class SigningState(Protocol):
 def signing_blockers(deal: SigningState) -> list[Blocker]:
     # A closed deal has nothing left to clear: naming its old blockers would advise work that cannot help.
     if deal.stage == Stage.CONTRACT_SIGNED:
-        return [Blocker(STAGE, "the contract is already signed: there is nothing left to sign")]
+        return [Blocker(STAGE, "the contract is already signed, so there is nothing left to sign")]
     if deal.stage == Stage.WALKED_AWAY:
-        return [Blocker(STAGE, "the firm walked away from this deal: it can no longer be signed")]
+        return [Blocker(STAGE, "the firm walked away from this deal, so it can no longer be signed")]
     blockers: list[Blocker] = []
     if deal.stage != Stage.TRANSITION_MEETING:
         blockers.append(
