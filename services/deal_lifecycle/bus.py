@@ -136,16 +136,25 @@ async def connect(
 ) -> NATS:
     """Connect, retrying until NATS answers: the service starts (and accepts commands) without it."""
 
+    # nats-py reports every failed reconnect (every 0.5 s while NATS is away): one line per outage is enough.
+    outage = False
+
     async def disconnected() -> None:
-        log.warning("nats disconnected", servers=servers)
+        nonlocal outage
+        if not outage:
+            log.warning("nats disconnected", servers=servers)
+        outage = True
 
     async def reconnected() -> None:
+        nonlocal outage
+        outage = False
         log.info("nats reconnected", servers=servers)
         if on_reconnect is not None:
             await on_reconnect()
 
     async def error(e: Exception) -> None:
-        log.warning("nats error", error=str(e))
+        if not outage:
+            log.warning("nats error", error=str(e))
 
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type((OSError, asyncio.TimeoutError, nats.errors.NoServersError)),

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import typer
-import uvicorn
 
 from .application import DealService
 from .config import Settings
 from .domain.policy import Policy
 from .embedded_nats import EmbeddedNats, port_is_free
-from .http.server import uvicorn_options
+from .http.server import run_server
 from .logs import configure_logging
 from .messaging import DealMessaging
 from .relay_status import Announcer as RelayAnnouncer
@@ -44,15 +43,8 @@ def serve(
         f"policy {settings.describe_policy()} ({policy.version[:19]})",
         err=True,
     )
-    uvicorn.run(
-        "services.deal_lifecycle.http.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        **uvicorn_options(settings),  # slow clients cut off, header size capped
-    )
+    # Slow clients cut off, header size capped; on SIGINT/SIGTERM live streams end first, so it stops promptly.
+    run_server(settings, host=host, port=port)
 
 
 @app.command()
@@ -205,10 +197,14 @@ def watch(
 ) -> None:
     """Tail the lifecycle stream from JetStream, live."""
     settings = Settings.from_env()
-    servers = settings.nats_servers or _embedded_nats_url(settings)
+    # Without NATS_URL, var/nats.url is read again on every reconnect: a restarted `dealflow up` may use a new port.
+    servers = settings.nats_servers or (lambda: _embedded_nats_url(settings))
     try:
         asyncio.run(
-            tail(servers, deal=deal, event_type=event_type, since=since, as_json=as_json, limit=limit, write=_print)
+            tail(
+                servers, deal=deal, event_type=event_type, since=since, as_json=as_json, limit=limit,
+                write=_print, warn=lambda text: typer.echo(text, err=True),
+            )
         )
     except ValueError as e:
         typer.echo(f"dealflow watch: {e}", err=True)

@@ -71,7 +71,13 @@ class EmbeddedNats:
             command += ["-c", str(config)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603
-                command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                # Out of the terminal's process group: Ctrl-C reaches the service and notifier, and NATS is
+                # stopped after them (by stop()), so they do not lose it while finishing.
+                process_group=0,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

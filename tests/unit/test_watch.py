@@ -47,3 +47,18 @@ def test_a_line_says_when_which_deal_what_and_who() -> None:
         "2026-11-23T09:00:01Z  5f0c2b1e  v3    WalkAwayConditionRaised      by dealflow"
         "  kind=term_beyond_limit, subject=payment_terms_days"
     )
+
+
+def test_a_line_shows_values_as_json_and_whole_numbers_without_a_fraction() -> None:
+    event = {
+        "deal_id": "5f0c2b1e-0000-0000-0000-000000000000",
+        "version": 4,
+        "type": "TermAgreed",
+        "timestamp": "2026-11-23T09:00:01.123456+00:00",
+        "actor": "ann@firm",
+        "correlation_id": "c",
+        "data": {"term": {"term": "payment_terms_days", "value": 60.0}, "waived": False, "days": 60.0, "rate": 2.5, "note": "as agreed"},
+    }
+    assert line(event).endswith(
+        '  term={"term": "payment_terms_days", "value": 60}, waived=false, days=60, rate=2.5, note=as agreed'
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 import h11
 import structlog
+import uvicorn
 from litestar.exceptions import ClientException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -30,6 +31,31 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "timeout_keep_alive": 5,
     }
+
+
+def run_server(settings: Settings, *, host: str, port: int) -> None:
+    """Serve the HTTP API until SIGINT/SIGTERM, then stop promptly (see ShutdownFirstServer)."""
+    from .app import create_app  # the app module imports this one
+
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **uvicorn_options(settings))
+    ShutdownFirstServer(config, app).run()
+
+
+class ShutdownFirstServer(uvicorn.Server):
+    """uvicorn waits for every open response before the app's shutdown runs, and a live stream never ends
+    by itself: so the streams are ended as shutdown begins. Their clients see the stream end (and reconnect
+    with Last-Event-ID); commands in flight finish normally, uvicorn still waits for them."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        streams = getattr(self.app.state, "streams", None)
+        if streams is not None:
+            await streams.close()
+        await super().shutdown(sockets)
 
 
 def slow_header_protocol(header_timeout: float) -> type[H11Protocol]:
