@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from services.deal_lifecycle.domain.deal import Deal
 from services.deal_lifecycle.domain.health import assess
 from services.deal_lifecycle.domain.model import ConditionKind, ConditionStatus, Side
+from services.deal_lifecycle.views import event_view
+from services.notifier.schemas import EventSchemas
 from tests.support import BY, POLICY, domain_deal_in_meeting
 
 
@@ -40,6 +42,7 @@ def test_agreeing_a_term_again_at_the_public_position_withdraws_its_concession()
     deal.agree_term(term="payment_terms_days", value=45, policy=POLICY, by=BY)
     withdrawn = [e for e in deal.collect_events() if type(e).__name__ == "ConcessionWithdrawn"]
     assert [(e.term, e.reason) for e in withdrawn] == [("payment_terms_days", "payment_terms_days agreed again at 45")]
+    EventSchemas().check(event_view(withdrawn[0]), 1)  # the published contract, as the notifier checks it
     assert deal.concession_counts() == (0, 0)
 
 
