@@ -138,9 +138,12 @@ async def connect(
 
     # nats-py reports every failed reconnect (every 0.5 s while NATS is away): one line per outage is enough.
     outage = False
+    client = NATS()
 
     async def disconnected() -> None:
         nonlocal outage
+        if client.is_closed:
+            return  # our own close, at shutdown: nothing went wrong
         if not outage:
             log.warning("nats disconnected", servers=servers)
         outage = True
@@ -161,7 +164,8 @@ async def connect(
         wait=wait_random_exponential(multiplier=0.2, max=5),
     ):
         with attempt:
-            return await nats.connect(
+            client = NATS()
+            await client.connect(
                 servers,
                 name=name,
                 allow_reconnect=True,
@@ -172,4 +176,5 @@ async def connect(
                 reconnected_cb=reconnected,
                 error_cb=error,
             )
+            return client
     raise AssertionError("unreachable: AsyncRetrying retries forever")

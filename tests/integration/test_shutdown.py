@@ -1,5 +1,6 @@
-"""Stopping and restarting `dealflow up` on real processes: Ctrl-C stops it promptly, even with a live
-stream open, without a stream of NATS errors; `dealflow watch` rides out a restart on a new NATS port."""
+"""Stopping and restarting on real processes: Ctrl-C stops `dealflow up` promptly, even with a live
+stream open, without a stream of NATS errors; `dealflow watch` rides out a restart on a new NATS port;
+the service rides out a NATS restart with one warning."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from services.deal_lifecycle.embedded_nats import free_port
-from tests.processes import DEALFLOW, clean_environment, wait_until_answering
+from services.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
+from tests.nats_support import wait_for_count
+from tests.processes import DEALFLOW, clean_environment, serving, wait_until_answering
 
 # The issue's bound: Ctrl-C on `dealflow up` stops everything in under 3 s.
 STOP_SECONDS = 3.0
@@ -70,6 +72,8 @@ def test_ctrl_c_stops_up_promptly_with_a_live_stream_open_and_logs_no_nats_error
     assert seconds < STOP_SECONDS, f"took {seconds:.1f} s:\n{text[-3000:]}"
     assert process.returncode == 0, text[-3000:]
     assert text.count("nats error") <= 1, text[-3000:]
+    # Each part closes its own connection before NATS stops: that is no disconnection to warn about.
+    assert "nats disconnected" not in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
 
 
@@ -82,6 +86,8 @@ def test_ctrl_c_stops_up_promptly_without_a_stream(tmp_path: Path) -> None:
     text = log.read_text()
     assert seconds < STOP_SECONDS, f"took {seconds:.1f} s:\n{text[-3000:]}"
     assert text.count("nats error") <= 1, text[-3000:]
+    # Each part closes its own connection before NATS stops: that is no disconnection to warn about.
+    assert "nats disconnected" not in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
 
 
@@ -117,3 +123,25 @@ def test_watch_survives_a_restart_of_up_on_a_new_nats_port(tmp_path: Path) -> No
     errors = watch_err.read_text()
     assert "Traceback" not in errors, errors
     assert errors.count("lost NATS") == 1, errors
+
+
+def test_the_service_rides_out_a_nats_restart_with_one_warning_and_publishes_what_it_stored_meanwhile(tmp_path: Path) -> None:
+    nats_server = EmbeddedNats(tmp_path / "nats", port=free_port())
+    url = nats_server.start()
+    env = clean_environment(DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"), NATS_URL=url)
+    log = tmp_path / "serve.log"
+    try:
+        with serving(env, log) as service:
+            open_deal(service, "Before the outage")
+            assert wait_for_count(url, 1) == 1
+            nats_server.stop()
+            open_deal(service, "During the outage")  # stored; published once NATS is back
+            time.sleep(3)  # several reconnect attempts (every 0.5 s) while NATS is away
+            nats_server.start()
+            assert wait_for_count(url, 2) == 2, log.read_text()[-3000:]
+    finally:
+        nats_server.stop()
+    text = log.read_text()
+    assert text.count("nats disconnected") == 1, text[-3000:]
+    assert text.count("nats error") <= 1, text[-3000:]
+    assert "nats reconnected" in text, text[-3000:]
