@@ -49,10 +49,10 @@ class ShutdownFirstServer(uvicorn.Server):
 
     def __init__(self, config: uvicorn.Config, app: Any) -> None:
         super().__init__(config)
-        self.app = app
+        self.dealflow_app = app  # not `app`: a name uvicorn could use one day
 
     async def shutdown(self, sockets: Any = None) -> None:
-        streams = getattr(self.app.state, "streams", None)
+        streams = getattr(self.dealflow_app.state, "streams", None)
         if streams is not None:
             await streams.close()
         await super().shutdown(sockets)
