@@ -86,41 +86,32 @@ class Alert:
 
 def compose(event: dict[str, Any], event_id: str, deal: DealContext, target: Target) -> Alert:
     title, text = describe(event, deal)
-    if target.urgency == "urgent":
-        title = f"URGENT: {title}"
-    return Alert(
-        id=f"{event_id}/{target.recipient}/{target.channel}",
-        event_id=event_id,
-        deal_id=deal.deal_id,
-        event_type=event["type"],
-        recipient=target.recipient,
-        channel=target.channel,
-        address=target.address,
-        urgency=target.urgency,
-        title=title,
-        text=text,
-        event=event,
-    )
+    return _alert(f"{event_id}/{target.recipient}/{target.channel}", event_id, deal.deal_id, event["type"], title, text, event, target)
 
 
 def compose_relay(kind: str, stall: dict[str, Any], deal: DealContext, target: Target) -> Alert:
     """An alert for the relay's `RelayStalled` or `RelayResumed` message. Its id names the stall (the
     event it is stuck at and since when), so the relay's once-a-minute repeats alert once."""
     title, text = describe_relay(kind, stall, deal)
-    if target.urgency == "urgent":
-        title = f"URGENT: {title}"
+    alert_id = f"{kind}:{stall['notification_id']}@{stall['since']}/{target.recipient}/{target.channel}"
+    return _alert(alert_id, stall["event_id"], stall["deal_id"], kind, title, text, stall, target)
+
+
+def _alert(
+    alert_id: str, event_id: str, deal_id: str, event_type: str, title: str, text: str, event: dict[str, Any], target: Target
+) -> Alert:
     return Alert(
-        id=f"{kind}:{stall['notification_id']}@{stall['since']}/{target.recipient}/{target.channel}",
-        event_id=stall["event_id"],
-        deal_id=stall["deal_id"],
-        event_type=kind,
+        id=alert_id,
+        event_id=event_id,
+        deal_id=deal_id,
+        event_type=event_type,
         recipient=target.recipient,
         channel=target.channel,
         address=target.address,
         urgency=target.urgency,
-        title=title,
+        title=f"URGENT: {title}" if target.urgency == "urgent" else title,
         text=text,
-        event=stall,
+        event=event,
     )
 
 
