@@ -173,7 +173,7 @@ async def stream_timestamps(url: str, wanted: set[str]) -> dict[str, tuple[datet
     import nats  # noqa: PLC0415
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
 
-    from services.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
+    from dealflow.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
 
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -207,7 +207,7 @@ async def stream_timestamps(url: str, wanted: set[str]) -> dict[str, tuple[datet
 async def wait_stream_count(url: str, count: int, timeout: float = 30) -> None:
     import nats  # noqa: PLC0415
 
-    from services.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
+    from dealflow.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
 
     nc = await nats.connect(url)
     try:

@@ -38,7 +38,7 @@ def main() -> None:
     threading.Thread(target=on_request, daemon=True, name="bench-profile-dump").start()
     profiler.start()
     try:
-        from services.cli import app
+        from dealflow.cli import app
 
         app(sys.argv[2:], prog_name="dealflow", standalone_mode=False)
     finally:

@@ -20,7 +20,7 @@ from typing import Any
 
 
 def memoize_permit() -> None:
-    from services.deal_lifecycle.domain import deal as deal_module
+    from dealflow.deal_lifecycle.domain import deal as deal_module
 
     original: Callable[..., str] = deal_module.permit
     cache: dict[tuple[str, str], str] = {}
@@ -43,14 +43,14 @@ def main() -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = [a for a in args.command if a != "--"]
-    from services.cli import app
+    from dealflow.cli import app
 
     if args.memo_permit:
         memoize_permit()
     if args.gc_freeze:
-        import services.deal_lifecycle.http.app  # noqa: F401 - what uvicorn's factory would import later
-        import services.notifier.channels  # noqa: F401
-        import services.notifier.consumer  # noqa: F401
+        import dealflow.deal_lifecycle.http.app  # noqa: F401 - what uvicorn's factory would import later
+        import dealflow.notifier.channels  # noqa: F401
+        import dealflow.notifier.consumer  # noqa: F401
 
         gc.collect()
         gc.freeze()

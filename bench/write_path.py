@@ -172,9 +172,9 @@ async def http_load(
 
 
 def open_deals(service: Any, count: int) -> list[UUID]:
-    from services.deal_lifecycle.domain.deal import Deal  # noqa: PLC0415
-    from services.deal_lifecycle.domain.model import Attribution  # noqa: PLC0415
-    from services.deal_lifecycle.read_model import summary_of  # noqa: PLC0415
+    from dealflow.deal_lifecycle.domain.deal import Deal  # noqa: PLC0415
+    from dealflow.deal_lifecycle.domain.model import Attribution  # noqa: PLC0415
+    from dealflow.deal_lifecycle.read_model import summary_of  # noqa: PLC0415
 
     by = Attribution(actor="bench", correlation_id="bench-setup")
     ids = []
@@ -191,8 +191,8 @@ def _slot(k: int, i: int, clients: int) -> int:
 
 
 def _concession_op(service: Any, deal_ids: list[UUID], clients: int) -> Callable[[int, int], None]:
-    from services.deal_lifecycle import commands as c  # noqa: PLC0415
-    from services.deal_lifecycle.domain.model import Side  # noqa: PLC0415
+    from dealflow.deal_lifecycle import commands as c  # noqa: PLC0415
+    from dealflow.deal_lifecycle.domain.model import Side  # noqa: PLC0415
 
     def op(k: int, i: int) -> None:
         deal_id = deal_ids[_slot(k, i, clients)]
@@ -350,7 +350,7 @@ def profile_http(ctx: Context, duration: float) -> dict[str, Any]:
 @contextlib.contextmanager
 def memoized_permit() -> Iterator[None]:
     """In this process: permit(stage, command) answered from a cache (see bench/variant.py); restored after."""
-    from services.deal_lifecycle.domain import deal as deal_module  # noqa: PLC0415
+    from dealflow.deal_lifecycle.domain import deal as deal_module  # noqa: PLC0415
 
     from .variant import memoize_permit  # noqa: PLC0415
 

@@ -1,5 +1,5 @@
 """`python -m services` is the `dealflow` command."""
 
-from services.cli import app
+from dealflow.cli import app
 
 app(prog_name="dealflow")

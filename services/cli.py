@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from services.deal_lifecycle import audit_cli
-from services.deal_lifecycle.cli import app
-from services.notifier import cli as notifier_cli
+from dealflow.deal_lifecycle import audit_cli
+from dealflow.deal_lifecycle.cli import app
+from dealflow.notifier import cli as notifier_cli
 
 for command in (audit_cli.history, audit_cli.show, audit_cli.export, audit_cli.verify, audit_cli.diagram):
     app.command()(command)
@@ -15,7 +15,7 @@ for command in (audit_cli.history, audit_cli.show, audit_cli.export, audit_cli.v
 @app.command()
 def schemas(check: bool = typer.Option(False, "--check", help="Only report files that differ from the code; exit 1 if any.")) -> None:
     """Write schemas/ (JSON Schema, OpenAPI, AsyncAPI) from the code's own types."""
-    from services import contracts  # noqa: PLC0415 - builds the whole app; only this command needs it
+    from dealflow import contracts  # noqa: PLC0415 - builds the whole app; only this command needs it
 
     checkout = contracts.checkout_schemas()
     if check:

@@ -31,7 +31,7 @@ def packaged(name: str) -> Path:
     In a checkout these are symlinks to deploy/ and schemas/, so there is one copy of each;
     a wheel holds the files themselves. pip installs unzipped, so this is a real path.
     """
-    return Path(str(resources.files("services") / "defaults" / name))
+    return Path(str(resources.files("dealflow") / "defaults" / name))
 
 
 def read_toml(path: Path, model: type[Model], *, env_var: str) -> tuple[Model, bytes]:

@@ -23,13 +23,13 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, create_model
 
-from services.config_file import packaged
+from dealflow.config_file import packaged
 
-from services.deal_lifecycle.domain.attempts import SigningAttempts
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.nats_commands import ROUTES
-from services.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
-from services.notifier.messages import AlertMessage, DeadLetterMessage
+from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.nats_commands import ROUTES
+from dealflow.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
+from dealflow.notifier.messages import AlertMessage, DeadLetterMessage
 
 SCHEMAS = packaged("schemas")
 BASE_ID = "https://dealflow.example/schemas"
@@ -108,8 +108,8 @@ def alert_schemas() -> dict[str, dict[str, Any]]:
 
 
 def openapi() -> dict[str, Any]:
-    from services.deal_lifecycle.config import Settings  # noqa: PLC0415
-    from services.deal_lifecycle.http.app import create_app  # noqa: PLC0415
+    from dealflow.deal_lifecycle.config import Settings  # noqa: PLC0415
+    from dealflow.deal_lifecycle.http.app import create_app  # noqa: PLC0415
 
     return create_app(Settings()).openapi_schema.to_schema()
 

@@ -29,10 +29,10 @@ import nats
 from aiosmtpd.controller import Controller
 from nats.js.errors import NotFoundError
 
-from services.deal_lifecycle.embedded_nats import free_port
+from dealflow.deal_lifecycle.embedded_nats import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-DEALFLOW = [sys.executable, "-m", "services"]
+DEALFLOW = [sys.executable, "-m", "dealflow"]
 SECRET = "test-webhook-secret"
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.deal_lifecycle.embedded_nats import free_port
+from dealflow.deal_lifecycle.embedded_nats import free_port
 
-DEALFLOW = [sys.executable, "-m", "services"]
+DEALFLOW = [sys.executable, "-m", "dealflow"]
 
 
 def clean_environment(**settings: str) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""`python -m services.deal_lifecycle` is the `dealflow` command too."""
+"""`python -m dealflow.deal_lifecycle` is the `dealflow` command too."""
 
-from services.cli import app
+from dealflow.cli import app
 
 app(prog_name="dealflow")

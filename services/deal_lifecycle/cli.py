@@ -128,7 +128,7 @@ class _RelayHealth:
 
 
 def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "services", *arguments], env=env)  # noqa: S603
+    return subprocess.Popen([sys.executable, "-m", "dealflow", *arguments], env=env)  # noqa: S603
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from services.config_file import ConfigFileError, ConfigFileNotFound, packaged, read_toml
+from dealflow.config_file import ConfigFileError, ConfigFileNotFound, packaged, read_toml
 
 from .domain.policy import ConcessionBalance, Policy, RightClient, Term, Worse
 

@@ -9,9 +9,9 @@ from dataclasses import asdict
 
 import typer
 
-from services.deal_lifecycle.bus import connect
-from services.deal_lifecycle.logs import configure_logging
-from services.deal_lifecycle.terminal import printable
+from dealflow.deal_lifecycle.bus import connect
+from dealflow.deal_lifecycle.logs import configure_logging
+from dealflow.deal_lifecycle.terminal import printable
 
 from .channels import build_channels
 from .consumer import Notifier

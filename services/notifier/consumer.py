@@ -27,8 +27,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from services.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS, RELAY_RESUMED_SUBJECT, RELAY_STALLED_SUBJECT
-from services.deal_lifecycle.bus import SCHEMA as SCHEMA_HEADER
+from dealflow.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS, RELAY_RESUMED_SUBJECT, RELAY_STALLED_SUBJECT
+from dealflow.deal_lifecycle.bus import SCHEMA as SCHEMA_HEADER
 
 from .alerts import Alert, DealContext, compose, compose_relay
 from .channels import Channel, DeliveryFailed

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.config_file import ConfigFileError, ConfigFileNotFound, error_at, packaged, read_toml
+from dealflow.config_file import ConfigFileError, ConfigFileNotFound, error_at, packaged, read_toml
 
 from .schemas import EventSchemas
 

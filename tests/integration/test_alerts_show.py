@@ -7,9 +7,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-from services.notifier.alerts import DealContext, compose
-from services.notifier.rules import Target
-from services.notifier.store import AlertStore
+from dealflow.notifier.alerts import DealContext, compose
+from dealflow.notifier.rules import Target
+from dealflow.notifier.store import AlertStore
 from tests.integration.test_terminal_output import ANSI, RAW, dealflow, env  # noqa: F401 (env is a fixture)
 
 WAIVED = {

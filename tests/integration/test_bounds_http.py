@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from services.deal_lifecycle import commands as c
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain import bounds
-from services.deal_lifecycle.domain.attempts import SigningAttempts
-from services.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle import commands as c
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain import bounds
+from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
+from dealflow.deal_lifecycle.http.app import create_app
 from tests.support import ctx, in_transition_meeting, open_deal
 
 

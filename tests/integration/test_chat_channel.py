@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from services.notifier.alerts import Alert
-from services.notifier.channels import AppriseChannel, DeliveryFailed
-from services.notifier.rules import AppriseSpec
+from dealflow.notifier.alerts import Alert
+from dealflow.notifier.channels import AppriseChannel, DeliveryFailed
+from dealflow.notifier.rules import AppriseSpec
 
 ALERT = Alert(
     id="e/ops/chat", event_id="e", deal_id="d", event_type="ContractSigned", recipient="ops", channel="chat",

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.deal_lifecycle.embedded_nats import free_port
+from dealflow.deal_lifecycle.embedded_nats import free_port
 from tests.processes import serving
 from tests.support import POLICY_FILE
 
-DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
+DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 
 
 @pytest.fixture

@@ -17,14 +17,14 @@ from uuid import UUID
 import httpx
 import pytest
 
-from services.deal_lifecycle import commands as c
-from services.deal_lifecycle.application import DealService, VersionMismatch
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain.attempts import SigningAttempts
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.domain.errors import CommandRefused, SigningRefused
-from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
-from services.deal_lifecycle.domain.model import Stage
+from dealflow.deal_lifecycle import commands as c
+from dealflow.deal_lifecycle.application import DealService, VersionMismatch
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.errors import CommandRefused, SigningRefused
+from dealflow.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
+from dealflow.deal_lifecycle.domain.model import Stage
 from tests.processes import clean_environment, serving
 from tests.support import POLICY, POLICY_FILE, ctx, in_transition_meeting, ready_to_sign
 

@@ -11,15 +11,15 @@ import pytest
 from jsonschema import Draft202012Validator
 from litestar.testing import TestClient
 
-from services import contracts
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.embedded_nats import EmbeddedNats
-from services.deal_lifecycle.http.app import create_app
-from services.notifier.alerts import DealContext, compose
-from services.notifier.messages import DeadLetterMessage
-from services.notifier.rules import load_rules
+from dealflow import contracts
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.http.app import create_app
+from dealflow.notifier.alerts import DealContext, compose
+from dealflow.notifier.messages import DeadLetterMessage
+from dealflow.notifier.rules import load_rules
 from tests.nats_support import request, stream, wait_for_count
 from tests.support import ROOT
 

@@ -26,11 +26,11 @@ import nats.errors
 import pytest
 from litestar.testing import TestClient
 
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.edge import HEADER_LIMITS
-from services.deal_lifecycle.embedded_nats import EmbeddedNats
-from services.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.edge import HEADER_LIMITS
+from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.http.app import create_app
 from tests.nats_support import request
 from tests.support import POLICY_FILE
 
@@ -383,7 +383,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
         DEALFLOW_BODY_TIMEOUT="1",
     )
     log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "services.deal_lifecycle", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", "dealflow.deal_lifecycle", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         for _ in range(200):
             try:

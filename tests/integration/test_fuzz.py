@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.bus import COMMANDS_PREFIX
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.embedded_nats import EmbeddedNats
-from services.deal_lifecycle.http.app import create_app
-from services.deal_lifecycle.nats_commands import ROUTES
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.bus import COMMANDS_PREFIX
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle.nats_commands import ROUTES
 from tests.integration.test_edge import wait_for_responder
 
 FUZZ = settings(

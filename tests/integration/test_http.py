@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.http.app import create_app
 
 LATER = (date.today() + timedelta(days=60)).isoformat()
 

@@ -15,16 +15,16 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.domain.model import Side
-from services.deal_lifecycle.embedded_nats import EmbeddedNats
-from services.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.model import Side
+from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.http.app import create_app
 from tests.nats_support import count, exactly_once_in_deal_order, request, stream, wait_for_count
 from tests.support import BY, POLICY, POLICY_FILE, ctx, open_deal
 
-DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
+DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 
 
 @pytest.fixture

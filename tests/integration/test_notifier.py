@@ -22,10 +22,10 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
-from services.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
+from dealflow.deal_lifecycle.http.app import create_app
 from tests.notifier_support import (
     DEALFLOW,
     ROOT,

@@ -15,12 +15,12 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.domain.model import Attribution
-from services.deal_lifecycle.embedded_nats import EmbeddedNats
-from services.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, Stall
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.model import Attribution
+from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, Stall
 from tests.notifier_support import (
     Notifiers,
     Receiver,
@@ -34,7 +34,7 @@ from tests.notifier_support import (
 )
 from tests.support import POLICY, POLICY_FILE
 
-RELAY = [sys.executable, "-m", "services.deal_lifecycle", "relay"]
+RELAY = [sys.executable, "-m", "dealflow.deal_lifecycle", "relay"]
 SINCE = datetime(2026, 11, 23, 21, 2, 11, tzinfo=UTC)
 
 

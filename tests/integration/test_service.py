@@ -8,16 +8,16 @@ from uuid import uuid4
 
 import pytest
 
-from services.deal_lifecycle import commands as c
-from services.deal_lifecycle.application import (
+from dealflow.deal_lifecycle import commands as c
+from dealflow.deal_lifecycle.application import (
     ConcurrentWrite,
     DealService,
     IdempotencyKeyReused,
     VersionMismatch,
 )
-from services.deal_lifecycle.domain.errors import InvalidCommand, NotFound, SigningRefused
-from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
-from services.deal_lifecycle.domain.model import Role, Side, Stage
+from dealflow.deal_lifecycle.domain.errors import InvalidCommand, NotFound, SigningRefused
+from dealflow.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
+from dealflow.deal_lifecycle.domain.model import Role, Side, Stage
 from tests.support import BY, POLICY, ctx, expectation, in_transition_meeting, open_deal, ready_to_sign
 
 
@@ -330,7 +330,7 @@ def test_negotiation_state_survives_the_store_and_its_snapshots(service: DealSer
 
 
 def test_a_refused_signing_leaves_the_deal_alone_but_is_recorded_for_alerts_and_audit(service: DealService) -> None:
-    from services.deal_lifecycle.domain.attempts import SigningAttempts
+    from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 
     deal_id = in_transition_meeting(service)
     versions = stored_versions(service, deal_id)

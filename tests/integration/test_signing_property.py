@@ -24,12 +24,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from services.deal_lifecycle import commands as c
-from services.deal_lifecycle.application import DealService, Outcome
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain import lifecycle
-from services.deal_lifecycle.domain.errors import DealflowError
-from services.deal_lifecycle.domain.model import Decision, Role, Side, Stage
+from dealflow.deal_lifecycle import commands as c
+from dealflow.deal_lifecycle.application import DealService, Outcome
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain import lifecycle
+from dealflow.deal_lifecycle.domain.errors import DealflowError
+from dealflow.deal_lifecycle.domain.model import Decision, Role, Side, Stage
 from tests.support import POLICY, ctx, expectation, open_deal
 
 NAMES = {Role.SALES: "Sam", Role.OPERATIONS: "Olu", Role.CLIENT: "Cleo"}

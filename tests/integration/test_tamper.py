@@ -11,11 +11,11 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from services.deal_lifecycle.application import DealService, StoreDamaged
-from services.deal_lifecycle.audit import Audit
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle.application import DealService, StoreDamaged
+from dealflow.deal_lifecycle.audit import Audit
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.http.app import create_app
 from tests.integration.test_audit import a_deal_with_history, run_sql, stored_id
 from tests.support import BY, POLICY, ctx, open_deal
 
@@ -76,7 +76,7 @@ def test_a_forged_snapshot_whose_chain_entry_was_rewritten_too_is_still_found_by
     service.take_snapshot(deal_id, version=5)
     forge_snapshot(service, settings, deal_id)
     # The attacker also rewrites the snapshot's entry, so the service's cheap check at load passes.
-    from services.deal_lifecycle.integrity import snapshot_content  # noqa: PLC0415
+    from dealflow.deal_lifecycle.integrity import snapshot_content  # noqa: PLC0415
 
     [snapshot] = service.snapshots.recorder.select_stored(deal_id)  # type: ignore[union-attr]
     recorder: Any = service.recorder

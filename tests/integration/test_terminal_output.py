@@ -16,16 +16,16 @@ from uuid import UUID
 
 import pytest
 
-from services.deal_lifecycle import commands as c
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.terminal import printable
-from services.notifier.alerts import DealContext, compose
-from services.notifier.rules import Target
-from services.notifier.store import AlertStore
+from dealflow.deal_lifecycle import commands as c
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.terminal import printable
+from dealflow.notifier.alerts import DealContext, compose
+from dealflow.notifier.rules import Target
+from dealflow.notifier.store import AlertStore
 from tests.support import POLICY, POLICY_FILE
 
-DEALFLOW = [sys.executable, "-m", "services"]
+DEALFLOW = [sys.executable, "-m", "dealflow"]
 MARKUP = "[/bold][link=https://evil.example]click here[/link]"
 ANSI = "\x1b[31mred\x1b[8mhidden\x1b[0m"
 OSC8 = "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from services.deal_lifecycle.embedded_nats import free_port
+from dealflow.deal_lifecycle.embedded_nats import free_port
 from tests.processes import wait_until_answering
 
-DEALFLOW = [sys.executable, "-m", "services.deal_lifecycle"]
+DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from eventsourcing.persistence import StoredEvent
 
-from services.deal_lifecycle.application import DealService
-from services.deal_lifecycle.config import Settings
-from services.deal_lifecycle.domain.deal import APPROVER
-from services.deal_lifecycle.domain.model import ConditionStatus, Side
-from services.deal_lifecycle.views import event_view
-from services.notifier.schemas import EventSchemas
+from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.deal import APPROVER
+from dealflow.deal_lifecycle.domain.model import ConditionStatus, Side
+from dealflow.deal_lifecycle.views import event_view
+from dealflow.notifier.schemas import EventSchemas
 from tests.support import BY, POLICY, domain_deal_in_meeting
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
+from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
 from tests.processes import clean_environment, stop, wait_until_answering
 from tests.support import ROOT
 
@@ -88,12 +88,18 @@ def nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
 
 def test_the_installed_package_is_the_one_imported_not_the_checkout(installed: Installed) -> None:
     where = subprocess.run(  # noqa: S603
-        [str(installed.venv / "bin" / "python"), "-c", "import services, services.config_file as c; print(services.__file__); print(c.packaged('policy.toml'))"],
+        [str(installed.venv / "bin" / "python"), "-c", "import dealflow, dealflow.config_file as c; print(dealflow.__file__); print(c.packaged('policy.toml'))"],
         cwd=installed.home, env=installed.env(), capture_output=True, text=True, check=True,
     ).stdout.split()
     assert all(Path(path).is_relative_to(installed.venv) for path in where), where
     shipped = Path(where[1])
     assert not shipped.is_symlink() and shipped.read_bytes() == (ROOT / "deploy" / "policy.toml").read_bytes()
+    # The code is reached as `dealflow`; a generic `services` package is not ours to take.
+    clash = subprocess.run(  # noqa: S603
+        [str(installed.venv / "bin" / "python"), "-c", "import services"],
+        cwd=installed.home, env=installed.env(), capture_output=True, text=True, check=False,
+    )
+    assert clash.returncode != 0 and "No module named 'services'" in clash.stderr, clash.stderr
 
 
 def test_serve_starts_in_an_empty_directory_on_the_built_in_policy(installed: Installed, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.notifier.alerts import DealContext, compose
-from services.notifier.rules import RulesError, load_rules
+from dealflow.notifier.alerts import DealContext, compose
+from dealflow.notifier.rules import RulesError, load_rules
 from tests.support import ROOT
 
 SAMPLE = ROOT / "deploy" / "alert-rules.toml"

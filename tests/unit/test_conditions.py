@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.domain.errors import CommandRefused, Forbidden, InvalidCommand, NotFound, SigningRefused
-from services.deal_lifecycle.domain.health import assess
-from services.deal_lifecycle.domain.model import ConditionKind, ConditionStatus, Decision, Side, Stage
-from services.deal_lifecycle.domain.policy import ConcessionBalance
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.errors import CommandRefused, Forbidden, InvalidCommand, NotFound, SigningRefused
+from dealflow.deal_lifecycle.domain.health import assess
+from dealflow.deal_lifecycle.domain.model import ConditionKind, ConditionStatus, Decision, Side, Stage
+from dealflow.deal_lifecycle.domain.policy import ConcessionBalance
 from tests.support import BY, LATER, POLICY, TODAY, domain_deal_in_meeting
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.domain.errors import InvalidCommand
-from services.deal_lifecycle.domain.model import Side
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.errors import InvalidCommand
+from dealflow.deal_lifecycle.domain.model import Side
 from tests.support import BY, POLICY
 
 TERMS = sorted(POLICY.terms)

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from eventsourcing.application import project_aggregate
 
-from services.deal_lifecycle.domain import deal as deal_module
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.domain.errors import CommandRefused, InvalidCommand, NotFound, SigningRefused
-from services.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
-from services.deal_lifecycle.domain.model import Decision, Participant, Role, Side, Stage
+from dealflow.deal_lifecycle.domain import deal as deal_module
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.errors import CommandRefused, InvalidCommand, NotFound, SigningRefused
+from dealflow.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
+from dealflow.deal_lifecycle.domain.model import Decision, Participant, Role, Side, Stage
 from tests.support import BY, FULL_ATTENDANCE, LATER, POLICY, TODAY, domain_deal_in_meeting
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from services.deal_lifecycle.bus import ACTOR, CORRELATION_ID, HEADER_COPY_MAX, envelope
-from services.deal_lifecycle.domain.deal import Deal
-from services.deal_lifecycle.domain.model import Attribution
+from dealflow.deal_lifecycle.bus import ACTOR, CORRELATION_ID, HEADER_COPY_MAX, envelope
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.model import Attribution
 
 
 def opened(actor: str, correlation_id: str) -> object:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.deal_lifecycle.domain.lifecycle import DealLifecycle, NotAllowedAtStage, permit
-from services.deal_lifecycle.domain.model import Stage
+from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle, NotAllowedAtStage, permit
+from dealflow.deal_lifecycle.domain.model import Stage
 
 NEGOTIATION = {
     "propose_term",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from services import contracts
-from services.notifier.rules import RulesNotFound, default_rules_path, load_rules
-from services.notifier.schemas import EventSchemas
-from services.notifier.settings import NotifierSettings
-from services.deal_lifecycle.config import Settings
+from dealflow import contracts
+from dealflow.notifier.rules import RulesNotFound, default_rules_path, load_rules
+from dealflow.notifier.schemas import EventSchemas
+from dealflow.notifier.settings import NotifierSettings
+from dealflow.deal_lifecycle.config import Settings
 from tests.support import ROOT
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.deal_lifecycle.diagram import mermaid
-from services.deal_lifecycle.domain.model import Stage
+from dealflow.deal_lifecycle.diagram import mermaid
+from dealflow.deal_lifecycle.domain.model import Stage
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -48,7 +48,7 @@ def test_the_readme_says_where_the_embedded_nats_listens_and_its_snippet_connect
 
 
 def test_the_walk_away_route_row_shows_every_field_of_the_command() -> None:
-    from services.deal_lifecycle.nats_commands import ROUTES  # noqa: PLC0415
+    from dealflow.deal_lifecycle.nats_commands import ROUTES  # noqa: PLC0415
 
     row = next(line for line in README.read_text().splitlines() if line.startswith("| `POST /deals/{id}/walk-away`"))
     shown = set(re.findall(r'"(\w+)"', row.split("|")[1]))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.deal_lifecycle.relay_status import Stall
-from services.notifier.alerts import DealContext, compose_relay
-from services.notifier.rules import RulesError, load_rules
-from services.notifier.schemas import EventSchemas
+from dealflow.deal_lifecycle.relay_status import Stall
+from dealflow.notifier.alerts import DealContext, compose_relay
+from dealflow.notifier.rules import RulesError, load_rules
+from dealflow.notifier.schemas import EventSchemas
 from tests.support import ROOT
 
 SAMPLE = ROOT / "deploy" / "alert-rules.toml"
