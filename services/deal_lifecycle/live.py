@@ -201,15 +201,20 @@ class Streams:
 
     async def _subscribe(self) -> _Subscriber:
         async with self._lock:
-            if self._task is None:
+            if self._task is None and not self._closed:
                 if self._loop is None:
                     self._loop = asyncio.get_running_loop()
                     self.deals.on_recorded(self._woken)
                 self._position = await self.last_position()
             subscriber = _Subscriber(self._position)
-            # No await between joining and starting: the follower never stops with a subscriber waiting.
+            # No await between joining and starting: the follower never stops with a subscriber waiting,
+            # and close() either sees this subscriber or ran before the check below.
             self._subscribers.add(subscriber)
-            if self._task is None:
+            if self._closed:
+                # Shutdown began while this stream was joining: it ends at once instead of waiting
+                # for events (and keeping the HTTP server from stopping) for ever.
+                subscriber.offer(_CLOSED)
+            elif self._task is None:
                 self._task = asyncio.create_task(self._run(), name="dealflow-stream-follower")
             return subscriber
 

@@ -124,6 +124,30 @@ def test_a_stream_resuming_from_the_past_gets_history_then_live_events_once(serv
     assert [e[1]["type"] for e in events] == ["DealOpened", "LetterOfIntentSigned", "WalkedAway"]
 
 
+def test_a_stream_still_joining_when_shutdown_begins_ends_at_once(service: DealService) -> None:
+    # The race that kept `dealflow up` from stopping: the client has its first line, the stream is
+    # still joining the follower (reading the log's last position) when close() runs.
+    async def scenario() -> None:
+        streams = Streams(service, poll_seconds=0.05, keepalive_seconds=60)
+        reading, release = asyncio.Event(), asyncio.Event()
+        last_position = streams.last_position
+
+        async def held_last_position() -> int:
+            reading.set()
+            await release.wait()
+            return await last_position()
+
+        streams.last_position = held_last_position  # type: ignore[method-assign]
+        stream = streams.follow(streams.reserve(), after=None)
+        first = asyncio.create_task(anext(stream, "ended"))
+        await asyncio.wait_for(reading.wait(), 10)
+        await streams.close()
+        release.set()
+        assert await asyncio.wait_for(first, 5) == "ended"
+
+    asyncio.run(scenario())
+
+
 def test_the_cap_counts_streams_until_they_end(service: DealService) -> None:
     async def scenario() -> None:
         streams = Streams(service, max_streams=2)
