@@ -39,11 +39,18 @@ class DealMessaging:
         self.with_relay = relay
         self.with_commands = commands
         self.stop_event = asyncio.Event()
+        self.listening = asyncio.Event()  # set once commands over NATS are answered
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, wait_seconds: float = 5.0) -> None:
+        """Start, and wait a little for the command responder, so that once the service says it has
+        started, a command sent over NATS finds a responder. NATS being down never holds the service
+        back: after `wait_seconds` it goes on and the responder joins when NATS answers."""
         self._task = asyncio.create_task(self._run(), name="dealflow-messaging")
         self._task.add_done_callback(_say_if_failed)
+        if self.with_commands:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.listening.wait(), wait_seconds)
 
     async def stop(self) -> None:
         self.stop_event.set()
@@ -67,6 +74,7 @@ class DealMessaging:
         try:
             if self.with_commands:
                 await CommandResponder(self.deals, nc, self.settings.max_request_bytes).listen()
+                self.listening.set()
             if self.with_relay:
                 relay = events = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)
                 self.deals.on_recorded(events.wake)
