@@ -117,7 +117,10 @@ class DealService(Application[UUID]):
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         # Snapshots are chained when written and used only while they match (storage.chain).
-        return self.factory.event_store(mapper=self.mapper, recorder=self.recorder.snapshot_recorder())  # type: ignore[attr-defined]
+        return self.factory.event_store(
+            mapper=self.mapper,
+            recorder=self.recorder.snapshot_recorder(create_table=self.factory.env_create_table()),  # type: ignore[attr-defined]
+        )
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

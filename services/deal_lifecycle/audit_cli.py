@@ -26,19 +26,33 @@ from .integrity import verify_export
 from .terminal import printable, rich_text, value_text
 from .views import deal_view, event_view, refused_signing_view
 
-
 # Reading the record judges nothing: the auditors' commands need no policy file (the one each
 # decision was judged by is in its events), so they work wherever DEALFLOW_POLICY points.
 _NO_POLICY = Policy(version="", terms={}, non_negotiables={})
 
 
 def _deals() -> DealService:
-    """The store, opened to read: a missing SQLite file is an error naming it, never a new empty store."""
+    """The store, opened to read: a missing store is an error naming it, never a new empty one."""
     settings = Settings.from_env()
-    if settings.database_url is None and not settings.sqlite_path.is_file():
-        typer.echo(f"dealflow: no store at {printable(settings.sqlite_path)} (set DEALFLOW_SQLITE_PATH or DEALFLOW_DATABASE_URL)", err=True)
+    if not _store_exists(settings):
+        typer.echo(f"dealflow: no store at {printable(settings.describe_store())} (set DEALFLOW_SQLITE_PATH or DEALFLOW_DATABASE_URL)", err=True)
         raise typer.Exit(code=2)
-    return DealService(env=settings.eventsourcing_env(), policy=_NO_POLICY)
+    # Reading creates no tables, even if the store vanished since the check above.
+    return DealService(env={**settings.eventsourcing_env(), "CREATE_TABLE": "n"}, policy=_NO_POLICY)
+
+
+def _store_exists(settings: Settings) -> bool:
+    if settings.database_url is None:
+        return settings.sqlite_path.is_file()
+    import psycopg  # noqa: PLC0415 - loaded only when PostgreSQL is used
+
+    from .storage.postgres import store_exists  # noqa: PLC0415
+
+    try:
+        return store_exists(settings.eventsourcing_env())
+    except psycopg.Error as error:  # the server is down, or the database is not there
+        typer.echo(f"dealflow: cannot reach the store at {printable(settings.describe_store())}: {printable(str(error).strip())}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 def _deal_id(value: str) -> UUID:

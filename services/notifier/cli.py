@@ -8,7 +8,6 @@ import signal
 from dataclasses import asdict
 
 import typer
-
 from dealflow.deal_lifecycle.bus import connect
 from dealflow.deal_lifecycle.logs import configure_logging
 from dealflow.deal_lifecycle.terminal import printable
@@ -17,7 +16,7 @@ from .channels import build_channels
 from .consumer import Notifier
 from .rules import RulesError, RulesNotFound, load_rules
 from .settings import NotifierSettings
-from .store import AlertStore
+from .store import AlertStore, AlertStoreUnreachable, NoAlertStore
 
 
 def notifier() -> None:
@@ -64,10 +63,7 @@ def alerts(
     """List the alerts the notifier delivered or dead-lettered, with their attempts."""
     settings = NotifierSettings.from_env()
     # Listing alerts reads: a missing store is named, never created empty (nothing listed looks like no alerts).
-    if settings.database_url is None and not settings.sqlite_path.is_file():
-        typer.echo(f"dealflow: no alert store at {printable(settings.sqlite_path)} (set DEALFLOW_NOTIFIER_DB or DEALFLOW_NOTIFIER_DATABASE_URL)", err=True)
-        raise typer.Exit(code=2)
-    store = AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
+    store = _open_to_read(settings)
     try:
         if show is not None:
             _show(store, show, as_json=as_json)
@@ -90,6 +86,18 @@ def alerts(
                 typer.echo(json.dumps({"dead_letter": message_id, "subject": subject, "reason": reason, "at": at}) if as_json else printable(f"{at[:19]}Z  invalid   {subject}  ({reason})"))
     finally:
         store.close()
+
+
+def _open_to_read(settings: NotifierSettings) -> AlertStore:
+    """The alert store as it is: never created, and a database that cannot be reached is one line."""
+    where = printable(settings.describe_store())
+    try:
+        return AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url, create=False)
+    except NoAlertStore:
+        typer.echo(f"dealflow: no alert store at {where} (set DEALFLOW_NOTIFIER_DB or DEALFLOW_NOTIFIER_DATABASE_URL)", err=True)
+    except AlertStoreUnreachable as error:
+        typer.echo(f"dealflow: cannot reach the alert store at {where}: {printable(str(error))}", err=True)
+    raise typer.Exit(code=2)
 
 
 def _show(store: AlertStore, alert_id: str, *, as_json: bool) -> None:

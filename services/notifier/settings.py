@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,9 @@ class NotifierSettings:
     @property
     def nats_servers(self) -> list[str]:
         return [server.strip() for server in (self.nats_url or "").split(",") if server.strip()]
+
+    def describe_store(self) -> str:
+        if self.database_url is None:
+            return f"SQLite at {self.sqlite_path}"
+        url = urlsplit(self.database_url)
+        return f"PostgreSQL at {url.hostname}:{url.port or 5432}{url.path}"  # never the password

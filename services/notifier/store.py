@@ -39,6 +39,14 @@ DELIVERED, DEAD = "delivered", "dead"
 _COLUMNS = "alert_id, event_id, deal_id, event_type, recipient, channel, address, status, attempts, last_error, updated_at"
 
 
+class NoAlertStore(LookupError):
+    """The configured PostgreSQL database or schema holds no alert store."""
+
+
+class AlertStoreUnreachable(ConnectionError):
+    """The configured PostgreSQL server cannot be reached (down, or no such database)."""
+
+
 @dataclass(frozen=True)
 class AlertRecord:
     alert_id: str
@@ -61,20 +69,30 @@ def now() -> str:
 class AlertStore:
     """Blocking calls; the notifier runs them in a thread."""
 
-    def __init__(self, *, sqlite_path: Path | None = None, database_url: str | None = None) -> None:
+    def __init__(self, *, sqlite_path: Path | None = None, database_url: str | None = None, create: bool = True) -> None:
+        """Open the store; with `create=False` (the read-only `dealflow alerts`) a missing one is NoAlertStore."""
         self._lock = threading.Lock()
         if database_url:
             import psycopg  # noqa: PLC0415 - only with PostgreSQL
 
             url = urlsplit(database_url)
             schema = parse_qs(url.query).get("schema", [""])[0]
-            self._conn: Any = psycopg.connect(urlunsplit((url.scheme, url.netloc, url.path, "", "")), autocommit=True)
+            try:
+                self._conn: Any = psycopg.connect(urlunsplit((url.scheme, url.netloc, url.path, "", "")), autocommit=True)
+            except psycopg.OperationalError as error:
+                raise AlertStoreUnreachable(str(error).strip()) from error
             if schema:
-                self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                if create:
+                    self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 self._conn.execute(f'SET search_path TO "{schema}"')
+            if not create and self._conn.execute("SELECT to_regclass('notifier_alerts')").fetchone()[0] is None:
+                self._conn.close()
+                raise NoAlertStore(database_url)
             self._placeholder = "%s"
         else:
             assert sqlite_path is not None
+            if not create and not sqlite_path.is_file():
+                raise NoAlertStore(str(sqlite_path))
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False, timeout=30)
             # Two notifiers starting at once on a new file race to switch it to WAL; the loser retries.

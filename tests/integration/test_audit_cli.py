@@ -16,9 +16,9 @@ from uuid import UUID
 
 import httpx
 import pytest
-
 from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle
 from dealflow.deal_lifecycle.embedded_nats import free_port
+
 from tests.processes import serving, start, stop
 from tests.support import POLICY_FILE
 
@@ -159,6 +159,7 @@ def test_verify_says_when_it_could_not_compare_with_checkpoints(base_url: str, e
 def test_verify_compares_the_store_with_the_checkpoints_the_service_published(env: dict[str, str], tmp_path: Path, nats_server: Any) -> None:
     from dealflow.deal_lifecycle.application import DealService  # noqa: PLC0415
     from dealflow.deal_lifecycle.config import Settings  # noqa: PLC0415
+
     from tests.integration.test_checkpoints import checkpoints_of, edit_and_recompute  # noqa: PLC0415
     from tests.support import POLICY  # noqa: PLC0415
 
@@ -285,3 +286,44 @@ def test_history_says_beside_the_listing_when_the_deal_chain_is_broken(base_url:
     listing = dealflow(env, "history", deal_id)
     assert listing.returncode == 0, listing.stderr
     assert "eve@firm" in listing.stdout and "chain broken at version 2" in listing.stdout, listing.stdout
+
+
+@pytest.mark.postgres
+def test_read_only_commands_on_an_empty_postgres_schema_say_no_store_and_create_nothing(settings: Any, tmp_path: Path) -> None:
+    if settings.database_url is None:
+        pytest.skip("the SQLite case is the test above")
+    import psycopg  # noqa: PLC0415
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    environment.update(
+        DEALFLOW_DATABASE_URL=settings.database_url,
+        DEALFLOW_NOTIFIER_DATABASE_URL=settings.database_url,
+        DEALFLOW_POLICY=str(tmp_path / "no-policy.toml"),
+    )
+    deal_id = "00000000-0000-4000-8000-000000000001"
+    for arguments, says in (
+        (("verify", "--all", "--no-checkpoints"), "no store at PostgreSQL"),
+        (("verify", deal_id, "--no-checkpoints"), "no store at PostgreSQL"),
+        (("history", deal_id), "no store at PostgreSQL"),
+        (("show", deal_id), "no store at PostgreSQL"),
+        (("export", deal_id), "no store at PostgreSQL"),
+        (("alerts",), "no alert store at PostgreSQL"),
+    ):
+        result = dealflow(environment, *arguments)
+        assert result.returncode == 2, (arguments, result.stdout, result.stderr)
+        assert says in result.stderr and "intact" not in result.stdout, (arguments, result.stderr)
+    schema = settings.database_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(settings.database_url.split("?")[0]) as conn:
+        tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)).fetchone()
+    assert tables == (0,)
+
+
+def test_read_only_commands_name_a_database_they_cannot_reach(tmp_path: Path) -> None:
+    # A port where nothing listens: the same one line on every read-only command, never a traceback.
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    environment.update(DEALFLOW_DATABASE_URL=unreachable, DEALFLOW_NOTIFIER_DATABASE_URL=unreachable)
+    for arguments in (("verify", "--all", "--no-checkpoints"), ("history", "00000000-0000-4000-8000-000000000001"), ("alerts",)):
+        result = dealflow(environment, *arguments)
+        assert result.returncode == 2, (arguments, result.stdout, result.stderr)
+        assert "cannot reach the" in result.stderr and "Traceback" not in result.stderr, (arguments, result.stderr)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
@@ -21,6 +21,25 @@ from .chain import ChainTables, Item, event_items, receipt_item, snapshot_item, 
 
 _SUMMARY_COLUMNS = SQL("deal_id, title, client_name, owner, stage, version, opened_at, updated_at")
 _RECEIPT_COLUMNS = SQL("idempotency_key, fingerprint, deal_id, version, created_id")
+
+
+def store_exists(env: Mapping[str, str], *, events_table_name: str = "stored_events") -> bool:
+    """Whether a deal store is there, judged by its events table, without creating anything.
+
+    Read-only commands ask first, so an auditor pointed at the wrong database or schema hears
+    "no store" instead of being shown a new empty one as intact.
+    """
+    schema = env.get("POSTGRES_SCHEMA", "").strip() or "public"
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        connect_timeout=5,
+    ) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{events_table_name}"',)).fetchone()
+    return row is not None and row[0] is not None
 
 
 class DealRecorder(PostgresApplicationRecorder):
@@ -124,9 +143,10 @@ class DealRecorder(PostgresApplicationRecorder):
         row = curs.fetchone()
         return row is not None and row["t"] is not None
 
-    def snapshot_recorder(self) -> SnapshotRecorder:
+    def snapshot_recorder(self, *, create_table: bool = True) -> SnapshotRecorder:
         recorder = SnapshotRecorder(self.datastore, self.chain, events_table_name=self.snapshots_table_name)
-        recorder.create_table()
+        if create_table:
+            recorder.create_table()
         return recorder
 
     def select_chain_head(self) -> Head | None:

@@ -112,9 +112,10 @@ class DealRecorder(SQLiteApplicationRecorder):
             items += [snapshot_item(str(UUID(row[0])), row[1], row[2], row[3]) for row in c.fetchall()]
         return items
 
-    def snapshot_recorder(self) -> SnapshotRecorder:
+    def snapshot_recorder(self, *, create_table: bool = True) -> SnapshotRecorder:
         recorder = SnapshotRecorder(self.datastore, self.chain)
-        recorder.create_table()
+        if create_table:
+            recorder.create_table()
         return recorder
 
     def select_chain_head(self) -> Head | None:
