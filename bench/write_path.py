@@ -197,9 +197,7 @@ def _concession_op(service: Any, deal_ids: list[UUID], clients: int) -> Callable
     def op(k: int, i: int) -> None:
         deal_id = deal_ids[_slot(k, i, clients)]
         # Always the client's concession: the balance rule never raises a condition (one event per command).
-        service.record_concession(
-            deal_id, c.RecordConcession(by=Side.CLIENT, what=f"gift {i}"), c.CommandContext(actor="bench", correlation_id=f"b{k}-{i}")
-        )
+        service.handle("record_concession", deal_id, c.RecordConcession(by=Side.CLIENT, what=f"gift {i}"), c.CommandContext(actor="bench", correlation_id=f"b{k}-{i}"))
 
     return op
 

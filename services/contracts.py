@@ -25,9 +25,10 @@ from pydantic import BaseModel, TypeAdapter, create_model
 
 from dealflow.config_file import packaged
 
+from dealflow.deal_lifecycle.command_table import COMMANDS
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 from dealflow.deal_lifecycle.domain.deal import Deal
-from dealflow.deal_lifecycle.nats_commands import ROUTES
+from dealflow.deal_lifecycle.nats_commands import MESSAGES
 from dealflow.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
 from dealflow.notifier.messages import AlertMessage, DeadLetterMessage
 
@@ -94,8 +95,8 @@ def _model_schema(model: type[BaseModel], path: str, title: str) -> dict[str, An
 
 def command_schemas() -> dict[str, dict[str, Any]]:
     return {
-        f"commands/{name}.v1.json": _model_schema(route.message, f"commands/{name}.v1.json", f"{name} v1")
-        for name, route in sorted(ROUTES.items())
+        f"commands/{name}.v1.json": _model_schema(message, f"commands/{name}.v1.json", f"{name} v1")
+        for name, message in sorted(MESSAGES.items())
     }
 
 
@@ -185,7 +186,7 @@ def asyncapi() -> dict[str, Any]:
         }
         operations[f"receive{channel[0].upper()}{channel[1:]}"] = {"action": "receive", "channel": {"$ref": f"#/channels/{channel}"}}
     messages["RelayStalled"] = {"name": "RelayStalled", "contentType": "application/json", "payload": {"$ref": "alerts/RelayStalled.v1.json"}}
-    for name in sorted(ROUTES):
+    for name in sorted(MESSAGES):
         command_message, reply_message = f"{name}Command", f"{name}Reply"
         channels[f"command_{name}"] = {
             "address": f"deals.commands.{name}",
@@ -217,6 +218,20 @@ def asyncapi() -> dict[str, Any]:
         "operations": operations,
         "components": {"messages": messages},
     }
+
+
+def readme_command_table() -> str:
+    """The README's table of commands, from the command table (a test holds the README to it)."""
+    rows = ["| command (NATS `deals.commands.<command>`) | HTTP | body | answer | what it does |", "|---|---|---|---|---|"]
+    for command in COMMANDS:
+        if command.body is None:
+            body = "none"
+        else:
+            fields = command.body.model_fields
+            body = "`{" + ", ".join(f'"{name}"' + ("" if field.is_required() else "?") for name, field in fields.items()) + "}`"
+        answer = "201, the deal" if command.opens else f"201, the new {command.creates}'s `id` and the deal" if command.creates else "200, the deal"
+        rows.append(f"| `{command.name}` | `POST {command.path}` | {body} | {answer} | {command.summary} |")
+    return "\n".join(rows) + "\n"
 
 
 def generate() -> dict[str, str]:

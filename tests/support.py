@@ -41,29 +41,29 @@ def meeting(*roles: Role) -> c.HoldTransitionMeeting:
 
 
 def open_deal(service: DealService, title: str = "Acme payroll", owner: str = "ann") -> UUID:
-    outcome = service.open_deal(c.OpenDeal(title=title, client_name="Acme Ltd", owner=owner), ctx())
+    outcome = service.handle("open_deal", None, c.OpenDeal(title=title, client_name="Acme Ltd", owner=owner), ctx())
     return outcome.deal.id
 
 
 def in_transition_meeting(service: DealService, *roles: Role) -> UUID:
     deal_id = open_deal(service)
-    service.sign_letter_of_intent(deal_id, ctx())
-    service.hold_transition_meeting(deal_id, meeting(*roles), ctx())
+    service.handle("sign_letter_of_intent", deal_id, None, ctx())
+    service.handle("hold_transition_meeting", deal_id, meeting(*roles), ctx())
     return deal_id
 
 
 def ready_to_sign(service: DealService) -> UUID:
     """A deal with every signing blocker cleared: the way a real deal gets there."""
     deal_id = open_deal(service)
-    service.sign_letter_of_intent(deal_id, ctx())
+    service.handle("sign_letter_of_intent", deal_id, None, ctx())
     for side in Side:
-        eid = service.record_expectation(deal_id, expectation(side), ctx()).created_id
+        eid = service.handle("record_expectation", deal_id, expectation(side), ctx()).created_id
         assert eid is not None
-        service.decide_expectation(deal_id, eid, c.DecideExpectation(agreed=True), ctx())
-    service.hold_transition_meeting(deal_id, meeting(), ctx())
-    pid = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx()).created_id
+        service.handle("decide_expectation", deal_id, c.DecideExpectation(agreed=True), ctx(), expectation_id=eid)
+    service.handle("hold_transition_meeting", deal_id, meeting(), ctx())
+    pid = service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx()).created_id
     assert pid is not None
-    service.decide_sales_promise(deal_id, pid, c.DecideSalesPromise(accepted=True), ctx())
+    service.handle("decide_sales_promise", deal_id, c.DecideSalesPromise(accepted=True), ctx(), promise_id=pid)
     return deal_id
 
 

@@ -29,11 +29,12 @@ from eventsourcing.persistence import EventStore, IntegrityError, JSONTranscoder
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from . import commands as c
+from .command_table import BY_NAME, Call, DealCommand
 from .deal_locks import DealLocks
 from .domain.attempts import SigningAttempts
 from .domain.deal import Deal
 from .domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
-from .domain.model import Attribution, Participant
+from .domain.model import Attribution
 from .domain.policy import Policy
 from .read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
 from .storage import transcodings
@@ -67,8 +68,6 @@ class Outcome:
     created_id: str | None = None
     replayed: bool = False
 
-
-Action = Callable[[Deal], str | None]
 
 # How often a command is re-run after a writer in another process took its version. Each
 # process writes a deal one command at a time, so a conflict needs another process writing
@@ -128,224 +127,16 @@ class DealService(Application[UUID]):
 
     # -- commands ------------------------------------------------------------------------
 
-    def open_deal(self, cmd: c.OpenDeal, ctx: c.CommandContext) -> Outcome:
-        def opening(by: Attribution) -> Deal:
-            return Deal.open(title=cmd.title, client_name=cmd.client_name, owner=cmd.owner, by=by)
+    def handle(self, name: str, deal_id: UUID | None, body: c.Command | None, ctx: c.CommandContext, /, **ids: str) -> Outcome:
+        """Run one command of the table (command_table.COMMANDS): the one entry HTTP and NATS share.
 
-        return self._execute("open_deal", None, cmd, ctx, opening=opening)
-
-    def sign_letter_of_intent(self, deal_id: UUID, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "sign_letter_of_intent", deal_id, None, ctx, lambda d: d.sign_letter_of_intent(by=_by(ctx))
-        )
-
-    def hold_transition_meeting(self, deal_id: UUID, cmd: c.HoldTransitionMeeting, ctx: c.CommandContext) -> Outcome:
-        participants = [Participant(p.name, p.role) for p in cmd.participants]
-        return self._execute(
-            "hold_transition_meeting",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.hold_transition_meeting(participants=participants, by=_by(ctx)),
-        )
-
-    def record_sales_promise(self, deal_id: UUID, cmd: c.RecordSalesPromise, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "record_sales_promise", deal_id, cmd, ctx, lambda d: d.record_sales_promise(statement=cmd.statement, by=_by(ctx))
-        )
-
-    def decide_sales_promise(
-        self, deal_id: UUID, promise_id: str, cmd: c.DecideSalesPromise, ctx: c.CommandContext
-    ) -> Outcome:
-        return self._execute(
-            "decide_sales_promise",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.decide_sales_promise(
-                promise_id, accepted=cmd.accepted, reason=cmd.reason, policy=self.policy, by=_by(ctx)
-            ),
-            target=promise_id,
-        )
-
-    def withdraw_sales_promise(self, deal_id: UUID, promise_id: str, cmd: c.Withdraw, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "withdraw_sales_promise",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.withdraw_sales_promise(promise_id, reason=cmd.reason, by=_by(ctx)),
-            target=promise_id,
-        )
-
-    def renegotiate_sales_promise(
-        self, deal_id: UUID, promise_id: str, cmd: c.RenegotiateSalesPromise, ctx: c.CommandContext
-    ) -> Outcome:
-        return self._execute(
-            "renegotiate_sales_promise",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.renegotiate_sales_promise(promise_id, statement=cmd.statement, by=_by(ctx)),
-            target=promise_id,
-        )
-
-    def record_expectation(self, deal_id: UUID, cmd: c.RecordExpectation, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "record_expectation",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.record_expectation(
-                side=cmd.side,
-                statement=cmd.statement,
-                metric=cmd.metric,
-                target=cmd.target,
-                due=cmd.due,
-                priority=cmd.priority,
-                today=self.today(),
-                by=_by(ctx),
-            ),
-        )
-
-    def decide_expectation(
-        self, deal_id: UUID, expectation_id: str, cmd: c.DecideExpectation, ctx: c.CommandContext
-    ) -> Outcome:
-        return self._execute(
-            "decide_expectation",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.decide_expectation(
-                expectation_id, agreed=cmd.agreed, reason=cmd.reason, policy=self.policy, by=_by(ctx)
-            ),
-            target=expectation_id,
-        )
-
-    def withdraw_expectation(
-        self, deal_id: UUID, expectation_id: str, cmd: c.Withdraw, ctx: c.CommandContext
-    ) -> Outcome:
-        return self._execute(
-            "withdraw_expectation",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.withdraw_expectation(expectation_id, reason=cmd.reason, by=_by(ctx)),
-            target=expectation_id,
-        )
-
-    def propose_term(self, deal_id: UUID, cmd: c.ProposeTerm, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "propose_term",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.propose_term(term=cmd.term, value=cmd.value, side=cmd.by, policy=self.policy, by=_by(ctx)),
-        )
-
-    def agree_term(self, deal_id: UUID, term: str, cmd: c.AgreeTerm, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "agree_term",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.agree_term(term=term, value=cmd.value, policy=self.policy, by=_by(ctx)),
-            target=term,
-        )
-
-    def record_concession(self, deal_id: UUID, cmd: c.RecordConcession, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "record_concession",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.record_concession(side=cmd.by, what=cmd.what, policy=self.policy, by=_by(ctx)),
-        )
-
-    def refuse_non_negotiable(self, deal_id: UUID, name: str, cmd: c.RefuseNonNegotiable, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "refuse_non_negotiable",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.refuse_non_negotiable(name=name, reason=cmd.reason, policy=self.policy, by=_by(ctx)),
-            target=name,
-        )
-
-    def accept_non_negotiable(self, deal_id: UUID, name: str, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "accept_non_negotiable",
-            deal_id,
-            None,
-            ctx,
-            lambda d: d.accept_non_negotiable(name=name, policy=self.policy, by=_by(ctx)),
-            target=name,
-        )
-
-    def record_client_facts(self, deal_id: UUID, cmd: c.RecordClientFacts, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "record_client_facts",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.record_client_facts(
-                annual_value=cmd.annual_value, industry=cmd.industry, policy=self.policy, by=_by(ctx)
-            ),
-        )
-
-    def declare_impasse(self, deal_id: UUID, cmd: c.DeclareImpasse, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "declare_impasse", deal_id, cmd, ctx, lambda d: d.declare_impasse(topic=cmd.topic, by=_by(ctx))
-        )
-
-    def resolve_impasse(self, deal_id: UUID, impasse_id: str, cmd: c.ResolveImpasse, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "resolve_impasse",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.resolve_impasse(impasse_id, how=cmd.how, by=_by(ctx)),
-            target=impasse_id,
-        )
-
-    def escalate(self, deal_id: UUID, cmd: c.Escalate, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "escalate",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.escalate(
-                impasse_id=cmd.impasse_id,
-                to=cmd.to,
-                counterpart_consented=cmd.counterpart_consented,
-                strategies_tried=list(cmd.strategies_tried),
-                by=_by(ctx),
-            ),
-        )
-
-    def waive_condition(self, deal_id: UUID, condition_id: str, cmd: c.WaiveCondition, ctx: c.CommandContext) -> Outcome:
-        return self._execute(
-            "waive_condition",
-            deal_id,
-            cmd,
-            ctx,
-            lambda d: d.waive_condition(condition_id, reason=cmd.reason, role=ctx.actor_role, by=_by(ctx)),
-            target=condition_id,
-        )
-
-    def sign_contract(self, deal_id: UUID, ctx: c.CommandContext) -> Outcome:
-        def signing(deal: Deal) -> None:
-            try:
-                deal.sign_contract(by=_by(ctx))
-            except SigningRefused as refused:
-                # Every refusal is recorded, including "already signed" or "walked away" (the
-                # stage blocker): each is an attempt someone made. Recorded here, under the
-                # deal's lock, with the version it was judged at; a refusal is never re-run,
-                # so it is recorded exactly once.
-                self._record_refused_signing(deal, refused, ctx)
-                raise
-
-        return self._execute("sign_contract", deal_id, None, ctx, signing)
+        `deal_id` is None only for open_deal; `ids` are the other identifiers the command's path
+        names (e.g. promise_id; positional-only parameters, since a path id may be called `name`).
+        """
+        command = BY_NAME[name]
+        if set(ids) != set(command.ids) or (deal_id is None) != command.opens or (body is None) != (command.body is None):
+            raise TypeError(f"{name} takes deal_id, {', '.join(command.ids) or 'no other ids'} and {'a body' if command.body else 'no body'}")
+        return self._execute(command, deal_id, body, ctx, ids)
 
     def _record_refused_signing(self, deal: Deal, refused: SigningRefused, ctx: c.CommandContext) -> None:
         """The deal is unchanged; the attempt goes to the deal's log of refused signings (for alerts and audit)."""
@@ -360,9 +151,6 @@ class DealService(Application[UUID]):
                     deal_version=deal.version, blockers=refused.blockers, blockers_total=refused.blockers_total, by=_by(ctx)
                 )
                 self.save(attempts)
-
-    def walk_away(self, deal_id: UUID, cmd: c.WalkAway, ctx: c.CommandContext) -> Outcome:
-        return self._execute("walk_away", deal_id, cmd, ctx, lambda d: d.walk_away(reason=cmd.reason, cited_conditions=cmd.cited_conditions, by=_by(ctx)))
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -438,25 +226,15 @@ class DealService(Application[UUID]):
 
     # -- the command pipeline ------------------------------------------------------------
 
-    def _execute(
-        self,
-        name: str,
-        deal_id: UUID | None,
-        payload: c.Command | None,
-        ctx: c.CommandContext,
-        action: Action | None = None,
-        *,
-        target: str | None = None,
-        opening: Callable[[Attribution], Deal] | None = None,
-    ) -> Outcome:
+    def _execute(self, command: DealCommand, deal_id: UUID | None, body: c.Command | None, ctx: c.CommandContext, ids: Mapping[str, str]) -> Outcome:
         bound = log.bind(
-            command=name,
+            command=command.name,
             deal_id=str(deal_id) if deal_id else None,
             actor=ctx.actor,
             correlation_id=ctx.correlation_id,
             idempotency_key=ctx.idempotency_key,
         )
-        fingerprint = _fingerprint(name, deal_id, target, payload)
+        fingerprint = _fingerprint(command.name, deal_id, ids.get(command.target) if command.target else None, body)
         try:
             # Opening a deal needs no lock: nobody else can be writing a deal that does not exist yet.
             with self.deal_locks.hold(deal_id) if deal_id is not None else nullcontext():
@@ -464,7 +242,7 @@ class DealService(Application[UUID]):
                 if outcome is None:
                     for attempt in self._attempts(ctx, bound):
                         with attempt:
-                            outcome = self._run_once(deal_id, ctx, action, opening, fingerprint)
+                            outcome = self._run_once(command, deal_id, body, ctx, ids, fingerprint)
         except DealflowError as refusal:
             bound.info("command", outcome="refused", code=refusal.code, reason=refusal.message)
             raise
@@ -483,22 +261,31 @@ class DealService(Application[UUID]):
 
     def _run_once(
         self,
+        command: DealCommand,
         deal_id: UUID | None,
+        body: c.Command | None,
         ctx: c.CommandContext,
-        action: Action | None,
-        opening: Callable[[Attribution], Deal] | None,
+        ids: Mapping[str, str],
         fingerprint: str,
     ) -> Outcome:
-        if opening is not None:
-            deal, created_id = opening(_by(ctx)), None
+        call = Call(body=body, ids=ids, by=_by(ctx), role=ctx.actor_role, policy=self.policy, today=self.today())
+        if deal_id is None:
+            deal, created_id = command.run(None, call), None
         else:
-            assert deal_id is not None and action is not None
             deal = self.get_deal(deal_id)
             if ctx.expected_version is not None and deal.version != ctx.expected_version:
                 raise VersionMismatch(
                     f"deal {deal_id} is at version {deal.version}, not the expected {ctx.expected_version}"
                 )
-            created_id = action(deal)
+            try:
+                created_id = command.run(deal, call)
+            except SigningRefused as refused:
+                # Every refusal is recorded, including "already signed" or "walked away" (the
+                # stage blocker): each is an attempt someone made. Recorded here, under the
+                # deal's lock, with the version it was judged at; a refusal is never re-run,
+                # so it is recorded exactly once.
+                self._record_refused_signing(deal, refused, ctx)
+                raise
         receipt = (
             CommandReceipt(ctx.idempotency_key, fingerprint, str(deal.id), deal.version, created_id)
             if ctx.idempotency_key

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -23,8 +21,9 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from . import commands as c
 from . import edge
-from .application import DealService, Outcome
+from .application import DealService
 from .bus import COMMANDS_PREFIX
+from .command_table import BY_NAME, COMMANDS, DealCommand
 from .config import Settings
 from .domain.errors import DealflowError
 from .refusals import INTERNAL_ERROR, error_body, internal_error_body, invalid_body, status_of
@@ -36,123 +35,16 @@ QUEUE_GROUP = "deal-lifecycle"
 ERROR_CODE = "Nats-Service-Error-Code"
 ERROR = "Nats-Service-Error"
 
-Call = Callable[[DealService, Any, c.CommandContext], Outcome]
-
-
-@dataclass(frozen=True)
-class Route:
-    """One command: its payload model (with the identifiers) and how the service is called."""
-
-    message: type[BaseModel]
-    call: Call
-
-
-def _route(body: type[c.Command] | None, call: Call, *identifiers: str) -> Route:
+def _message(command: DealCommand) -> type[BaseModel]:
+    """The command's body model with the identifiers HTTP carries in its path, as fields."""
+    identifiers = command.ids if command.opens else ("deal_id", *command.ids)
     fields: dict[str, Any] = {name: (UUID if name == "deal_id" else c.Name, ...) for name in identifiers}
-    name = f"{(body or c.Command).__name__}Message"
-    return Route(create_model(name, __base__=body or c.Command, **fields), call)
+    body = command.body or c.Command
+    return create_model(f"{body.__name__}Message", __base__=body, **fields)
 
 
-ROUTES: dict[str, Route] = {
-    "open_deal": _route(c.OpenDeal, lambda s, m, ctx: s.open_deal(c.OpenDeal(**_body(m, c.OpenDeal)), ctx)),
-    "sign_letter_of_intent": _route(None, lambda s, m, ctx: s.sign_letter_of_intent(m.deal_id, ctx), "deal_id"),
-    "hold_transition_meeting": _route(
-        c.HoldTransitionMeeting,
-        lambda s, m, ctx: s.hold_transition_meeting(m.deal_id, _as(m, c.HoldTransitionMeeting), ctx),
-        "deal_id",
-    ),
-    "record_sales_promise": _route(
-        c.RecordSalesPromise,
-        lambda s, m, ctx: s.record_sales_promise(m.deal_id, _as(m, c.RecordSalesPromise), ctx),
-        "deal_id",
-    ),
-    "decide_sales_promise": _route(
-        c.DecideSalesPromise,
-        lambda s, m, ctx: s.decide_sales_promise(m.deal_id, m.promise_id, _as(m, c.DecideSalesPromise), ctx),
-        "deal_id",
-        "promise_id",
-    ),
-    "withdraw_sales_promise": _route(
-        c.Withdraw,
-        lambda s, m, ctx: s.withdraw_sales_promise(m.deal_id, m.promise_id, _as(m, c.Withdraw), ctx),
-        "deal_id",
-        "promise_id",
-    ),
-    "renegotiate_sales_promise": _route(
-        c.RenegotiateSalesPromise,
-        lambda s, m, ctx: s.renegotiate_sales_promise(m.deal_id, m.promise_id, _as(m, c.RenegotiateSalesPromise), ctx),
-        "deal_id",
-        "promise_id",
-    ),
-    "record_expectation": _route(
-        c.RecordExpectation,
-        lambda s, m, ctx: s.record_expectation(m.deal_id, _as(m, c.RecordExpectation), ctx),
-        "deal_id",
-    ),
-    "decide_expectation": _route(
-        c.DecideExpectation,
-        lambda s, m, ctx: s.decide_expectation(m.deal_id, m.expectation_id, _as(m, c.DecideExpectation), ctx),
-        "deal_id",
-        "expectation_id",
-    ),
-    "withdraw_expectation": _route(
-        c.Withdraw,
-        lambda s, m, ctx: s.withdraw_expectation(m.deal_id, m.expectation_id, _as(m, c.Withdraw), ctx),
-        "deal_id",
-        "expectation_id",
-    ),
-    "propose_term": _route(
-        c.ProposeTerm, lambda s, m, ctx: s.propose_term(m.deal_id, _as(m, c.ProposeTerm), ctx), "deal_id"
-    ),
-    "agree_term": _route(
-        c.AgreeTerm, lambda s, m, ctx: s.agree_term(m.deal_id, m.term, _as(m, c.AgreeTerm), ctx), "deal_id", "term"
-    ),
-    "record_concession": _route(
-        c.RecordConcession,
-        lambda s, m, ctx: s.record_concession(m.deal_id, _as(m, c.RecordConcession), ctx),
-        "deal_id",
-    ),
-    "refuse_non_negotiable": _route(
-        c.RefuseNonNegotiable,
-        lambda s, m, ctx: s.refuse_non_negotiable(m.deal_id, m.name, _as(m, c.RefuseNonNegotiable), ctx),
-        "deal_id",
-        "name",
-    ),
-    "accept_non_negotiable": _route(
-        None, lambda s, m, ctx: s.accept_non_negotiable(m.deal_id, m.name, ctx), "deal_id", "name"
-    ),
-    "record_client_facts": _route(
-        c.RecordClientFacts,
-        lambda s, m, ctx: s.record_client_facts(m.deal_id, _as(m, c.RecordClientFacts), ctx),
-        "deal_id",
-    ),
-    "declare_impasse": _route(
-        c.DeclareImpasse, lambda s, m, ctx: s.declare_impasse(m.deal_id, _as(m, c.DeclareImpasse), ctx), "deal_id"
-    ),
-    "resolve_impasse": _route(
-        c.ResolveImpasse,
-        lambda s, m, ctx: s.resolve_impasse(m.deal_id, m.impasse_id, _as(m, c.ResolveImpasse), ctx),
-        "deal_id",
-        "impasse_id",
-    ),
-    "escalate": _route(c.Escalate, lambda s, m, ctx: s.escalate(m.deal_id, _as(m, c.Escalate), ctx), "deal_id"),
-    "waive_condition": _route(
-        c.WaiveCondition,
-        lambda s, m, ctx: s.waive_condition(m.deal_id, m.condition_id, _as(m, c.WaiveCondition), ctx),
-        "deal_id",
-        "condition_id",
-    ),
-    "sign_contract": _route(None, lambda s, m, ctx: s.sign_contract(m.deal_id, ctx), "deal_id"),
-    "walk_away": _route(c.WalkAway, lambda s, m, ctx: s.walk_away(m.deal_id, _as(m, c.WalkAway), ctx), "deal_id"),
-}
-
-
-def _body(message: BaseModel, model: type[c.Command]) -> dict[str, Any]:
-    return {name: getattr(message, name) for name in model.model_fields}
-
-
-def _as(message: BaseModel, model: type[c.Command]) -> Any:
-    return model(**_body(message, model))
+# The message each subject takes, derived from the command table.
+MESSAGES: dict[str, type[BaseModel]] = {command.name: _message(command) for command in COMMANDS}
 
 
 class CommandResponder:
@@ -197,17 +89,17 @@ class CommandResponder:
             structlog.contextvars.bind_contextvars(request_id=uuid4().hex, subject=subject[:200])
             return _refused(refusal)
         structlog.contextvars.bind_contextvars(request_id=request_id, subject=subject[:200])
-        command = subject.removeprefix(f"{COMMANDS_PREFIX}.")
-        route = ROUTES.get(command)
-        if route is None:
-            known = ", ".join(sorted(ROUTES))
-            return _error("unknown_command", f"no command {command[:100]!r} (known: {known})", 404)
+        name = subject.removeprefix(f"{COMMANDS_PREFIX}.")
+        command = BY_NAME.get(name)
+        if command is None:
+            known = ", ".join(sorted(BY_NAME))
+            return _error("unknown_command", f"no command {name[:100]!r} (known: {known})", 404)
         if len(data) > self.max_body_bytes:
             return _error("request_too_large", f"the message is over {self.max_body_bytes} bytes", 413)
         try:
             edge.total_header_size(list(headers.items()))
             edge.check_headers(get)
-            message = route.message.model_validate(edge.decode_json(data or b"{}"))
+            message = MESSAGES[name].model_validate(edge.decode_json(data or b"{}"))
             ctx = edge.command_context(get, request_id)
         except DealflowError as refusal:
             return _refused(refusal)
@@ -216,12 +108,15 @@ class CommandResponder:
                 {"field": ".".join(str(p) for p in err["loc"]) or "body", "rule": err["msg"]} for err in e.errors()
             ]
             return invalid_body(errors), {ERROR_CODE: "422", ERROR: "invalid_command"}
+        body = None if command.body is None else command.body(**{field: getattr(message, field) for field in command.body.model_fields})
+        deal_id = None if command.opens else message.deal_id  # type: ignore[attr-defined]
+        ids = {name: getattr(message, name) for name in command.ids}
         try:
-            outcome = await asyncio.to_thread(route.call, self.deals, message, ctx)
+            outcome = await asyncio.to_thread(self.deals.handle, command.name, deal_id, body, ctx, **ids)
         except DealflowError as refusal:
             return _refused(refusal)
         # Opening creates the deal itself: its id is what HTTP's 201 answers with, so the reply carries it too.
-        created = str(outcome.deal.id) if command == "open_deal" else outcome.created_id
+        created = str(outcome.deal.id) if command.opens else outcome.created_id
         return {"id": created, "replayed": outcome.replayed, "deal": command_view(outcome.deal)}, {}
 
 

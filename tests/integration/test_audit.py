@@ -21,10 +21,10 @@ from tests.support import ctx, expectation, open_deal
 
 def a_deal_with_history(service: DealService) -> UUID:
     deal_id = open_deal(service)
-    service.sign_letter_of_intent(deal_id, ctx("bob@firm"))
-    service.record_expectation(deal_id, expectation(Side.CLIENT), ctx())
-    service.record_expectation(deal_id, expectation(Side.PROVIDER, "data by the 5th"), ctx())
-    service.walk_away(deal_id, c.WalkAway(reason="client wants 120-day terms"), ctx())
+    service.handle("sign_letter_of_intent", deal_id, None, ctx("bob@firm"))
+    service.handle("record_expectation", deal_id, expectation(Side.CLIENT), ctx())
+    service.handle("record_expectation", deal_id, expectation(Side.PROVIDER, "data by the 5th"), ctx())
+    service.handle("walk_away", deal_id, c.WalkAway(reason="client wants 120-day terms"), ctx())
     return deal_id
 
 

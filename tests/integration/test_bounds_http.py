@@ -39,7 +39,7 @@ def test_a_term_value_outside_its_range_is_refused_422_naming_value(
 def test_a_full_deal_refuses_one_more_promise_with_409_deal_limit_reached(client: TestClient, service: DealService) -> None:
     deal_id = in_transition_meeting(service)
     for n in range(bounds.MAX_PROMISES):
-        service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx())
+        service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx())
     version = service.get_deal(deal_id).version
     refused = client.post(f"/deals/{deal_id}/promises", json={"statement": "one more"})
     assert refused.status_code == 409, refused.text

@@ -209,7 +209,7 @@ def test_the_publisher_anchors_the_head_after_n_events(service: DealService, nat
     stop = run_publisher(service, nats_server.url, CheckpointSettings(every_events=3, every_seconds=3600))
     try:
         for n in range(4):
-            service.sign_letter_of_intent(open_deal(service, title=f"deal {n}"), ctx(key=f"k{n}"))  # 2 events and a receipt
+            service.handle("sign_letter_of_intent", open_deal(service, title=f"deal {n}"), None, ctx(key=f"k{n}"))  # 2 events and a receipt
         # 12 entries chained, and no timer: at most the last 2 may be waiting for the next checkpoint.
         assert max(c.seq for c in wait_for_checkpoint(service, nats_server.url, 10)) >= 10
     finally:

@@ -78,7 +78,7 @@ def test_parallel_commands_without_if_match_on_one_deal_are_all_applied(service:
     start = service.get_deal(deal_id).version
 
     results = in_parallel(
-        count, lambda n: service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n))
+        count, lambda n: service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n))
     )
 
     assert [r for r in results if isinstance(r, Exception)] == []
@@ -96,9 +96,7 @@ def test_parallel_commands_with_a_stale_if_match_are_refused_but_one(service: De
 
     results = in_parallel(
         25,
-        lambda n: service.record_sales_promise(
-            deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n, expected=version)
-        ),
+        lambda n: service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n, expected=version)),
     )
 
     assert sorted(type(r).__name__ for r in results) == ["Outcome"] + ["VersionMismatch"] * 24
@@ -109,8 +107,8 @@ def race_signing_and_walking_away(services: list[DealService], deal_id: UUID, pa
     def send(n: int) -> Any:
         deals = services[n % len(services)]
         if n % 4 < 2:
-            return deals.sign_contract(deal_id, who(n))
-        return deals.walk_away(deal_id, c.WalkAway(reason="the client went quiet"), who(n))
+            return deals.handle("sign_contract", deal_id, None, who(n))
+        return deals.handle("walk_away", deal_id, c.WalkAway(reason="the client went quiet"), who(n))
 
     return in_parallel(2 * pairs, send)
 
@@ -147,9 +145,9 @@ def test_racing_signings_across_two_processes_record_every_refused_signing_once(
 
 def test_a_signing_refused_on_a_walked_away_deal_is_recorded(service: DealService) -> None:
     deal_id = ready_to_sign(service)
-    service.walk_away(deal_id, c.WalkAway(reason="the client went quiet"), ctx())
+    service.handle("walk_away", deal_id, c.WalkAway(reason="the client went quiet"), ctx())
     with pytest.raises(SigningRefused) as refused:
-        service.sign_contract(deal_id, who(1))
+        service.handle("sign_contract", deal_id, None, who(1))
     assert [b.code for b in refused.value.blockers] == ["stage"]
     [recorded] = refusals_recorded(service, deal_id)
     assert (recorded.correlation_id, recorded.deal_version, recorded.blockers[0]["code"]) == (
@@ -165,9 +163,7 @@ def test_parallel_commands_from_two_processes_are_all_applied(service: DealServi
 
     results = in_parallel(
         50,
-        lambda n: (service, other)[n % 2].record_sales_promise(
-            deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n)
-        ),
+        lambda n: (service, other)[n % 2].handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement=f"promise {n}"), who(n)),
     )
 
     assert [r for r in results if isinstance(r, Exception)] == []
@@ -201,10 +197,10 @@ def test_a_conflict_with_another_process_is_retried_on_the_new_version(
     loads = interleave_other_writer(
         monkeypatch,
         service,
-        lambda: other.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from the other process"), ctx()),
+        lambda: other.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="from the other process"), ctx()),
     )
 
-    outcome = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from this one"), ctx())
+    outcome = service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="from this one"), ctx())
 
     assert loads == [start, start + 1]  # lost the race once, then re-run on the new version
     assert outcome.deal.version == start + 2
@@ -223,11 +219,11 @@ def test_a_conflict_with_another_process_under_if_match_is_refused_and_stores_no
     interleave_other_writer(
         monkeypatch,
         service,
-        lambda: other.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from the other process"), ctx()),
+        lambda: other.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="from the other process"), ctx()),
     )
 
     with pytest.raises(VersionMismatch):
-        service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="from this one"), ctx(expected=start))
+        service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="from this one"), ctx(expected=start))
 
     assert versions(other, deal_id) == list(range(1, start + 2))
     assert [p.statement for p in other.get_deal(deal_id).sales_promises.values()] == ["from the other process"]
@@ -244,13 +240,13 @@ def test_two_processes_starting_the_log_of_refused_signings_at_once_both_record(
     def save_after_the_other_process(*objs: Any, **kwargs: Any) -> Any:
         if not interleaved and any(isinstance(o, SigningAttempts) for o in objs):
             with pytest.raises(SigningRefused):
-                other.sign_contract(deal_id, who(2))
+                other.handle("sign_contract", deal_id, None, who(2))
             interleaved.append("other recorded first")
         return save(*objs, **kwargs)
 
     monkeypatch.setattr(service, "save", save_after_the_other_process)
     with pytest.raises(SigningRefused):
-        service.sign_contract(deal_id, who(1))
+        service.handle("sign_contract", deal_id, None, who(1))
 
     assert interleaved == ["other recorded first"]
     assert [e.correlation_id for e in refusals_recorded(other, deal_id)] == ["request-2", "request-1"]

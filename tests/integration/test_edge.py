@@ -311,11 +311,11 @@ def test_a_fault_is_answered_500_in_the_error_shape_and_logged_once_with_the_req
 ) -> None:
     deal_id = open_deal(client)
 
-    def broken(*_: Any) -> Any:
+    def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("disk on fire")
 
     # A fault inside the service (not a refusal): the one way left to get a 500.
-    monkeypatch.setattr(service, "sign_letter_of_intent", broken)
+    monkeypatch.setattr(service, "handle", broken)
     capsys.readouterr()
     response = client.post(f"/deals/{deal_id}/letter-of-intent", headers={"X-Request-ID": "req-500"})
     assert response.status_code == 500

@@ -28,7 +28,7 @@ from dealflow.deal_lifecycle.bus import COMMANDS_PREFIX
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
 from dealflow.deal_lifecycle.http.app import create_app
-from dealflow.deal_lifecycle.nats_commands import ROUTES
+from dealflow.deal_lifecycle.nats_commands import MESSAGES
 from tests.integration.test_edge import wait_for_responder
 
 FUZZ = settings(
@@ -169,7 +169,7 @@ def test_every_nats_command_request_gets_a_reply_never_a_5xx(client: TestClient,
         ("open_deal", {"title": "\ud800", "client_name": "c", "owner": "o"}, {}),
     ]).map(lambda t: (t[0], json.dumps(t[1]).encode(), t[2]))
     drawn = st.tuples(
-        st.sampled_from(sorted(ROUTES)) | st.from_regex(r"[a-z_]{1,20}", fullmatch=True),
+        st.sampled_from(sorted(MESSAGES)) | st.from_regex(r"[a-z_]{1,20}", fullmatch=True),
         payloads,
         st.dictionaries(st.sampled_from(HEADERS), header_text, max_size=4),
     )

@@ -236,7 +236,7 @@ def test_a_new_command_wakes_the_relay_in_another_process(
     try:
         time.sleep(1.5)  # let it start and find nothing to do
         open_deal(service)
-        service.sign_letter_of_intent(open_deal(service), ctx())
+        service.handle("sign_letter_of_intent", open_deal(service), None, ctx())
         assert wait_for_count(nats_server.url, 3, timeout=10) == 3
     finally:
         relay.terminate()

@@ -27,7 +27,7 @@ def stored_versions(service: DealService, deal_id) -> list[int]:
 
 def test_a_deal_goes_from_prospect_to_signed_contract(service: DealService) -> None:
     deal_id = ready_to_sign(service)
-    outcome = service.sign_contract(deal_id, ctx())
+    outcome = service.handle("sign_contract", deal_id, None, ctx())
     assert outcome.deal.stage == Stage.CONTRACT_SIGNED
     reloaded = service.get_deal(deal_id)
     assert (reloaded.stage, reloaded.version) == (Stage.CONTRACT_SIGNED, outcome.deal.version)
@@ -57,7 +57,7 @@ def test_signing_is_refused_with_blockers_and_stores_nothing(service: DealServic
     deal_id = in_transition_meeting(service, *[r for r in Role if r != absent])
     before = stored_versions(service, deal_id)
     with pytest.raises(SigningRefused) as refused:
-        service.sign_contract(deal_id, ctx())
+        service.handle("sign_contract", deal_id, None, ctx())
     assert [b.code for b in refused.value.blockers] == [
         "missing_client_expectation",
         "missing_provider_expectation",
@@ -69,14 +69,14 @@ def test_signing_is_refused_with_blockers_and_stores_nothing(service: DealServic
 def test_every_blocker_code_reaches_the_caller(service: DealService) -> None:
     deal_id = open_deal(service)
     with pytest.raises(SigningRefused) as early:
-        service.sign_contract(deal_id, ctx())
-    service.sign_letter_of_intent(deal_id, ctx())
-    service.record_expectation(deal_id, expectation(Side.CLIENT), ctx())
-    service.record_expectation(deal_id, expectation(Side.PROVIDER), ctx())
-    service.hold_transition_meeting(deal_id, c.HoldTransitionMeeting(participants=[c.ParticipantIn(name="Sam", role=Role.SALES)]), ctx())
-    service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx())
+        service.handle("sign_contract", deal_id, None, ctx())
+    service.handle("sign_letter_of_intent", deal_id, None, ctx())
+    service.handle("record_expectation", deal_id, expectation(Side.CLIENT), ctx())
+    service.handle("record_expectation", deal_id, expectation(Side.PROVIDER), ctx())
+    service.handle("hold_transition_meeting", deal_id, c.HoldTransitionMeeting(participants=[c.ParticipantIn(name="Sam", role=Role.SALES)]), ctx())
+    service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx())
     with pytest.raises(SigningRefused) as late:
-        service.sign_contract(deal_id, ctx())
+        service.handle("sign_contract", deal_id, None, ctx())
     seen = {b.code for b in early.value.blockers} | {b.code for b in late.value.blockers}
     assert seen == {
         "stage",
@@ -90,9 +90,9 @@ def test_every_blocker_code_reaches_the_caller(service: DealService) -> None:
 
 def test_the_same_idempotency_key_returns_the_first_result_and_records_nothing_new(service: DealService) -> None:
     deal_id = in_transition_meeting(service)
-    first = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
+    first = service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
     versions = stored_versions(service, deal_id)
-    again = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
+    again = service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
     assert (again.created_id, again.deal.version, again.replayed) == (first.created_id, first.deal.version, True)
     assert stored_versions(service, deal_id) == versions
     assert len(service.get_deal(deal_id).sales_promises) == 1
@@ -100,19 +100,19 @@ def test_the_same_idempotency_key_returns_the_first_result_and_records_nothing_n
 
 def test_an_idempotency_key_reused_with_another_payload_is_refused(service: DealService) -> None:
     deal_id = in_transition_meeting(service)
-    service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
+    service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-42"))
     versions = stored_versions(service, deal_id)
     with pytest.raises(IdempotencyKeyReused):
-        service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 10 days"), ctx(key="crm-42"))
+        service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="go-live in 10 days"), ctx(key="crm-42"))
     with pytest.raises(IdempotencyKeyReused):
-        service.walk_away(deal_id, c.WalkAway(reason="x"), ctx(key="crm-42"))
+        service.handle("walk_away", deal_id, c.WalkAway(reason="x"), ctx(key="crm-42"))
     assert stored_versions(service, deal_id) == versions
 
 
 def test_opening_a_deal_twice_with_one_key_opens_one_deal(service: DealService) -> None:
     cmd = c.OpenDeal(title="Acme payroll", client_name="Acme Ltd", owner="ann")
-    first = service.open_deal(cmd, ctx(key="crm-open-7"))
-    again = service.open_deal(cmd, ctx(key="crm-open-7"))
+    first = service.handle("open_deal", None, cmd, ctx(key="crm-open-7"))
+    again = service.handle("open_deal", None, cmd, ctx(key="crm-open-7"))
     assert again.deal.id == first.deal.id
     assert len(service.list_deals(stage=None, owner=None, limit=10, cursor=None).items) == 1
 
@@ -120,16 +120,16 @@ def test_opening_a_deal_twice_with_one_key_opens_one_deal(service: DealService) 
 def test_a_refused_command_leaves_no_receipt_so_a_retry_is_judged_afresh(service: DealService) -> None:
     deal_id = in_transition_meeting(service)
     with pytest.raises(SigningRefused):
-        service.sign_contract(deal_id, ctx(key="esign-1"))
+        service.handle("sign_contract", deal_id, None, ctx(key="esign-1"))
     with pytest.raises(SigningRefused):
-        service.sign_contract(deal_id, ctx(key="esign-1"))
+        service.handle("sign_contract", deal_id, None, ctx(key="esign-1"))
 
 
 def test_a_stale_expected_version_is_refused_and_nothing_is_recorded(service: DealService) -> None:
     deal_id = open_deal(service)
-    service.sign_letter_of_intent(deal_id, ctx(expected=1))
+    service.handle("sign_letter_of_intent", deal_id, None, ctx(expected=1))
     with pytest.raises(VersionMismatch):
-        service.walk_away(deal_id, c.WalkAway(reason="late"), ctx(expected=1))
+        service.handle("walk_away", deal_id, c.WalkAway(reason="late"), ctx(expected=1))
     assert service.get_deal(deal_id).stage == Stage.LETTER_OF_INTENT
     assert stored_versions(service, deal_id) == [1, 2]
 
@@ -143,7 +143,7 @@ def test_two_writers_on_one_version_never_both_succeed(service: DealService) -> 
     def write(statement: str) -> None:
         barrier.wait()
         try:
-            results.append(service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=statement), ctx(expected=version)))
+            results.append(service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement=statement), ctx(expected=version)))
         except VersionMismatch as refused:
             results.append(refused)
 
@@ -177,7 +177,7 @@ def test_concurrent_commands_without_expected_version_are_all_applied(service: D
     def write(n: int) -> None:
         barrier.wait()
         try:
-            service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx())
+            service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx())
         except ConcurrentWrite as e:  # only if every retry lost; must not happen with four writers
             errors.append(e)
 
@@ -193,8 +193,8 @@ def test_concurrent_commands_without_expected_version_are_all_applied(service: D
 
 def test_the_deal_as_of_a_version_and_as_of_a_moment(service: DealService) -> None:
     deal_id = open_deal(service)
-    service.sign_letter_of_intent(deal_id, ctx())
-    service.walk_away(deal_id, c.WalkAway(reason="client wants 120-day terms"), ctx())
+    service.handle("sign_letter_of_intent", deal_id, None, ctx())
+    service.handle("walk_away", deal_id, c.WalkAway(reason="client wants 120-day terms"), ctx())
     events = service.history(deal_id)
     assert service.get_deal(deal_id, version=1).stage == Stage.PROSPECT
     assert service.get_deal(deal_id, version=2).stage == Stage.LETTER_OF_INTENT
@@ -210,7 +210,7 @@ def test_the_deal_as_of_a_version_and_as_of_a_moment(service: DealService) -> No
 
 def test_history_records_who_did_what_oldest_first(service: DealService) -> None:
     deal_id = open_deal(service)
-    service.sign_letter_of_intent(deal_id, ctx("bob@firm"))
+    service.handle("sign_letter_of_intent", deal_id, None, ctx("bob@firm"))
     history = service.history(deal_id)
     assert [(type(e).__name__, e.actor) for e in history] == [("DealOpened", "ann@firm"), ("LetterOfIntentSigned", "bob@firm")]
     assert history[0].timestamp <= history[1].timestamp
@@ -218,24 +218,24 @@ def test_history_records_who_did_what_oldest_first(service: DealService) -> None
 
 def test_walking_away_is_refused_after_signing(service: DealService) -> None:
     deal_id = ready_to_sign(service)
-    service.sign_contract(deal_id, ctx())
+    service.handle("sign_contract", deal_id, None, ctx())
     with pytest.raises(NotAllowedAtStage):
-        service.walk_away(deal_id, c.WalkAway(reason="second thoughts"), ctx())
+        service.handle("walk_away", deal_id, c.WalkAway(reason="second thoughts"), ctx())
     assert service.get_deal(deal_id).stage == Stage.CONTRACT_SIGNED
 
 
 def test_an_unknown_deal_is_not_found(service: DealService) -> None:
     with pytest.raises(NotFound):
-        service.sign_letter_of_intent(uuid4(), ctx())
+        service.handle("sign_letter_of_intent", uuid4(), None, ctx())
 
 
 def test_a_long_deal_is_snapshotted_and_loads_to_the_same_state(service: DealService) -> None:
     deal_id = in_transition_meeting(service)
     # 230 events: a deal holds at most 200 promises, so each is recorded and then decided.
     for n in range(115):
-        promise_id = service.record_sales_promise(deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx()).created_id
+        promise_id = service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement=f"promise {n}"), ctx()).created_id
         assert promise_id is not None
-        service.decide_sales_promise(deal_id, promise_id, c.DecideSalesPromise(accepted=True), ctx())
+        service.handle("decide_sales_promise", deal_id, c.DecideSalesPromise(accepted=True), ctx(), promise_id=promise_id)
     assert service.snapshots is not None
     snapshots = list(service.snapshots.get(deal_id))
     assert [s.originator_version for s in snapshots] == [100, 200]
@@ -247,7 +247,7 @@ def test_a_long_deal_is_snapshotted_and_loads_to_the_same_state(service: DealSer
 
 def test_listing_deals_by_stage_and_owner_pages_through_the_read_model(service: DealService) -> None:
     ids = [open_deal(service, title=f"deal {n}", owner="ann" if n % 2 else "bob") for n in range(5)]
-    service.sign_letter_of_intent(ids[0], ctx())
+    service.handle("sign_letter_of_intent", ids[0], None, ctx())
     page = service.list_deals(stage=Stage.PROSPECT, owner=None, limit=2, cursor=None)
     seen = [s.deal_id for s in page.items]
     while page.next_cursor:
@@ -263,7 +263,7 @@ def test_listing_deals_by_stage_and_owner_pages_through_the_read_model(service: 
 
 def test_the_read_model_rebuilds_from_the_event_log(service: DealService) -> None:
     ids = [open_deal(service, title=f"deal {n}") for n in range(3)]
-    service.sign_letter_of_intent(ids[1], ctx())
+    service.handle("sign_letter_of_intent", ids[1], None, ctx())
     before = service.list_deals(stage=None, owner=None, limit=10, cursor=None).items
     service.recorder.replace_summaries([])
     assert service.list_deals(stage=None, owner=None, limit=10, cursor=None).items == []
@@ -276,7 +276,7 @@ def test_a_second_process_sees_the_same_store(service: DealService, settings) ->
     other = DealService(env=settings.eventsourcing_env(), policy=POLICY)
     try:
         assert other.get_deal(deal_id).title == "Acme payroll"
-        other.sign_letter_of_intent(deal_id, ctx())
+        other.handle("sign_letter_of_intent", deal_id, None, ctx())
     finally:
         other.close()
     assert service.get_deal(deal_id).stage == Stage.LETTER_OF_INTENT
@@ -290,7 +290,7 @@ def test_a_retry_racing_the_first_attempt_is_recorded_once(service: DealService)
     def send() -> None:
         barrier.wait()
         outcomes.append(
-            service.record_sales_promise(deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-race"))
+            service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="go-live in 30 days"), ctx(key="crm-race"))
         )
 
     threads = [threading.Thread(target=send) for _ in range(3)]
@@ -305,19 +305,15 @@ def test_a_retry_racing_the_first_attempt_is_recorded_once(service: DealService)
 
 def test_negotiation_state_survives_the_store_and_its_snapshots(service: DealService) -> None:
     deal_id = in_transition_meeting(service)
-    service.propose_term(deal_id, c.ProposeTerm(term="payment_terms_days", value=90, by=Side.CLIENT), ctx())
-    service.refuse_non_negotiable(deal_id, "msa_signed_first", c.RefuseNonNegotiable(reason="later"), ctx())
-    service.record_client_facts(deal_id, c.RecordClientFacts(annual_value=80_000, industry="logistics"), ctx())
-    impasse = service.declare_impasse(deal_id, c.DeclareImpasse(topic="payment terms"), ctx()).created_id
+    service.handle("propose_term", deal_id, c.ProposeTerm(term="payment_terms_days", value=90, by=Side.CLIENT), ctx())
+    service.handle("refuse_non_negotiable", deal_id, c.RefuseNonNegotiable(reason="later"), ctx(), name="msa_signed_first")
+    service.handle("record_client_facts", deal_id, c.RecordClientFacts(annual_value=80_000, industry="logistics"), ctx())
+    impasse = service.handle("declare_impasse", deal_id, c.DeclareImpasse(topic="payment terms"), ctx()).created_id
     assert impasse is not None
-    service.escalate(
-        deal_id,
-        c.Escalate(impasse_id=impasse, to="CFO", counterpart_consented=True, strategies_tried=["trade a nice-to-have"]),
-        ctx(),
-    )
+    service.handle("escalate", deal_id, c.Escalate(impasse_id=impasse, to="CFO", counterpart_consented=True, strategies_tried=["trade a nice-to-have"]), ctx())
     for n in range(100):
         side = Side.PROVIDER if n % 2 else Side.CLIENT
-        service.record_concession(deal_id, c.RecordConcession(by=side, what=f"give {n}"), ctx())
+        service.handle("record_concession", deal_id, c.RecordConcession(by=side, what=f"give {n}"), ctx())
     assert service.snapshots is not None and list(service.snapshots.get(deal_id))
     in_memory = service.get_deal(deal_id)
     from_events_only = DealService.project_from(service.history(deal_id))
@@ -336,7 +332,7 @@ def test_a_refused_signing_leaves_the_deal_alone_but_is_recorded_for_alerts_and_
     versions = stored_versions(service, deal_id)
     for _ in range(2):
         with pytest.raises(SigningRefused):
-            service.sign_contract(deal_id, ctx("esign@vendor"))
+            service.handle("sign_contract", deal_id, None, ctx("esign@vendor"))
     assert stored_versions(service, deal_id) == versions
     log = list(service.events.get(SigningAttempts.create_id(str(deal_id))))
     refused = [e for e in log if type(e).__name__ == "SigningRefused"]

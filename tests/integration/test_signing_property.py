@@ -64,16 +64,16 @@ class DealCommands(RuleBasedStateMachine):
 
     @rule()
     def sign_letter_of_intent(self) -> None:
-        self.attempt(lambda: self.service.sign_letter_of_intent(self.deal_id, ctx()))
+        self.attempt(lambda: self.service.handle("sign_letter_of_intent", self.deal_id, None, ctx()))
 
     @rule(roles=st.one_of(st.just(set(Role)), st.sets(st.sampled_from(list(Role)), min_size=1)))
     def hold_transition_meeting(self, roles: set[Role]) -> None:
         meeting = c.HoldTransitionMeeting(participants=[c.ParticipantIn(name=NAMES[r], role=r) for r in sorted(roles)])
-        self.attempt(lambda: self.service.hold_transition_meeting(self.deal_id, meeting, ctx()))
+        self.attempt(lambda: self.service.handle("hold_transition_meeting", self.deal_id, meeting, ctx()))
 
     @rule(side=st.sampled_from(list(Side)))
     def record_expectation(self, side: Side) -> None:
-        outcome = self.attempt(lambda: self.service.record_expectation(self.deal_id, expectation(side), ctx()))
+        outcome = self.attempt(lambda: self.service.handle("record_expectation", self.deal_id, expectation(side), ctx()))
         if outcome is not None:
             self.expectations.append(outcome.created_id)
 
@@ -84,18 +84,18 @@ class DealCommands(RuleBasedStateMachine):
 
     def decide_expectation_now(self, eid: str, agreed: bool) -> None:
         decision = c.DecideExpectation(agreed=agreed)
-        self.attempt(lambda: self.service.decide_expectation(self.deal_id, eid, decision, ctx()))
+        self.attempt(lambda: self.service.handle("decide_expectation", self.deal_id, decision, ctx(), expectation_id=eid))
 
     @precondition(lambda self: self.expectations)
     @rule(pick=st.integers(min_value=0))
     def withdraw_expectation(self, pick: int) -> None:
         eid = self.expectations[pick % len(self.expectations)]
-        self.attempt(lambda: self.service.withdraw_expectation(self.deal_id, eid, c.Withdraw(reason="refine"), ctx()))
+        self.attempt(lambda: self.service.handle("withdraw_expectation", self.deal_id, c.Withdraw(reason="refine"), ctx(), expectation_id=eid))
 
     @rule()
     def record_sales_promise(self) -> None:
         cmd = c.RecordSalesPromise(statement="go-live in 30 days")
-        outcome = self.attempt(lambda: self.service.record_sales_promise(self.deal_id, cmd, ctx()))
+        outcome = self.attempt(lambda: self.service.handle("record_sales_promise", self.deal_id, cmd, ctx()))
         if outcome is not None:
             self.promises.append(outcome.created_id)
 
@@ -106,7 +106,7 @@ class DealCommands(RuleBasedStateMachine):
 
     def decide_sales_promise_now(self, pid: str, accepted: bool) -> None:
         decision = c.DecideSalesPromise(accepted=accepted)
-        self.attempt(lambda: self.service.decide_sales_promise(self.deal_id, pid, decision, ctx()))
+        self.attempt(lambda: self.service.handle("decide_sales_promise", self.deal_id, decision, ctx(), promise_id=pid))
 
     @rule(steps=st.integers(min_value=1, max_value=8))
     def cooperate(self, steps: int) -> None:
@@ -135,12 +135,12 @@ class DealCommands(RuleBasedStateMachine):
 
     @rule()
     def sign_contract(self) -> None:
-        self.attempt(lambda: self.service.sign_contract(self.deal_id, ctx()))
+        self.attempt(lambda: self.service.handle("sign_contract", self.deal_id, None, ctx()))
 
     @rule(dice=st.integers(min_value=0, max_value=9))
     def walk_away(self, dice: int) -> None:
         if dice == 0:  # rarely: walking away ends the exploration of a deal
-            self.attempt(lambda: self.service.walk_away(self.deal_id, c.WalkAway(reason="no fit"), ctx()))
+            self.attempt(lambda: self.service.handle("walk_away", self.deal_id, c.WalkAway(reason="no fit"), ctx()))
 
     @invariant()
     def signed_only_when_every_condition_held(self) -> None:

@@ -81,7 +81,7 @@ def test_a_stream_too_slow_to_keep_up_catches_up_from_the_log_missing_nothing(
         # Twenty more events while the slow stream reads nothing: its queue overflows.
         deal_id = first[1]["deal_id"]
         for n in range(20):
-            await asyncio.to_thread(service.record_concession, _uuid(deal_id), c.RecordConcession(by="client", what=f"c{n}"), ctx())
+            await asyncio.to_thread(service.handle, "record_concession", _uuid(deal_id), c.RecordConcession(by="client", what=f"c{n}"), ctx())
         rest = await asyncio.wait_for(take(slow, 20 + 0), 30)
         await streams.close()
         return [first], rest
@@ -109,13 +109,13 @@ def _uuid(value: str) -> Any:
 
 def test_a_stream_resuming_from_the_past_gets_history_then_live_events_once(service: DealService) -> None:
     first = open_deal(service)
-    service.sign_letter_of_intent(first, ctx())
+    service.handle("sign_letter_of_intent", first, None, ctx())
 
     async def scenario() -> list[Any]:
         streams = Streams(service, poll_seconds=0.05)
         stream = streams.follow(streams.reserve(), after=0)
         history = await asyncio.wait_for(take(stream, 2), 30)
-        await asyncio.to_thread(service.walk_away, first, c.WalkAway(reason="no fit"), ctx())
+        await asyncio.to_thread(service.handle, "walk_away", first, c.WalkAway(reason="no fit"), ctx())
         live_events = await asyncio.wait_for(take(stream, 1), 30)
         await streams.close()
         return history + live_events

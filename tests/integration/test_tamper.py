@@ -43,7 +43,7 @@ def store_problems(service: DealService) -> list[tuple[str, str]]:
 
 def test_an_untouched_store_chains_every_event_receipt_and_snapshot(service: DealService) -> None:
     deal_id = a_deal_with_history(service)
-    service.sign_letter_of_intent(open_deal(service), ctx(key="key-1"))
+    service.handle("sign_letter_of_intent", open_deal(service), None, ctx(key="key-1"))
     service.take_snapshot(deal_id, version=5)
     verdict = Audit(service).verify_store()
     assert verdict.findings == []
@@ -108,7 +108,7 @@ def test_a_whole_deal_deleted_is_detected(service: DealService, settings: Settin
 def test_an_edited_receipt_is_detected(service: DealService, settings: Settings) -> None:
     deal_id = open_deal(service)
     other = open_deal(service, title="other")
-    service.sign_letter_of_intent(deal_id, ctx(key="sign-1"))
+    service.handle("sign_letter_of_intent", deal_id, None, ctx(key="sign-1"))
     # Point the receipt at another deal: a replay of the key would answer with that deal.
     sql(service, settings, "UPDATE {receipts} SET deal_id = ? WHERE idempotency_key = 'sign-1'", (str(other),))
     assert ("altered", "receipt sign-1 differs from what was chained at entry 4") in store_problems(service)

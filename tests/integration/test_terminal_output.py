@@ -55,10 +55,10 @@ def hostile_deal(env: dict[str, str]) -> UUID:
     deals = DealService(env=Settings(sqlite_path=Path(env["DEALFLOW_SQLITE_PATH"])).eventsourcing_env(), policy=POLICY)
     try:
         actor = c.CommandContext(actor=ANSI, correlation_id=OSC8)
-        opened = deals.open_deal(c.OpenDeal.model_construct(title=MARKUP, client_name=BIDI, owner=FORGED_LINE), actor)
+        opened = deals.handle("open_deal", None, c.OpenDeal.model_construct(title=MARKUP, client_name=BIDI, owner=FORGED_LINE), actor)
         deal_id = opened.deal.id
-        deals.sign_letter_of_intent(deal_id, actor)
-        deals.walk_away(deal_id, c.WalkAway.model_construct(reason=FORGED_LINE + OSC8, cited_conditions=[]), actor)
+        deals.handle("sign_letter_of_intent", deal_id, None, actor)
+        deals.handle("walk_away", deal_id, c.WalkAway.model_construct(reason=FORGED_LINE + OSC8, cited_conditions=[]), actor)
         return deal_id
     finally:
         deals.close()

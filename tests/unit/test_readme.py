@@ -47,12 +47,20 @@ def test_the_readme_says_where_the_embedded_nats_listens_and_its_snippet_connect
     assert 'nats.connect(Path("var/nats.url").read_text().strip())' in snippet.group(1)
 
 
-def test_the_walk_away_route_row_shows_every_field_of_the_command() -> None:
-    from dealflow.deal_lifecycle.nats_commands import ROUTES  # noqa: PLC0415
+def test_the_readme_command_table_has_not_drifted_from_the_command_table() -> None:
+    from dealflow.contracts import readme_command_table  # noqa: PLC0415
 
-    row = next(line for line in README.read_text().splitlines() if line.startswith("| `POST /deals/{id}/walk-away`"))
-    shown = set(re.findall(r'"(\w+)"', row.split("|")[1]))
-    assert shown == set(ROUTES["walk_away"].message.model_fields) - {"deal_id"}
+    block = re.search(r"<!-- command table: generated -->\n(.*?)<!-- end of command table -->", README.read_text(), re.S)
+    assert block is not None, "README has no generated command table"
+    assert block.group(1) == readme_command_table(), "paste contracts.readme_command_table() into the README"
+
+
+def test_the_walk_away_row_shows_every_field_of_the_command() -> None:
+    from dealflow.deal_lifecycle.nats_commands import MESSAGES  # noqa: PLC0415
+
+    row = next(line for line in README.read_text().splitlines() if line.startswith("| `walk_away` |"))
+    shown = set(re.findall(r'"(\w+)"', row.split("|")[3]))
+    assert shown == set(MESSAGES["walk_away"].model_fields) - {"deal_id"}
 
 
 def test_example_dates_a_command_must_take_in_the_future_are_not_literal_dates() -> None:

@@ -22,6 +22,7 @@ from ..messaging import DealMessaging
 from ..policy_file import load_policy
 from ..refusals import error_body, internal_error_body, invalid_body, status_of
 from .audit import stream, verify_deal
+from .commands import COMMAND_ROUTES
 from .context import REQUEST_ID, StrictRequest, bind_request, echo_request_id
 from .negotiation import NegotiationController, active_policy
 from .routes import DealController
@@ -106,7 +107,7 @@ def create_app(settings: Settings | None = None, service: DealService | None = N
         return request.app.state.deals
 
     return Litestar(
-        route_handlers=[DealController, NegotiationController, active_policy, verify_deal, stream],
+        route_handlers=[DealController, *COMMAND_ROUTES, NegotiationController, active_policy, verify_deal, stream],
         dependencies={"deals": Provide(provide_deals, sync_to_thread=False)},
         lifespan=[lifespan],
         before_request=bind_request,
