@@ -18,9 +18,9 @@ from .common import POLICY_FILE
 
 def template_events(concessions: int) -> list[Any]:
     """A DealOpened and `concessions` ConcessionRecorded events, recorded through the aggregate."""
+    from dealflow.deal_lifecycle.adapters.policy_file import load_policy  # noqa: PLC0415
     from dealflow.deal_lifecycle.domain.deal import Deal  # noqa: PLC0415
     from dealflow.deal_lifecycle.domain.model import Attribution, Side  # noqa: PLC0415
-    from dealflow.deal_lifecycle.policy_file import load_policy  # noqa: PLC0415
 
     policy = load_policy(POLICY_FILE)
     by = Attribution(actor="bench", correlation_id="bench-backlog")

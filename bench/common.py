@@ -211,8 +211,8 @@ def fresh_store(ctx: Context, kind: str, name: str) -> Iterator[Store]:
 
 
 def deal_service(store: Store) -> Any:
-    from dealflow.deal_lifecycle.application import DealService  # noqa: PLC0415
-    from dealflow.deal_lifecycle.policy_file import load_policy  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.policy_file import load_policy  # noqa: PLC0415
+    from dealflow.deal_lifecycle.application.service import DealService  # noqa: PLC0415
 
     return DealService(env=store.settings().eventsourcing_env(), policy=load_policy(POLICY_FILE))
 
@@ -412,7 +412,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def embedded_nats(ctx: Context, name: str) -> Any:
-    from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats  # noqa: PLC0415
 
     return EmbeddedNats(ctx.new_dir(name))
 
@@ -446,7 +446,7 @@ def machine_info() -> dict[str, Any]:
             packages[name] = metadata.version(name)
     nats_version = None
     with contextlib.suppress(Exception):
-        from dealflow.deal_lifecycle.embedded_nats import nats_server_binary  # noqa: PLC0415
+        from dealflow.deal_lifecycle.adapters.embedded_nats import nats_server_binary  # noqa: PLC0415
 
         nats_version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=5).stdout.strip()  # noqa: S603
     return {

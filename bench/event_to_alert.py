@@ -25,18 +25,17 @@ from typing import Any
 from .common import (
     Context,
     CpuMeter,
-    Store,
     child_env,
     collect_profile,
-    reset_profile,
-    dealflow_command,
     deal_service,
+    dealflow_command,
     embedded_nats,
     free_port,
     fresh_store,
     latency_summary,
     pg_schema,
     ratio,
+    reset_profile,
     run_async,
     serve_process,
     spawn,
@@ -173,7 +172,7 @@ async def stream_timestamps(url: str, wanted: set[str]) -> dict[str, tuple[datet
     import nats  # noqa: PLC0415
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
 
-    from dealflow.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM  # noqa: PLC0415
 
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -207,7 +206,7 @@ async def stream_timestamps(url: str, wanted: set[str]) -> dict[str, tuple[datet
 async def wait_stream_count(url: str, count: int, timeout: float = 30) -> None:
     import nats  # noqa: PLC0415
 
-    from dealflow.deal_lifecycle.bus import EVENTS_STREAM  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM  # noqa: PLC0415
 
     nc = await nats.connect(url)
     try:

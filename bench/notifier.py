@@ -25,7 +25,7 @@ from .webhook import Receiver
 
 
 def build_envelopes(deals: int, events_per_deal: int) -> tuple[list[Any], int]:
-    from dealflow.deal_lifecycle.bus import envelope  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import envelope  # noqa: PLC0415
 
     template = template_events(min(events_per_deal - 1, 199))
     messages, alerts, notification_id = [], 0, 0
@@ -40,7 +40,7 @@ def build_envelopes(deals: int, events_per_deal: int) -> tuple[list[Any], int]:
 async def _publish_all(js: Any, messages: list[Any]) -> None:
     from nats.js.errors import NotFoundError  # noqa: PLC0415
 
-    from dealflow.deal_lifecycle.bus import EVENTS_STREAM, ensure_streams  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM, ensure_streams  # noqa: PLC0415
 
     for stream in (EVENTS_STREAM, "DEALS_ALERTS"):
         try:
@@ -68,7 +68,7 @@ async def floors(url: str, messages: list[Any], alerts: int, body: bytes) -> dic
     import nats  # noqa: PLC0415
     from nats.js.api import AckPolicy, ConsumerConfig  # noqa: PLC0415
 
-    from dealflow.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM, EVENTS_SUBJECTS  # noqa: PLC0415
 
     out: dict[str, Any] = {}
     receiver = await Receiver().start_on(0)

@@ -65,7 +65,7 @@ def load_rows(store: Store, service: Any, start: int, stop: int) -> None:
     for lo in range(start, stop, chunk):
         batch = rows(lo, min(stop, lo + chunk))
         if store.kind == "sqlite":
-            from dealflow.deal_lifecycle.storage.sqlite import _timestamp  # noqa: PLC0415 - the service's own format
+            from dealflow.deal_lifecycle.adapters.storage.sqlite import _timestamp  # noqa: PLC0415 - the service's own format
 
             with service.recorder.datastore.transaction(commit=True) as c:
                 c.executemany(
@@ -93,7 +93,7 @@ def load_rows(store: Store, service: Any, start: int, stop: int) -> None:
 
 def deep_cursor(service: Any, store: Store, count_in_stage: int) -> str:
     """A cursor half-way through the stage, as a client paging that far would hold."""
-    from dealflow.deal_lifecycle.read_model import DealSummary, encode_cursor  # noqa: PLC0415
+    from dealflow.deal_lifecycle.application.read_model import DealSummary, encode_cursor  # noqa: PLC0415
 
     offset = count_in_stage // 2
     if store.kind == "sqlite":
@@ -139,7 +139,7 @@ class RawQuery:
         if after is None:
             return self.conn.execute(self.sql.format(after=""), (STAGE, 51)).fetchall()
         if self.store.kind == "sqlite":
-            from dealflow.deal_lifecycle.storage.sqlite import _timestamp  # noqa: PLC0415
+            from dealflow.deal_lifecycle.adapters.storage.sqlite import _timestamp  # noqa: PLC0415
 
             params: tuple[Any, ...] = (STAGE, _timestamp(after[0]), after[1], 51)
         else:
@@ -148,7 +148,7 @@ class RawQuery:
 
     def plan(self, after: tuple[datetime, str]) -> str:
         if self.store.kind == "sqlite":
-            from dealflow.deal_lifecycle.storage.sqlite import _timestamp  # noqa: PLC0415
+            from dealflow.deal_lifecycle.adapters.storage.sqlite import _timestamp  # noqa: PLC0415
 
             rows_ = self.conn.execute("EXPLAIN QUERY PLAN " + self.sql.format(after=self.after), (STAGE, _timestamp(after[0]), after[1], 51)).fetchall()
             return "; ".join(str(r[-1]) for r in rows_)
@@ -188,7 +188,7 @@ async def _http_pages(base: str, cursor: str, repeats: int) -> dict[str, Any]:
 
 
 def measure_store(ctx: Context, kind: str, sizes: list[int], repeats: int, http_repeats: int) -> dict[str, Any]:
-    from dealflow.deal_lifecycle.read_model import decode_cursor  # noqa: PLC0415
+    from dealflow.deal_lifecycle.application.read_model import decode_cursor  # noqa: PLC0415
 
     out: dict[str, Any] = {"stage": STAGE, "limit": 50, "sizes": {}}
     with fresh_store(ctx, kind, "readmodel") as store:

@@ -21,7 +21,7 @@ RAW_STREAM = "BENCH_RAW"
 async def _reset_stream(js: Any, name: str, subjects: list[str]) -> None:
     from nats.js.errors import NotFoundError  # noqa: PLC0415
 
-    from dealflow.deal_lifecycle.bus import events_stream_config  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import events_stream_config  # noqa: PLC0415
 
     try:
         await js.delete_stream(name)
@@ -64,9 +64,9 @@ async def raw_publish(url: str, sample: Any, count: int) -> dict[str, Any]:
 async def relay_publish(url: str, service: Any, expected: int, profiler: ThreadProfiler | None = None) -> dict[str, Any]:
     import nats  # noqa: PLC0415
 
-    from dealflow.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS, ensure_streams  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM, EVENTS_SUBJECTS, ensure_streams  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.relay import EventRelay  # noqa: PLC0415
     from dealflow.deal_lifecycle.config import Settings  # noqa: PLC0415
-    from dealflow.deal_lifecycle.relay import EventRelay  # noqa: PLC0415
 
     nc = await nats.connect(url)
     try:
@@ -89,7 +89,7 @@ async def relay_publish(url: str, service: Any, expected: int, profiler: ThreadP
 
 
 async def _sample_envelope(service: Any) -> Any:
-    from dealflow.deal_lifecycle.bus import PUBLISHED_TOPICS, envelope  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.bus import PUBLISHED_TOPICS, envelope  # noqa: PLC0415
 
     notifications = service.recorder.select_notifications(start=0, limit=2, topics=PUBLISHED_TOPICS, inclusive_of_start=False)
     last = notifications[-1]

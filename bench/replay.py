@@ -28,8 +28,8 @@ def _ms(times: list[float]) -> dict[str, float]:
 
 
 def no_snapshot_service(store: Store) -> Any:
-    from dealflow.deal_lifecycle.application import DealService  # noqa: PLC0415
-    from dealflow.deal_lifecycle.policy_file import load_policy  # noqa: PLC0415
+    from dealflow.deal_lifecycle.adapters.policy_file import load_policy  # noqa: PLC0415
+    from dealflow.deal_lifecycle.application.service import DealService  # noqa: PLC0415
 
     from .common import POLICY_FILE  # noqa: PLC0415
 

@@ -48,7 +48,7 @@ def main() -> None:
     if args.memo_permit:
         memoize_permit()
     if args.gc_freeze:
-        import dealflow.deal_lifecycle.http.app  # noqa: F401 - what uvicorn's factory would import later
+        import dealflow.deal_lifecycle.entrypoints.http.app  # noqa: F401 - what uvicorn's factory would import later
         import dealflow.notifier.channels  # noqa: F401
         import dealflow.notifier.consumer  # noqa: F401
 

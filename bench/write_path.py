@@ -172,9 +172,9 @@ async def http_load(
 
 
 def open_deals(service: Any, count: int) -> list[UUID]:
+    from dealflow.deal_lifecycle.application.read_model import summary_of  # noqa: PLC0415
     from dealflow.deal_lifecycle.domain.deal import Deal  # noqa: PLC0415
     from dealflow.deal_lifecycle.domain.model import Attribution  # noqa: PLC0415
-    from dealflow.deal_lifecycle.read_model import summary_of  # noqa: PLC0415
 
     by = Attribution(actor="bench", correlation_id="bench-setup")
     ids = []
@@ -191,7 +191,7 @@ def _slot(k: int, i: int, clients: int) -> int:
 
 
 def _concession_op(service: Any, deal_ids: list[UUID], clients: int) -> Callable[[int, int], None]:
-    from dealflow.deal_lifecycle import commands as c  # noqa: PLC0415
+    from dealflow.deal_lifecycle.application import commands as c  # noqa: PLC0415
     from dealflow.deal_lifecycle.domain.model import Side  # noqa: PLC0415
 
     def op(k: int, i: int) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from dealflow.deal_lifecycle import audit_cli
-from dealflow.deal_lifecycle.cli import app
+from dealflow.deal_lifecycle.entrypoints.cli import audit as audit_cli
+from dealflow.deal_lifecycle.entrypoints.cli.operate import app
 from dealflow.notifier import cli as notifier_cli
 
 for command in (audit_cli.history, audit_cli.show, audit_cli.export, audit_cli.verify, audit_cli.diagram):

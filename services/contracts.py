@@ -24,12 +24,12 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, create_model
 
 from dealflow.config_file import packaged
-
-from dealflow.deal_lifecycle.command_table import COMMANDS
+from dealflow.deal_lifecycle.adapters.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
+from dealflow.deal_lifecycle.application.command_table import COMMANDS
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 from dealflow.deal_lifecycle.domain.deal import Deal
-from dealflow.deal_lifecycle.nats_commands import MESSAGES
-from dealflow.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
+from dealflow.deal_lifecycle.entrypoints.nats_commands import MESSAGES
+from dealflow.nats_contract import command_subject
 from dealflow.notifier.messages import AlertMessage, DeadLetterMessage
 
 SCHEMAS = packaged("schemas")
@@ -109,10 +109,10 @@ def alert_schemas() -> dict[str, dict[str, Any]]:
 
 
 def openapi() -> dict[str, Any]:
+    from dealflow.deal_lifecycle.bootstrap import service_app  # noqa: PLC0415
     from dealflow.deal_lifecycle.config import Settings  # noqa: PLC0415
-    from dealflow.deal_lifecycle.http.app import create_app  # noqa: PLC0415
 
-    return create_app(Settings()).openapi_schema.to_schema()
+    return service_app(Settings()).openapi_schema.to_schema()
 
 
 EVENT_HEADERS = {
@@ -189,7 +189,7 @@ def asyncapi() -> dict[str, Any]:
     for name in sorted(MESSAGES):
         command_message, reply_message = f"{name}Command", f"{name}Reply"
         channels[f"command_{name}"] = {
-            "address": f"deals.commands.{name}",
+            "address": command_subject(name),
             "messages": {command_message: {"$ref": f"#/components/messages/{command_message}"}},
         }
         channels[f"reply_{name}"] = {"address": None, "messages": {reply_message: {"$ref": f"#/components/messages/{reply_message}"}}}

@@ -13,9 +13,9 @@ from uuid import uuid4
 
 import pytest
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
 from tests.support import POLICY
 
 POSTGRES_URL = os.environ.get("DEALFLOW_TEST_POSTGRES_URL")

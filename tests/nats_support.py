@@ -11,7 +11,7 @@ from typing import Any
 import nats
 from nats.js.errors import NotFoundError
 
-from dealflow.deal_lifecycle.bus import EVENTS_STREAM
+from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import nats
 from aiosmtpd.controller import Controller
 from nats.js.errors import NotFoundError
 
-from dealflow.deal_lifecycle.embedded_nats import free_port
+from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEALFLOW = [sys.executable, "-m", "dealflow"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dealflow.deal_lifecycle.embedded_nats import free_port
+from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
 
 DEALFLOW = [sys.executable, "-m", "dealflow"]
 

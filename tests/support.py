@@ -6,11 +6,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.adapters.policy_file import load_policy
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Attribution, Participant, Role, Side
-from dealflow.deal_lifecycle.policy_file import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY_FILE = ROOT / "deploy" / "policy.toml"

@@ -61,7 +61,7 @@ class Settings:
     def eventsourcing_env(self) -> dict[str, str]:
         """The eventsourcing library's own settings (PERSISTENCE_MODULE and friends)."""
         if self.database_url is None:
-            from .storage import sqlite  # noqa: PLC0415
+            from dealflow.deal_lifecycle.adapters.storage import sqlite  # noqa: PLC0415
 
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             return {
@@ -70,7 +70,7 @@ class Settings:
                 "SQLITE_LOCK_TIMEOUT": "10",
                 "APPLICATION_RECORDER_TOPIC": get_topic(sqlite.DealRecorder),
             }
-        from .storage import postgres  # noqa: PLC0415 - psycopg is loaded only when PostgreSQL is used
+        from dealflow.deal_lifecycle.adapters.storage import postgres  # noqa: PLC0415 - psycopg is loaded only when PostgreSQL is used
 
         url = urlsplit(self.database_url)
         if url.scheme not in ("postgresql", "postgres"):

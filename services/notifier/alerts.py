@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dealflow.deal_lifecycle.terminal import printable
+from dealflow.terminal import printable
 
 from .messages import AlertMessage
 from .rules import Target

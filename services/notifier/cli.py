@@ -8,9 +8,10 @@ import signal
 from dataclasses import asdict
 
 import typer
-from dealflow.deal_lifecycle.bus import connect
-from dealflow.deal_lifecycle.logs import configure_logging
-from dealflow.deal_lifecycle.terminal import printable
+
+from dealflow.logs import configure_logging
+from dealflow.nats_connection import connect
+from dealflow.terminal import printable
 
 from .channels import build_channels
 from .consumer import Notifier

@@ -27,8 +27,18 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.errors import NotFoundError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from dealflow.deal_lifecycle.bus import EVENTS_STREAM, EVENTS_SUBJECTS, RELAY_RESUMED_SUBJECT, RELAY_STALLED_SUBJECT
-from dealflow.deal_lifecycle.bus import SCHEMA as SCHEMA_HEADER
+from dealflow.nats_contract import (
+    ALERTS_STREAM,
+    ALERTS_SUBJECTS,
+    DEAD_LETTERS_SUBJECT,
+    DUPLICATE_WINDOW_SECONDS,
+    EVENTS_STREAM,
+    EVENTS_SUBJECTS,
+    RELAY_RESUMED_SUBJECT,
+    RELAY_STALLED_SUBJECT,
+    event_subject,
+)
+from dealflow.nats_contract import SCHEMA as SCHEMA_HEADER
 
 from .alerts import Alert, DealContext, compose, compose_relay
 from .channels import Channel, DeliveryFailed
@@ -40,8 +50,6 @@ from .store import DEAD, DELIVERED, AlertStore
 log = structlog.get_logger("dealflow.notifier")
 
 DURABLE = "notifier"
-ALERTS_STREAM = "DEALS_ALERTS"
-DEAD_SUBJECT = "deals.alerts.dead"
 RELAY_QUEUE = "notifier"
 RELAY_SUBJECTS = dict(zip((RELAY_STALLED_SUBJECT, RELAY_RESUMED_SUBJECT), RELAY_EVENTS, strict=True))
 
@@ -184,7 +192,7 @@ class Notifier:
             self.schemas.check(event, int(headers.get(SCHEMA_HEADER, "1")))
         except (SchemaViolation, ValueError) as e:
             raise InvalidMessage(str(e)) from None
-        expected = f"deals.events.{event['deal_id']}.{event['type']}"
+        expected = event_subject(event["deal_id"], event["type"])
         if msg.subject != expected:
             raise InvalidMessage(f"subject {msg.subject} does not match the event (expected {expected})")
         event_id = headers.get("ce-id")
@@ -202,7 +210,7 @@ class Notifier:
             self._deals.move_to_end(deal_id)
             return self._deals[deal_id]
         try:
-            opened = await self.js.get_last_msg(EVENTS_STREAM, f"deals.events.{deal_id}.DealOpened")
+            opened = await self.js.get_last_msg(EVENTS_STREAM, event_subject(deal_id, "DealOpened"))
             data = json.loads(opened.data or b"{}")["data"]
             return self._remember(DealContext(deal_id, data["title"], data["client_name"], data["owner"]))
         except (NotFoundError, KeyError, ValueError):
@@ -229,7 +237,7 @@ class Notifier:
     async def _publish_dead(self, letter: DeadLetterMessage, message_id: str) -> None:
         body = letter.model_dump_json(exclude_none=True).encode()
         try:
-            await self.js.publish(DEAD_SUBJECT, body, headers={"Nats-Msg-Id": message_id})
+            await self.js.publish(DEAD_LETTERS_SUBJECT, body, headers={"Nats-Msg-Id": message_id})
         except Exception as e:  # noqa: BLE001 - the store already holds it; the subject is a courtesy copy
             log.warning("cannot publish dead letter", error=str(e))
 
@@ -243,7 +251,7 @@ class Notifier:
                 await asyncio.sleep(1)
 
     async def _ensure_alerts_stream(self) -> None:
-        config = StreamConfig(name=ALERTS_STREAM, subjects=["deals.alerts.>"], storage=StorageType.FILE, duplicate_window=15 * 60)
+        config = StreamConfig(name=ALERTS_STREAM, subjects=[ALERTS_SUBJECTS], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_SECONDS)
         try:
             await self.js.stream_info(ALERTS_STREAM)
         except NotFoundError:

@@ -10,12 +10,12 @@ from uuid import UUID
 
 import pytest
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.application import DealService
-from dealflow.deal_lifecycle.audit import Audit
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.audit import Audit
+from dealflow.deal_lifecycle.application.integrity import verify_export
+from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.model import Side, Stage
-from dealflow.deal_lifecycle.integrity import verify_export
 from tests.support import ctx, expectation, open_deal
 
 

@@ -16,9 +16,9 @@ from uuid import UUID
 
 import httpx
 import pytest
-from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle
-from dealflow.deal_lifecycle.embedded_nats import free_port
 
+from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
+from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle
 from tests.processes import serving, start, stop
 from tests.support import POLICY_FILE
 
@@ -157,9 +157,8 @@ def test_verify_says_when_it_could_not_compare_with_checkpoints(base_url: str, e
 
 
 def test_verify_compares_the_store_with_the_checkpoints_the_service_published(env: dict[str, str], tmp_path: Path, nats_server: Any) -> None:
-    from dealflow.deal_lifecycle.application import DealService  # noqa: PLC0415
+    from dealflow.deal_lifecycle.application.service import DealService  # noqa: PLC0415
     from dealflow.deal_lifecycle.config import Settings  # noqa: PLC0415
-
     from tests.integration.test_checkpoints import checkpoints_of, edit_and_recompute  # noqa: PLC0415
     from tests.support import POLICY  # noqa: PLC0415
 

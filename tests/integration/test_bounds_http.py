@@ -7,18 +7,18 @@ from collections.abc import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain import bounds
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
-from dealflow.deal_lifecycle.http.app import create_app
 from tests.support import ctx, in_transition_meeting, open_deal
 
 
 @pytest.fixture
 def client(service: DealService, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, service=service)) as test_client:
+    with TestClient(service_app(settings, service=service)) as test_client:
         yield test_client
 
 

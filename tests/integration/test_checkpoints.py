@@ -18,20 +18,12 @@ import nats
 import pytest
 from nats.js.errors import APIError
 
-from dealflow.deal_lifecycle.application import DealService
-from dealflow.deal_lifecycle.audit import Audit
-from dealflow.deal_lifecycle.checkpoints import (
-    CHECKPOINTS_STREAM,
-    Checkpoint,
-    CheckpointPublisher,
-    CheckpointSettings,
-    compare,
-    load_key,
-    read_checkpoints,
-)
+from dealflow.deal_lifecycle.adapters.checkpoints import CHECKPOINTS_STREAM, Checkpoint, CheckpointPublisher, CheckpointSettings, compare, load_key, read_checkpoints
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.application.audit import Audit
+from dealflow.deal_lifecycle.application.integrity import StoredRecord, chain, extend
+from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
-from dealflow.deal_lifecycle.integrity import StoredRecord, chain, extend
 from tests.integration.test_audit import a_deal_with_history, run_sql, state_of, stored_id
 from tests.integration.test_tamper import tables
 from tests.support import ctx, open_deal
@@ -42,7 +34,7 @@ def publish_head(service: DealService, url: str, settings: CheckpointSettings | 
         nc = await nats.connect(url)
         try:
             publisher = CheckpointPublisher(service.recorder, nc, settings)
-            from dealflow.deal_lifecycle.checkpoints import ensure_checkpoints_stream  # noqa: PLC0415
+            from dealflow.deal_lifecycle.adapters.checkpoints import ensure_checkpoints_stream  # noqa: PLC0415
 
             await ensure_checkpoints_stream(publisher.js)
             return await publisher.publish_head()

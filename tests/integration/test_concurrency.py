@@ -17,8 +17,8 @@ from uuid import UUID
 import httpx
 import pytest
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.application import DealService, VersionMismatch
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.service import DealService, VersionMismatch
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 from dealflow.deal_lifecycle.domain.deal import Deal

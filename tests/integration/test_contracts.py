@@ -12,11 +12,11 @@ from jsonschema import Draft202012Validator
 from litestar.testing import TestClient
 
 from dealflow import contracts
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
-from dealflow.deal_lifecycle.http.app import create_app
 from dealflow.notifier.alerts import DealContext, compose
 from dealflow.notifier.messages import DeadLetterMessage
 from dealflow.notifier.rules import load_rules
@@ -51,7 +51,7 @@ def test_history_keeps_the_schema_of_every_version() -> None:
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
+    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
         yield test_client
 
 

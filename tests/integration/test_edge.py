@@ -26,11 +26,11 @@ import nats.errors
 import pytest
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.edge import HEADER_LIMITS
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
-from dealflow.deal_lifecycle.http.app import create_app
+from dealflow.deal_lifecycle.entrypoints.edge import HEADER_LIMITS
 from tests.nats_support import request
 from tests.support import POLICY_FILE
 
@@ -41,7 +41,7 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, nats_url=nats_server.url), service=service), raise_server_exceptions=False) as test_client:
+    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service), raise_server_exceptions=False) as test_client:
         wait_for_responder(nats_server.url)
         yield test_client
 

@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 from uuid import UUID
 
-from dealflow.deal_lifecycle.application import DealService
-from dealflow.deal_lifecycle.audit import Audit
+from dealflow.deal_lifecycle.application.audit import Audit
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.application.views import event_view
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.model import Stage
-from dealflow.deal_lifecycle.views import event_view
 from tests.support import POLICY, ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "store-v1.sqlite3"

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle.application import DealService
-from dealflow.deal_lifecycle.bus import COMMANDS_PREFIX
+from dealflow.deal_lifecycle.adapters.bus import COMMANDS_PREFIX
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
-from dealflow.deal_lifecycle.http.app import create_app
-from dealflow.deal_lifecycle.nats_commands import MESSAGES
+from dealflow.deal_lifecycle.entrypoints.nats_commands import MESSAGES
 from tests.integration.test_edge import wait_for_responder
 
 FUZZ = settings(
@@ -80,7 +80,7 @@ header_bytes = st.binary(max_size=260) | st.sampled_from([b"\xc2\xb2", "٣".enco
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, nats_url=nats_server.url), service=service), raise_server_exceptions=False) as test_client:
+    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service), raise_server_exceptions=False) as test_client:
         wait_for_responder(nats_server.url)
         yield test_client
 

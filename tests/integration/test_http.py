@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.http.app import create_app
 
 LATER = (date.today() + timedelta(days=60)).isoformat()
 
 
 @pytest.fixture
 def client(service: DealService, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, service=service)) as test_client:
+    with TestClient(service_app(settings, service=service)) as test_client:
         yield test_client
 
 

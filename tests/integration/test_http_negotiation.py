@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.http.app import create_app
 from tests.support import POLICY_FILE
 
 LATER = (date.today() + timedelta(days=60)).isoformat()
@@ -23,7 +23,7 @@ APPROVER = {"X-Actor-Role": "approver"}
 
 @pytest.fixture
 def client(service: DealService, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, service=service)) as test_client:
+    with TestClient(service_app(settings, service=service)) as test_client:
         yield test_client
 
 

@@ -15,12 +15,12 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Side
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
-from dealflow.deal_lifecycle.http.app import create_app
 from tests.nats_support import count, exactly_once_in_deal_order, request, stream, wait_for_count
 from tests.support import BY, POLICY, POLICY_FILE, ctx, open_deal
 
@@ -29,7 +29,7 @@ DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(create_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
+    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
         yield test_client
 
 

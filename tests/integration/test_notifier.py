@@ -22,10 +22,10 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, free_port
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
-from dealflow.deal_lifecycle.http.app import create_app
 from tests.notifier_support import (
     DEALFLOW,
     ROOT,
@@ -56,7 +56,7 @@ def client(tmp_path: Path, nats_server: EmbeddedNats) -> Iterator[TestClient]:
     settings = Settings(sqlite_path=tmp_path / "deals.sqlite3")
     service = DealService(env=settings.eventsourcing_env(), policy=POLICY)
     try:
-        with TestClient(create_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
+        with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
             yield test_client
     finally:
         service.close()

@@ -15,12 +15,12 @@ from pathlib import Path
 import nats
 import pytest
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
+from dealflow.deal_lifecycle.adapters.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, Stall
+from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Attribution
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats
-from dealflow.deal_lifecycle.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, Stall
 from tests.notifier_support import (
     Notifiers,
     Receiver,

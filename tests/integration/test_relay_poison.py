@@ -22,16 +22,16 @@ import nats
 import psycopg
 import pytest
 
-from dealflow.deal_lifecycle.application import DealService
-from dealflow.deal_lifecycle.bus import EVENTS_STREAM, PUBLISHED_TOPICS, ensure_streams, envelope
+from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM, PUBLISHED_TOPICS, ensure_streams, envelope
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, free_port
+from dealflow.deal_lifecycle.adapters.policy_file import load_policy
+from dealflow.deal_lifecycle.adapters.relay_status import STALLED_SUBJECT, Report, report
+from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Attribution
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
-from dealflow.deal_lifecycle.policy_file import load_policy
-from dealflow.deal_lifecycle.relay_status import STALLED_SUBJECT, Report, report
 from tests.nats_support import exactly_once_in_deal_order, stream, wait_for_count
-from tests.support import BY, POLICY_FILE
+from tests.support import POLICY_FILE
 
 DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 

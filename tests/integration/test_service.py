@@ -8,13 +8,8 @@ from uuid import uuid4
 
 import pytest
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.application import (
-    ConcurrentWrite,
-    DealService,
-    IdempotencyKeyReused,
-    VersionMismatch,
-)
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.service import ConcurrentWrite, DealService, IdempotencyKeyReused, VersionMismatch
 from dealflow.deal_lifecycle.domain.errors import InvalidCommand, NotFound, SigningRefused
 from dealflow.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from dealflow.deal_lifecycle.domain.model import Role, Side, Stage

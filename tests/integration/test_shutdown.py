@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, free_port
 from tests.nats_support import wait_for_count
 from tests.processes import DEALFLOW, clean_environment, serving, wait_until_answering
 

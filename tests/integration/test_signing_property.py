@@ -24,8 +24,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.application import DealService, Outcome
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.service import DealService, Outcome
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain import lifecycle
 from dealflow.deal_lifecycle.domain.errors import DealflowError

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle import live
-from dealflow.deal_lifecycle.application import DealService
-from dealflow.deal_lifecycle.live import Streams, TooManyStreams
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.entrypoints.http import live
+from dealflow.deal_lifecycle.entrypoints.http.live import Streams, TooManyStreams
 from tests.processes import clean_environment, serving
 from tests.support import POLICY_FILE, ctx, open_deal
 

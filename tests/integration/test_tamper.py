@@ -11,11 +11,11 @@ from uuid import UUID
 import pytest
 from litestar.testing import TestClient
 
-from dealflow.deal_lifecycle.application import DealService, StoreDamaged
-from dealflow.deal_lifecycle.audit import Audit
+from dealflow.deal_lifecycle.application.audit import Audit
+from dealflow.deal_lifecycle.application.service import DealService, StoreDamaged
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
-from dealflow.deal_lifecycle.http.app import create_app
 from tests.integration.test_audit import a_deal_with_history, run_sql, stored_id
 from tests.support import BY, POLICY, ctx, open_deal
 
@@ -76,7 +76,7 @@ def test_a_forged_snapshot_whose_chain_entry_was_rewritten_too_is_still_found_by
     service.take_snapshot(deal_id, version=5)
     forge_snapshot(service, settings, deal_id)
     # The attacker also rewrites the snapshot's entry, so the service's cheap check at load passes.
-    from dealflow.deal_lifecycle.integrity import snapshot_content  # noqa: PLC0415
+    from dealflow.deal_lifecycle.application.integrity import snapshot_content  # noqa: PLC0415
 
     [snapshot] = service.snapshots.recorder.select_stored(deal_id)  # type: ignore[union-attr]
     recorder: Any = service.recorder
@@ -119,7 +119,7 @@ def test_an_event_missing_in_the_middle_is_a_clear_409_not_a_500(service: DealSe
     run_sql(service, settings, "DELETE FROM EVENTS WHERE originator_id = ? AND originator_version = 3", (stored_id(settings, deal_id),))
     with pytest.raises(StoreDamaged):
         service.get_deal(deal_id)
-    with TestClient(create_app(settings, service=service)) as client:
+    with TestClient(service_app(settings, service=service)) as client:
         response = client.get(f"/deals/{deal_id}")
     assert response.status_code == 409, response.text
     assert response.json()["code"] == "store_damaged"

@@ -16,13 +16,13 @@ from uuid import UUID
 
 import pytest
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
-from dealflow.deal_lifecycle.terminal import printable
 from dealflow.notifier.alerts import DealContext, compose
 from dealflow.notifier.rules import Target
 from dealflow.notifier.store import AlertStore
+from dealflow.terminal import printable
 from tests.support import POLICY, POLICY_FILE
 
 DEALFLOW = [sys.executable, "-m", "dealflow"]

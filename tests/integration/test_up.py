@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from dealflow.deal_lifecycle.embedded_nats import free_port
+from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
 from tests.processes import wait_until_answering
 
 DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from eventsourcing.persistence import StoredEvent
 
-from dealflow.deal_lifecycle.application import DealService
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.application.views import event_view
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import APPROVER
 from dealflow.deal_lifecycle.domain.model import ConditionStatus, Side
-from dealflow.deal_lifecycle.views import event_view
 from dealflow.notifier.schemas import EventSchemas
 from tests.support import BY, POLICY, domain_deal_in_meeting
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dealflow.deal_lifecycle.embedded_nats import EmbeddedNats, free_port
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, free_port
 from tests.processes import clean_environment, stop, wait_until_answering
 from tests.support import ROOT
 

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
+from dealflow.deal_lifecycle.application.views import event_view
 from dealflow.deal_lifecycle.domain.deal import APPROVER, Deal
 from dealflow.deal_lifecycle.domain.errors import SigningRefused
-from dealflow.deal_lifecycle.views import event_view
+from dealflow.deal_lifecycle.domain.model import Side
 from dealflow.notifier.alerts import DealContext, describe
 from dealflow.notifier.schemas import EventSchemas
-from dealflow.deal_lifecycle.domain.model import Side
 from tests.support import BY, POLICY, domain_deal_in_meeting
 from tests.unit.test_deal import signable
 

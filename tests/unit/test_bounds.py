@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dealflow.deal_lifecycle import commands as c
-from dealflow.deal_lifecycle.bus import envelope
+from dealflow.deal_lifecycle.adapters.bus import envelope
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.views import COMMAND_VIEW_ITEMS, command_view, deal_view
 from dealflow.deal_lifecycle.domain import bounds
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.errors import MAX_BLOCKERS_SHOWN, DealLimitReached, InvalidCommand, SigningRefused
 from dealflow.deal_lifecycle.domain.model import Attribution, Participant, Role, Side
-from dealflow.deal_lifecycle.refusals import error_body, status_of
-from dealflow.deal_lifecycle.views import COMMAND_VIEW_ITEMS, command_view, deal_view
+from dealflow.deal_lifecycle.entrypoints.refusals import error_body, status_of
 from tests.support import BY, LATER, POLICY, TODAY, domain_deal_in_meeting
 
 # The budgets this test holds every event to.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from dealflow.deal_lifecycle.command_table import COMMANDS
+from dealflow.deal_lifecycle.application.command_table import COMMANDS
+from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle
-from dealflow.deal_lifecycle.http.app import create_app
-from dealflow.deal_lifecycle.nats_commands import MESSAGES
+from dealflow.deal_lifecycle.entrypoints.nats_commands import MESSAGES
 
 NAMES = {command.name for command in COMMANDS}
 
@@ -23,7 +23,7 @@ def test_the_lifecycle_events_are_the_commands_of_the_table() -> None:
 
 
 def test_the_http_command_routes_are_the_commands_of_the_table_at_their_paths() -> None:
-    document = create_app(Settings()).openapi_schema.to_schema()
+    document = service_app(Settings()).openapi_schema.to_schema()
     posts = {
         operation["operationId"]: path for path, item in document["paths"].items() for method, operation in item.items() if method == "post"
     }

@@ -6,10 +6,10 @@ from eventsourcing.application import project_aggregate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dealflow.deal_lifecycle.application.views import event_view
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.health import assess
 from dealflow.deal_lifecycle.domain.model import ConditionKind, ConditionStatus, Side
-from dealflow.deal_lifecycle.views import event_view
 from dealflow.notifier.schemas import EventSchemas
 from tests.support import BY, POLICY, domain_deal_in_meeting
 

@@ -6,7 +6,7 @@ import threading
 import time
 from uuid import uuid4
 
-from dealflow.deal_lifecycle.deal_locks import DealLocks
+from dealflow.deal_lifecycle.application.deal_locks import DealLocks
 
 
 def test_one_deal_runs_one_block_at_a_time() -> None:

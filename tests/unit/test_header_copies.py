@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from dealflow.deal_lifecycle.bus import ACTOR, CORRELATION_ID, HEADER_COPY_MAX, envelope
+from dealflow.deal_lifecycle.adapters.bus import ACTOR, CORRELATION_ID, HEADER_COPY_MAX, envelope
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Attribution
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dealflow.deal_lifecycle.adapters.policy_file import PolicyError, PolicyNotFound, default_policy_path, load_policy
 from dealflow.deal_lifecycle.domain.policy import Worse
-from dealflow.deal_lifecycle.policy_file import PolicyError, PolicyNotFound, default_policy_path, load_policy
 from tests.support import POLICY_FILE
 
 PREAMBLE = ['label = "test policy"', "", "# payment terms come first, the term under test after them"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dealflow.deal_lifecycle.diagram import mermaid
 from dealflow.deal_lifecycle.domain.model import Stage
+from dealflow.deal_lifecycle.entrypoints.cli.diagram import mermaid
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -56,7 +56,7 @@ def test_the_readme_command_table_has_not_drifted_from_the_command_table() -> No
 
 
 def test_the_walk_away_row_shows_every_field_of_the_command() -> None:
-    from dealflow.deal_lifecycle.nats_commands import MESSAGES  # noqa: PLC0415
+    from dealflow.deal_lifecycle.entrypoints.nats_commands import MESSAGES  # noqa: PLC0415
 
     row = next(line for line in README.read_text().splitlines() if line.startswith("| `walk_away` |"))
     shown = set(re.findall(r'"(\w+)"', row.split("|")[3]))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dealflow.deal_lifecycle.relay_status import Stall
+from dealflow.deal_lifecycle.adapters.relay_status import Stall
 from dealflow.notifier.alerts import DealContext, compose_relay
 from dealflow.notifier.rules import RulesError, load_rules
 from dealflow.notifier.schemas import EventSchemas

@@ -11,11 +11,11 @@ from apprise import NotifyFormat
 from apprise.decorators import notify as apprise_notify
 from rich.console import Console
 
-from dealflow.deal_lifecycle.terminal import printable, rich_text
-from dealflow.deal_lifecycle.watch import line
+from dealflow.deal_lifecycle.entrypoints.cli.watch import line
 from dealflow.notifier.alerts import DealContext, compose
 from dealflow.notifier.channels import AppriseChannel
 from dealflow.notifier.rules import AppriseSpec, Target
+from dealflow.terminal import printable, rich_text
 
 # What an attacker would put in a title, an actor or a reason.
 HOSTILE = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dealflow.deal_lifecycle.terminal import value_text
+from dealflow.terminal import value_text
 
 
 def test_values_read_as_json_not_python_reprs() -> None:

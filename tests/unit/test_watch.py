@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nats.js.api import DeliverPolicy
 
-from dealflow.deal_lifecycle.watch import line, start_from
+from dealflow.deal_lifecycle.entrypoints.cli.watch import line, start_from
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -1,0 +1,286 @@
+"""PostgreSQL: eventsourcing's application recorder plus the read model and receipts tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from dealflow.deal_lifecycle.adapters.storage import links_for
+from dealflow.deal_lifecycle.adapters.storage.chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
+from dealflow.deal_lifecycle.application.integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
+from dealflow.deal_lifecycle.application.read_model import CommandReceipt, DealSummary
+
+_SUMMARY_COLUMNS = SQL("deal_id, title, client_name, owner, stage, version, opened_at, updated_at")
+_RECEIPT_COLUMNS = SQL("idempotency_key, fingerprint, deal_id, version, created_id")
+
+
+def store_exists(env: Mapping[str, str], *, events_table_name: str = "stored_events") -> bool:
+    """Whether a deal store is there, judged by its events table, without creating anything.
+
+    Read-only commands ask first, so an auditor pointed at the wrong database or schema hears
+    "no store" instead of being shown a new empty one as intact.
+    """
+    schema = env.get("POSTGRES_SCHEMA", "").strip() or "public"
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        connect_timeout=5,
+    ) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{events_table_name}"',)).fetchone()
+    return row is not None and row[0] is not None
+
+
+class DealRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        self.summaries = Composed([schema, SQL("."), Identifier(f"{events_table_name}_deal_summaries")])
+        self.receipts = Composed([schema, SQL("."), Identifier(f"{events_table_name}_command_receipts")])
+        self.hashes = Composed([schema, SQL("."), Identifier(f"{events_table_name}_hashes")])
+        # eventsourcing's PostgreSQL factory names the snapshots table after the same prefix.
+        self.snapshots_table_name = events_table_name.removesuffix("events") + "snapshots"
+        quoted = f'"{self.datastore.schema}"."{events_table_name}'
+        # Concurrent transactions take the head row FOR UPDATE, before the events table's own lock.
+        self.chain = ChainTables(f'{quoted}_store_chain"', f'{quoted}_store_chain_head"', placeholder="%s", lock=" FOR UPDATE")
+        self.sql_create_statements += [
+            *(SQL(statement) for statement in self.chain.create_statements("BIGINT")),  # type: ignore[arg-type]
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {t} (deal_id text PRIMARY KEY, title text NOT NULL, "
+                "client_name text NOT NULL, owner text NOT NULL, stage text NOT NULL, version bigint NOT NULL, "
+                "opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)"
+            ).format(t=self.summaries),
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (stage, opened_at, deal_id)").format(
+                i=Identifier(f"{events_table_name}_summaries_stage"), t=self.summaries
+            ),
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (owner, opened_at, deal_id)").format(
+                i=Identifier(f"{events_table_name}_summaries_owner"), t=self.summaries
+            ),
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (opened_at, deal_id)").format(
+                i=Identifier(f"{events_table_name}_summaries_opened"), t=self.summaries
+            ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {t} (idempotency_key text PRIMARY KEY, fingerprint text NOT NULL, "
+                "deal_id text NOT NULL, version bigint NOT NULL, created_id text)"
+            ).format(t=self.receipts),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {t} (originator_id text NOT NULL, originator_version bigint NOT NULL, "
+                "previous_hash text NOT NULL, hash text NOT NULL, PRIMARY KEY (originator_id, originator_version))"
+            ).format(t=self.hashes),
+        ]
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        with self.chain.counting():
+            return super().insert_events(stored_events, **kwargs)
+
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        summaries: Sequence[DealSummary] = (),
+        receipt: CommandReceipt | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Runs in the same transaction as the events: a conflict on either rolls back both.
+        super()._insert_events(curs, stored_events, **kwargs)
+        items = self._chain(curs, stored_events)
+        self._upsert_summaries(curs, summaries)
+        if receipt is not None:
+            curs.execute(
+                SQL("INSERT INTO {t} ({c}) VALUES (%s, %s, %s, %s, %s)").format(t=self.receipts, c=_RECEIPT_COLUMNS),
+                (receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id),
+            )
+            items.append(receipt_item(receipt.idempotency_key, receipt.fingerprint, receipt.deal_id, receipt.version, receipt.created_id))
+        # A cursor of its own: in pipeline mode, a fetch on the cursor that has just run an executemany
+        # (the hash rows above) can be handed that INSERT's result instead of the head's row.
+        with curs.connection.cursor() as head_cursor:
+            self.chain.append(head_cursor, items)
+
+    def create_table(self) -> None:
+        super().create_table()
+        with self.datastore.transaction(commit=True) as curs:
+            self.chain.start(curs, self._existing_items(curs))
+
+    def _existing_items(self, curs: Cursor[DictRow]) -> list[Item]:
+        """What a store written before the store-wide chain holds, in the order it was written."""
+        curs.execute(SQL("SELECT originator_id, originator_version, hash FROM {t}").format(t=self.hashes))
+        links = {(row["originator_id"], row["originator_version"]): row["hash"] for row in curs.fetchall()}
+        curs.execute(
+            SQL("SELECT originator_id::text AS id, originator_version FROM {e} ORDER BY notification_id").format(e=self._events())
+        )
+        items = []
+        for row in curs.fetchall():
+            key = (row["id"], row["originator_version"])
+            if key in links:  # an event without a link is reported by the stream's own chain
+                items += event_items([(key[0], key[1], "", links[key])])
+        curs.execute(SQL("SELECT {c} FROM {t} ORDER BY ctid").format(c=_RECEIPT_COLUMNS, t=self.receipts))
+        items += [receipt_item(*row.values()) for row in curs.fetchall()]
+        if self._snapshots_exist(curs):
+            curs.execute(SQL("SELECT originator_id::text AS id, originator_version, topic, state FROM {s}").format(s=self._snapshots()))
+            items += [snapshot_item(row["id"], row["originator_version"], row["topic"], bytes(row["state"])) for row in curs.fetchall()]
+        return items
+
+    def _events(self) -> Composed:
+        return Composed([Identifier(self.datastore.schema), SQL("."), Identifier(self.events_table_name)])
+
+    def _snapshots(self) -> Composed:
+        return Composed([Identifier(self.datastore.schema), SQL("."), Identifier(self.snapshots_table_name)])
+
+    def _snapshots_exist(self, curs: Cursor[DictRow]) -> bool:
+        curs.execute("SELECT to_regclass(%s) AS t", (f'"{self.datastore.schema}"."{self.snapshots_table_name}"',))
+        row = curs.fetchone()
+        return row is not None and row["t"] is not None
+
+    def snapshot_recorder(self, *, create_table: bool = True) -> SnapshotRecorder:
+        recorder = SnapshotRecorder(self.datastore, self.chain, events_table_name=self.snapshots_table_name)
+        if create_table:
+            recorder.create_table()
+        return recorder
+
+    def select_chain_head(self) -> Head | None:
+        with self.datastore.transaction(commit=False) as curs:
+            return self.chain.select_head(curs)
+
+    def select_store_chain(self) -> tuple[Head | None, list[Entry], Stored]:
+        """The store-wide chain and what the store holds now, read in one transaction."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            head, entries = self.chain.select_head(curs), self.chain.select_entries(curs)
+            curs.execute(SQL("SELECT originator_id, originator_version, hash FROM {t}").format(t=self.hashes))
+            events = {stream_key(row["originator_id"], row["originator_version"]): row["hash"] for row in curs.fetchall()}
+            curs.execute(SQL("SELECT {c} FROM {t}").format(c=_RECEIPT_COLUMNS, t=self.receipts))
+            receipts = {row["idempotency_key"]: receipt_content(*row.values()) for row in curs.fetchall()}
+            snapshots = {}
+            if self._snapshots_exist(curs):
+                curs.execute(SQL("SELECT originator_id::text AS id, originator_version, topic, state FROM {s}").format(s=self._snapshots()))
+                snapshots = {stream_key(row["id"], row["originator_version"]): snapshot_content(row["topic"], bytes(row["state"])) for row in curs.fetchall()}
+        return head, entries, Stored(events, receipts, snapshots)
+
+    def _chain(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> list[Item]:
+        def previous(originator_id: str, version: int) -> str:
+            curs.execute(
+                SQL("SELECT hash FROM {t} WHERE originator_id = %s AND originator_version = %s").format(t=self.hashes),
+                (originator_id, version),
+            )
+            row = curs.fetchone()
+            return row["hash"] if row else GENESIS
+
+        rows = links_for(stored_events, previous)
+        if rows:
+            curs.executemany(SQL("INSERT INTO {t} VALUES (%s, %s, %s, %s)").format(t=self.hashes), rows)
+        return event_items(rows)
+
+    def select_links(self, originator_id: str) -> list[Link]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT originator_version, previous_hash, hash FROM {t} WHERE originator_id = %s "
+                    "ORDER BY originator_version"
+                ).format(t=self.hashes),
+                (originator_id,),
+            )
+            return [Link(row["originator_version"], row["previous_hash"], row["hash"]) for row in curs.fetchall()]
+
+    def select_originator_ids(self) -> list[str]:
+        """Every stream with events or a recorded hash (so a stream whose events were all deleted is found)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT originator_id::text AS id FROM {e} UNION SELECT originator_id AS id FROM {h}").format(
+                    e=Composed([Identifier(self.datastore.schema), SQL("."), Identifier(self.events_table_name)]),
+                    h=self.hashes,
+                )
+            )
+            return sorted({row["id"] for row in curs.fetchall()})
+
+    def _upsert_summaries(self, curs: Cursor[DictRow], summaries: Sequence[DealSummary]) -> None:
+        if not summaries:
+            return
+        curs.executemany(
+            SQL(
+                "INSERT INTO {t} ({c}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (deal_id) DO UPDATE SET stage = excluded.stage, version = excluded.version, "
+                "updated_at = excluded.updated_at"
+            ).format(t=self.summaries, c=_SUMMARY_COLUMNS),
+            [
+                (s.deal_id, s.title, s.client_name, s.owner, s.stage, s.version, s.opened_at, s.updated_at)
+                for s in summaries
+            ],
+        )
+
+    def replace_summaries(self, summaries: Sequence[DealSummary]) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("DELETE FROM {t}").format(t=self.summaries))
+            self._upsert_summaries(curs, summaries)
+
+    def select_summaries(
+        self, *, stage: str | None, owner: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[DealSummary]:
+        where: list[Composed | SQL] = []
+        params: list[Any] = []
+        if stage is not None:
+            where.append(SQL("stage = %s"))
+            params.append(stage)
+        if owner is not None:
+            where.append(SQL("owner = %s"))
+            params.append(owner)
+        if after is not None:
+            where.append(SQL("(opened_at, deal_id) > (%s, %s)"))
+            params += list(after)
+        statement = SQL("SELECT {c} FROM {t}").format(c=_SUMMARY_COLUMNS, t=self.summaries)
+        if where:
+            statement += SQL(" WHERE ") + SQL(" AND ").join(where)
+        statement += SQL(" ORDER BY opened_at, deal_id LIMIT %s")
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, [*params, limit])
+            return [DealSummary(**row) for row in curs.fetchall()]
+
+    def select_receipt(self, idempotency_key: str) -> CommandReceipt | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT {c} FROM {t} WHERE idempotency_key = %s").format(c=_RECEIPT_COLUMNS, t=self.receipts),
+                (idempotency_key,),
+            )
+            row = curs.fetchone()
+        return None if row is None else CommandReceipt(**row)
+
+
+class SnapshotRecorder(PostgresAggregateRecorder):
+    """Snapshots, each chained when written and trusted when read only if its bytes match its entry.
+
+    A snapshot that does not match is skipped with a warning, and the deal replayed from its events.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, chain: ChainTables, *, events_table_name: str) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.chain = chain
+
+    def select_stored(self, originator_id: UUID) -> Sequence[StoredEvent]:
+        """Every snapshot of a stream as stored, trusted or not (for verify)."""
+        return super().select_events(originator_id)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        # The library writes snapshots outside a transaction; the snapshot and its entry go in one here.
+        if stored_events:
+            with self.chain.counting(), self.datastore.transaction(commit=True) as curs:
+                self.chain.append(curs, [snapshot_item(str(s.originator_id), s.originator_version, s.topic, s.state) for s in stored_events])
+                self._insert_stored_events(curs, stored_events, **kwargs)
+        return None
+
+    def select_events(self, originator_id: UUID | str, **kwargs: Any) -> Sequence[StoredEvent]:
+        snapshots = super().select_events(originator_id, **kwargs)
+        if not snapshots:
+            return snapshots
+        with self.datastore.transaction(commit=False) as curs:
+            return [s for s in snapshots if trusted(s, self.chain.select_content(curs, SNAPSHOT, stream_key(str(s.originator_id), s.originator_version)))]

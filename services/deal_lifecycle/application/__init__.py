@@ -1,0 +1,1 @@
+"""The use cases: the command table, DealService (the one entry for commands), the read model, the views, the audit."""

@@ -1,0 +1,345 @@
+"""The application service: the one place HTTP and NATS hand commands to.
+
+Each command is: load the deal, check the idempotency receipt and the expected
+version, call the aggregate, and save its new events together with the read-model
+row and the receipt in one transaction.
+
+Concurrency: a process runs one command per deal at a time (a lock per deal), so its
+own commands never race each other. The store still refuses a second event at the same
+version, which catches writers in other processes: a command that did not state a version
+is re-run on the new one (up to CONFLICT_ATTEMPTS times, with jittered back-off); one
+that did (If-Match) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.domain import CanMutateAggregate, OriginatorVersionError
+from eventsourcing.persistence import EventStore, IntegrityError, JSONTranscoder, Recording
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application import transcodings
+from dealflow.deal_lifecycle.application.command_table import BY_NAME, Call, DealCommand
+from dealflow.deal_lifecycle.application.deal_locks import DealLocks
+from dealflow.deal_lifecycle.application.read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
+from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
+from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
+from dealflow.deal_lifecycle.domain.model import Attribution
+from dealflow.deal_lifecycle.domain.policy import Policy
+
+log = structlog.get_logger("dealflow.deals")
+
+
+class VersionMismatch(CommandRefused):
+    code = "version_mismatch"
+
+
+class ConcurrentWrite(CommandRefused):
+    code = "concurrent_write"
+
+
+class StoreDamaged(CommandRefused):
+    """The deal's events cannot be replayed (one is missing): the store was damaged or tampered with."""
+
+    code = "store_damaged"
+
+
+class IdempotencyKeyReused(DealflowError):
+    code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The deal right after the command, and the id of what the command created, if any."""
+
+    deal: Deal
+    created_id: str | None = None
+    replayed: bool = False
+
+
+# How often a command is re-run after a writer in another process took its version. Each
+# process writes a deal one command at a time, so a conflict needs another process writing
+# the same deal in the same few milliseconds, and each round someone wins: losing 50 rounds
+# in a row, with up to 50 ms of jittered back-off between them, does not happen under a real
+# workload. If it ever does, the caller gets 409 `concurrent_write` and nothing was stored.
+CONFLICT_ATTEMPTS = 50
+
+
+def _conflict_retries(attempts: int, on: type[BaseException], logger: Any = log) -> Retrying:
+    def say(state: RetryCallState) -> None:
+        # Visible in the logs, so operators can see cross-process contention on a deal.
+        logger.info("conflict", outcome="retrying", attempt=state.attempt_number, of=attempts)
+
+    return Retrying(
+        retry=retry_if_exception_type(on),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.002, max=0.05),
+        before_sleep=say,
+        reraise=True,
+    )
+
+
+class DealService(Application[UUID]):
+    name = "Deals"
+    # A deal with thousands of events loads from its latest snapshot plus a short tail.
+    snapshotting_intervals = {Deal: 100}  # noqa: RUF012 - the library's own class attribute
+    conflict_retries = CONFLICT_ATTEMPTS
+
+    def __init__(self, env: Mapping[str, str] | None = None, *, policy: Policy) -> None:
+        super().__init__(env)
+        self.policy = policy
+        self.deal_locks = DealLocks()
+        self._recorded_listeners: list[Callable[[], None]] = []
+
+    def on_recorded(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (from the writing thread) each time events are stored: wakes the relay."""
+        self._recorded_listeners.append(listener)
+
+    def remove_recorded_listener(self, listener: Callable[[], None]) -> None:
+        self._recorded_listeners.remove(listener)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        for listener in list(self._recorded_listeners):
+            listener()
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        # Snapshots are chained when written and used only while they match (storage.chain).
+        return self.factory.event_store(
+            mapper=self.mapper,
+            recorder=self.recorder.snapshot_recorder(create_table=self.factory.env_create_table()),  # type: ignore[attr-defined]
+        )
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcodings.register(transcoder)
+
+    # -- commands ------------------------------------------------------------------------
+
+    def handle(self, name: str, deal_id: UUID | None, body: c.Command | None, ctx: c.CommandContext, /, **ids: str) -> Outcome:
+        """Run one command of the table (command_table.COMMANDS): the one entry HTTP and NATS share.
+
+        `deal_id` is None only for open_deal; `ids` are the other identifiers the command's path
+        names (e.g. promise_id; positional-only parameters, since a path id may be called `name`).
+        """
+        command = BY_NAME[name]
+        if set(ids) != set(command.ids) or (deal_id is None) != command.opens or (body is None) != (command.body is None):
+            raise TypeError(f"{name} takes deal_id, {', '.join(command.ids) or 'no other ids'} and {'a body' if command.body else 'no body'}")
+        return self._execute(command, deal_id, body, ctx, ids)
+
+    def _record_refused_signing(self, deal: Deal, refused: SigningRefused, ctx: c.CommandContext) -> None:
+        """The deal is unchanged; the attempt goes to the deal's log of refused signings (for alerts and audit)."""
+        # Another process may append to (or create) the same log at the same moment: re-run on its new version.
+        for attempt in _conflict_retries(self.conflict_retries, IntegrityError, log.bind(command="sign_contract", deal_id=str(deal.id), writing="signing_attempts")):
+            with attempt:
+                try:
+                    attempts: SigningAttempts = self.repository.get(SigningAttempts.create_id(str(deal.id)))
+                except AggregateNotFoundError:
+                    attempts = SigningAttempts(deal_id=str(deal.id))
+                attempts.refused(
+                    deal_version=deal.version, blockers=refused.blockers, blockers_total=refused.blockers_total, by=_by(ctx)
+                )
+                self.save(attempts)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def get_deal(self, deal_id: UUID, *, version: int | None = None, as_of: datetime | None = None) -> Deal:
+        """The deal now, or as it was at a version or a moment (replayed from its events)."""
+        if as_of is not None:
+            version = self._version_at(deal_id, as_of)
+        if version is not None and version < 1:
+            raise InvalidCommand("as_of_version", "must be 1 or more")
+        try:
+            deal: Deal = self.repository.get(deal_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(f"no deal {deal_id}") from None
+        except OriginatorVersionError:
+            log.error("store damaged", deal_id=str(deal_id), reason="an event is missing; run dealflow verify")
+            raise StoreDamaged(f"deal {deal_id} cannot be replayed: one of its events is missing (run dealflow verify)") from None
+        if version is not None and deal.version < version:
+            raise InvalidCommand("as_of_version", f"must be at most {deal.version}, the deal's latest version")
+        return deal
+
+    def history(self, deal_id: UUID) -> list[CanMutateAggregate[UUID]]:
+        events = list(self.events.get(deal_id))
+        if not events:
+            raise NotFound(f"no deal {deal_id}")
+        return events
+
+    def refused_signings(self, deal_id: UUID) -> list[SigningAttempts.SigningRefused]:
+        """The deal's log of refused signings, oldest first (empty when signing was never refused)."""
+        events = self.events.get(SigningAttempts.create_id(str(deal_id)))
+        return [e for e in events if isinstance(e, SigningAttempts.SigningRefused)]
+
+    def list_deals(self, *, stage: str | None, owner: str | None, limit: int, cursor: str | None) -> Page:
+        after = decode_cursor(cursor) if cursor else None
+        rows = self.recorder.select_summaries(stage=stage, owner=owner, after=after, limit=limit + 1)
+        more = len(rows) > limit
+        items = rows[:limit]
+        return Page(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+    def rebuild_read_model(self) -> int:
+        """Replace the read model with one rebuilt from the event log; returns the number of deals.
+
+        Run it while no commands are being accepted: a command saved during the rebuild
+        would have its row overwritten by the older state read here.
+        """
+        deal_ids = self.opened_deal_ids()
+        self.recorder.replace_summaries([summary_of(self.repository.get(deal_id)) for deal_id in deal_ids])
+        return len(deal_ids)
+
+    def opened_deal_ids(self) -> list[UUID]:
+        """Every deal ever opened, from the event log (not the read model)."""
+        deal_ids: list[UUID] = []
+        start, page = None, 1000
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=start, limit=page, topics=[Deal.DealOpened.TOPIC], inclusive_of_start=False
+            )
+            deal_ids += [UUID(str(n.originator_id)) for n in notifications]
+            if len(notifications) < page:
+                return deal_ids
+            start = notifications[-1].id
+
+    @staticmethod
+    def project_from(events: list[CanMutateAggregate[UUID]]) -> Deal:
+        """The deal replayed from these events alone (no snapshot): what an auditor's replay sees."""
+        deal = project_aggregate(None, events)
+        if deal is None:
+            raise NotFound("no events to replay")
+        return deal
+
+    @staticmethod
+    def today() -> date:
+        return datetime.now(UTC).date()
+
+    # -- the command pipeline ------------------------------------------------------------
+
+    def _execute(self, command: DealCommand, deal_id: UUID | None, body: c.Command | None, ctx: c.CommandContext, ids: Mapping[str, str]) -> Outcome:
+        bound = log.bind(
+            command=command.name,
+            deal_id=str(deal_id) if deal_id else None,
+            actor=ctx.actor,
+            correlation_id=ctx.correlation_id,
+            idempotency_key=ctx.idempotency_key,
+        )
+        fingerprint = _fingerprint(command.name, deal_id, ids.get(command.target) if command.target else None, body)
+        try:
+            # Opening a deal needs no lock: nobody else can be writing a deal that does not exist yet.
+            with self.deal_locks.hold(deal_id) if deal_id is not None else nullcontext():
+                outcome = self._replayed(ctx, fingerprint)
+                if outcome is None:
+                    for attempt in self._attempts(ctx, bound):
+                        with attempt:
+                            outcome = self._run_once(command, deal_id, body, ctx, ids, fingerprint)
+        except DealflowError as refusal:
+            bound.info("command", outcome="refused", code=refusal.code, reason=refusal.message)
+            raise
+        assert outcome is not None
+        bound.info(
+            "command",
+            outcome="replayed" if outcome.replayed else "accepted",
+            deal_id=str(outcome.deal.id),
+            version=outcome.deal.version,
+        )
+        return outcome
+
+    def _attempts(self, ctx: c.CommandContext, logger: Any) -> Retrying:
+        # A command that stated its expected version must not be re-applied to a newer one.
+        return _conflict_retries(1 if ctx.expected_version is not None else self.conflict_retries, ConcurrentWrite, logger)
+
+    def _run_once(
+        self,
+        command: DealCommand,
+        deal_id: UUID | None,
+        body: c.Command | None,
+        ctx: c.CommandContext,
+        ids: Mapping[str, str],
+        fingerprint: str,
+    ) -> Outcome:
+        call = Call(body=body, ids=ids, by=_by(ctx), role=ctx.actor_role, policy=self.policy, today=self.today())
+        if deal_id is None:
+            deal, created_id = command.run(None, call), None
+        else:
+            deal = self.get_deal(deal_id)
+            if ctx.expected_version is not None and deal.version != ctx.expected_version:
+                raise VersionMismatch(
+                    f"deal {deal_id} is at version {deal.version}, not the expected {ctx.expected_version}"
+                )
+            try:
+                created_id = command.run(deal, call)
+            except SigningRefused as refused:
+                # Every refusal is recorded, including "already signed" or "walked away" (the
+                # stage blocker): each is an attempt someone made. Recorded here, under the
+                # deal's lock, with the version it was judged at; a refusal is never re-run,
+                # so it is recorded exactly once.
+                self._record_refused_signing(deal, refused, ctx)
+                raise
+        receipt = (
+            CommandReceipt(ctx.idempotency_key, fingerprint, str(deal.id), deal.version, created_id)
+            if ctx.idempotency_key
+            else None
+        )
+        try:
+            self.save(deal, summaries=[summary_of(deal)], receipt=receipt)
+        except IntegrityError:
+            # Either the same idempotency key won a race, or another writer took this version.
+            replayed = self._replayed(ctx, fingerprint)
+            if replayed is not None:
+                return replayed
+            if ctx.expected_version is not None:
+                raise VersionMismatch(
+                    f"deal {deal.id} changed while the command ran; it is no longer at version {ctx.expected_version}"
+                ) from None
+            raise ConcurrentWrite(f"deal {deal.id} was changed by another command at the same time") from None
+        return Outcome(deal, created_id)
+
+    def _replayed(self, ctx: c.CommandContext, fingerprint: str) -> Outcome | None:
+        if not ctx.idempotency_key:
+            return None
+        receipt = self.recorder.select_receipt(ctx.idempotency_key)
+        if receipt is None:
+            return None
+        if receipt.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                f"idempotency key {ctx.idempotency_key!r} was already used for a different command or payload"
+            )
+        deal = self.get_deal(UUID(receipt.deal_id), version=receipt.version)
+        return Outcome(deal, receipt.created_id, replayed=True)
+
+    def _version_at(self, deal_id: UUID, moment: datetime) -> int:
+        if moment.tzinfo is None:
+            raise InvalidCommand("as_of", "must include a time zone, e.g. 2026-01-31T12:00:00Z")
+        version = None
+        for domain_event in self.history(deal_id):
+            if domain_event.timestamp > moment:
+                break
+            version = domain_event.originator_version
+        if version is None:
+            raise NotFound(f"deal {deal_id} was not yet opened at {moment.isoformat()}")
+        return version
+
+
+def _by(ctx: c.CommandContext) -> Attribution:
+    return Attribution(actor=ctx.actor, correlation_id=ctx.correlation_id)
+
+
+def _fingerprint(name: str, deal_id: UUID | None, target: str | None, payload: c.Command | None) -> str:
+    document: dict[str, Any] = {
+        "command": name,
+        "deal_id": str(deal_id) if deal_id else None,
+        "target": target,
+        "payload": payload.model_dump(mode="json") if payload else None,
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()

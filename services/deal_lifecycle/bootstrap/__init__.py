@@ -1,0 +1,89 @@
+"""The deal service's composition root: the one place its store, policy and connections are built.
+
+Every process of the deal service starts here: `dealflow serve` (the HTTP app, with the NATS
+relay and command responder when NATS is configured), `dealflow relay`, the operators' and the
+auditors' commands. The entry points (HTTP, NATS, CLI) never build these themselves, and never
+import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import uvicorn
+from litestar import Litestar
+
+from dealflow.deal_lifecycle.adapters.policy_file import load_policy
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.policy import Policy
+from dealflow.deal_lifecycle.entrypoints.http.app import create_app
+from dealflow.deal_lifecycle.entrypoints.http.server import ShutdownFirstServer, uvicorn_options
+
+# Reading the record judges nothing: the auditors' commands need no policy file (the one each
+# decision was judged by is in its events), so they work wherever DEALFLOW_POLICY points.
+NO_POLICY = Policy(version="", terms={}, non_negotiables={})
+
+
+def build_deals(settings: Settings, policy: Policy | None = None) -> DealService:
+    """The application service on the configured store, judging by `policy` or the configured policy file."""
+    return DealService(env=settings.eventsourcing_env(), policy=load_policy(settings.policy_path) if policy is None else policy)
+
+
+class NoStore(LookupError):
+    """The configured store is not there (no SQLite file, or no events table in the database or schema)."""
+
+
+class StoreUnreachable(ConnectionError):
+    """The configured PostgreSQL server cannot be reached, or has no such database."""
+
+
+def open_to_read(settings: Settings) -> DealService:
+    """The store as it is, to read: a missing store is NoStore, never a new empty one (read-only commands
+    must not show an auditor an empty store as intact)."""
+    if not _store_exists(settings):
+        raise NoStore(settings.describe_store())
+    # Reading creates no tables, even if the store vanished since the check above.
+    return DealService(env={**settings.eventsourcing_env(), "CREATE_TABLE": "n"}, policy=NO_POLICY)
+
+
+def _store_exists(settings: Settings) -> bool:
+    if settings.database_url is None:
+        return settings.sqlite_path.is_file()
+    import psycopg  # noqa: PLC0415 - loaded only when PostgreSQL is used
+
+    from dealflow.deal_lifecycle.adapters.storage.postgres import store_exists  # noqa: PLC0415
+
+    try:
+        return store_exists(settings.eventsourcing_env())
+    except psycopg.Error as error:  # the server is down, or the database is not there
+        raise StoreUnreachable(str(error).strip()) from None
+
+
+def service_app(settings: Settings | None = None, service: DealService | None = None) -> Litestar:
+    """The HTTP app on its own service (or `service`, which stays the caller's to close), with the NATS
+    relay and command responder running beside it when NATS is configured."""
+    settings = settings or Settings.from_env()
+    companions: list[Callable[[DealService], AbstractAsyncContextManager[None]]] = []
+    if settings.nats_servers:
+
+        @asynccontextmanager
+        async def messaging(deals: DealService) -> AsyncIterator[None]:
+            running = DealMessaging(deals, settings)
+            await running.start()
+            try:
+                yield
+            finally:
+                await running.stop()
+
+        companions.append(messaging)
+    return create_app(settings, service if service is not None else lambda: build_deals(settings), companions)
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    """Serve the HTTP API until SIGINT/SIGTERM, then stop promptly (see ShutdownFirstServer)."""
+    app = service_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **uvicorn_options(settings))
+    ShutdownFirstServer(config, app).run()

@@ -1,0 +1,154 @@
+"""The deal service on NATS: the relay out and the command responder in, on one connection.
+
+Started by the HTTP app's lifespan when NATS is configured, and alone by `dealflow relay`.
+NATS being down never stops the service: commands keep being stored, and the relay
+publishes the backlog, in order, once NATS answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import structlog
+
+from dealflow.deal_lifecycle.adapters.bus import connect
+from dealflow.deal_lifecycle.adapters.checkpoints import CheckpointPublisher, CheckpointSettings
+from dealflow.deal_lifecycle.adapters.leadership import FileLeadership, Leadership, PostgresLeadership
+from dealflow.deal_lifecycle.adapters.relay import EventRelay
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.entrypoints.nats_commands import CommandResponder
+
+log = structlog.get_logger("dealflow.messaging")
+
+# A part that dies is restarted after 0.5 s, then 1, 2, 4... up to 30 s; the back-off starts
+# again once it has run for a minute.
+RESTART_MAX_SECONDS = 30.0
+RESTART_RESET_SECONDS = 60.0
+
+
+class DealMessaging:
+    def __init__(self, deals: DealService, settings: Settings, *, relay: bool = True, commands: bool = True) -> None:
+        assert settings.nats_servers, "messaging needs NATS_URL"
+        self.deals = deals
+        self.settings = settings
+        self.with_relay = relay
+        self.with_commands = commands
+        self.stop_event = asyncio.Event()
+        self.listening = asyncio.Event()  # set once commands over NATS are answered
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, wait_seconds: float = 5.0) -> None:
+        """Start, and wait a little for the command responder, so that once the service says it has
+        started, a command sent over NATS finds a responder. NATS being down never holds the service
+        back: after `wait_seconds` it goes on and the responder joins when NATS answers."""
+        self._task = asyncio.create_task(self._run(), name="dealflow-messaging")
+        self._task.add_done_callback(_say_if_failed)
+        if self.with_commands:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.listening.wait(), wait_seconds)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout=10)
+
+    async def run_until_stopped(self) -> None:
+        await self._run()
+
+    async def _run(self) -> None:
+        relay: EventRelay | None = None
+
+        async def reconnected() -> None:
+            if relay is not None:
+                relay.retry_now()
+
+        nc = await connect(self.settings.nats_servers, name="dealflow-deal-lifecycle", on_reconnect=reconnected)
+        log.info("connected to NATS", servers=self.settings.nats_servers)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if self.with_commands:
+                await CommandResponder(self.deals, nc, self.settings.max_request_bytes).listen()
+                self.listening.set()
+            if self.with_relay:
+                relay = events = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)
+                self.deals.on_recorded(events.wake)
+                leadership = self._leadership()
+                tasks.append(self._supervised("relay", lambda: events.run(self.stop_event, leadership)))
+                if self.settings.database_url:
+                    tasks.append(self._supervised("postgres listener", lambda: self._listen_to_postgres(events.wake)))
+                # Beside the relay: the store-wide chain's head, anchored on JetStream (checkpoints.py).
+                checkpoints = CheckpointPublisher(self.deals.recorder, nc, CheckpointSettings.from_env(self.settings))
+                self.deals.on_recorded(checkpoints.wake)
+                tasks.append(self._supervised("checkpoints", lambda: checkpoints.run(self.stop_event)))
+            # More parts on this connection go here, each under self._supervised(...).
+            await self.stop_event.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    def _supervised(self, part: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run a part until the service stops; if it dies, log why and start it again, with back-off."""
+
+        async def supervise() -> None:
+            failures = 0
+            loop = asyncio.get_running_loop()
+            while not self.stop_event.is_set():
+                started = loop.time()
+                try:
+                    await run()
+                except Exception as e:  # noqa: BLE001 - whatever killed it, say so and restart it
+                    failures = 1 if loop.time() - started > RESTART_RESET_SECONDS else failures + 1
+                    delay = min(RESTART_MAX_SECONDS, 0.5 * 2 ** (failures - 1))
+                    log.error(f"{part} died; restarting it", part=part, error=f"{type(e).__name__}: {e}", restart_in_seconds=delay, failures=failures, exc_info=True)
+                else:
+                    if self.stop_event.is_set():
+                        return
+                    delay = RESTART_MAX_SECONDS
+                    log.error(f"{part} ended unexpectedly; restarting it", part=part, restart_in_seconds=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), timeout=delay)
+
+        return asyncio.create_task(supervise(), name=f"dealflow-{part}")
+
+    def _leadership(self) -> Leadership:
+        if self.settings.database_url:
+            return PostgresLeadership(_conninfo(self.settings.database_url), scope=self._store_identity())
+        return FileLeadership(self.settings.sqlite_path)
+
+    def _store_identity(self) -> str:
+        return f"{self.settings.database_url}:{self.deals.recorder.events_table_name}"  # type: ignore[attr-defined]
+
+    async def _listen_to_postgres(self, wake: object) -> None:
+        """Events stored by other processes wake this relay at once (PostgreSQL LISTEN/NOTIFY)."""
+        channel = self.deals.recorder.channel_name  # type: ignore[attr-defined]
+        while not self.stop_event.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    _conninfo(self.settings.database_url or ""), autocommit=True
+                ) as conn:
+                    await conn.execute(f'LISTEN "{channel}"')
+                    async for _ in conn.notifies():
+                        wake()  # type: ignore[operator]
+            except psycopg.Error as e:
+                log.warning("cannot listen to PostgreSQL notifications", error=str(e))
+                await asyncio.sleep(1)
+
+
+def _say_if_failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the service's NATS side stopped", error=repr(task.exception()), exc_info=task.exception())
+
+
+def _conninfo(database_url: str) -> str:
+    """The URL psycopg accepts: ours carries `?schema=`, which is not a libpq parameter."""
+    url = urlsplit(database_url)
+    return urlunsplit((url.scheme, url.netloc, url.path, "", ""))

@@ -1,0 +1,1 @@
+"""The `dealflow` commands of the deal service: operating it (operate.py) and auditing it (audit.py)."""

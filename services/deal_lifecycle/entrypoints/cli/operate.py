@@ -1,0 +1,254 @@
+"""The `dealflow` command line (typer)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, port_is_free
+from dealflow.deal_lifecycle.adapters.policy_file import PolicyError, PolicyNotFound, load_policy
+from dealflow.deal_lifecycle.adapters.relay_status import Announcer as RelayAnnouncer
+from dealflow.deal_lifecycle.adapters.relay_status import report as relay_report
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import build_deals
+from dealflow.deal_lifecycle.bootstrap import serve as serve_http
+from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
+from dealflow.deal_lifecycle.config import Settings
+from dealflow.deal_lifecycle.domain.policy import Policy
+from dealflow.deal_lifecycle.entrypoints.cli.watch import watch as tail
+from dealflow.logs import configure_logging
+from dealflow.terminal import printable
+
+app = typer.Typer(help="dealflow: the event-sourced deal lifecycle.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port to listen on."),
+) -> None:
+    """Run the deal service's HTTP API."""
+    settings = Settings.from_env()
+    policy = _policy_or_exit(settings)
+    store = settings.describe_store()
+    typer.echo(
+        f"dealflow: deal service on http://{host}:{port} (OpenAPI at /schema), events in {store}, "
+        f"policy {settings.describe_policy()} ({policy.version[:19]})",
+        err=True,
+    )
+    # Slow clients cut off, header size capped; on SIGINT/SIGTERM live streams end first, so it stops promptly.
+    serve_http(settings, host=host, port=port)
+
+
+@app.command()
+def up(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port to listen on."),
+    nats_port: int = typer.Option(4222, help="Port of the embedded NATS (a free one if taken)."),
+    nats_max_payload: int | None = typer.Option(
+        None, help="The embedded NATS's max_payload in bytes (its default: 1 MB); raise it to let a relay stalled on a larger event resume."
+    ),
+) -> None:
+    """Start the whole system: embedded NATS (unless NATS_URL is set), the deal service with its relay, the notifier.
+
+    A small supervisor: each part is its own process; when one stops, or on Ctrl-C/SIGTERM,
+    all are stopped, in reverse order.
+    """
+    settings = Settings.from_env()
+    _policy_or_exit(settings)
+    embedded = None
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
+    relay_health = _RelayHealth(settings)
+    try:
+        if not settings.nats_servers:
+            store = settings.sqlite_path.parent / "nats"
+            embedded = EmbeddedNats(store, port=nats_port if port_is_free(nats_port) else None, max_payload=nats_max_payload)
+            env["NATS_URL"] = embedded.start()
+            _nats_url_file(settings).write_text(embedded.url)
+            typer.echo(f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}", err=True)
+        children.append(_spawn(["serve", "--host", host, "--port", str(port)], env))
+        children.append(_spawn(["notifier"], env))
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+            relay_health.check()
+    finally:
+        for child in reversed(children):
+            _stop(child)
+        relay_health.close()
+        if embedded is not None:
+            embedded.stop()
+            _nats_url_file(settings).unlink(missing_ok=True)
+    failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        raise typer.Exit(code=1)
+
+
+class _RelayHealth:
+    """`dealflow up` reads the relay's status from the store every few seconds and says when it stalls."""
+
+    def __init__(self, settings: Settings, every_seconds: float = 5.0) -> None:
+        self.settings = settings
+        self.every_seconds = every_seconds
+        self.next_check = time.monotonic() + every_seconds
+        self.announcer = RelayAnnouncer()
+        self.deals: DealService | None = None
+
+    def check(self) -> None:
+        if time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + self.every_seconds
+        try:
+            if self.deals is None:
+                self.deals = build_deals(self.settings)
+            lines = self.announcer.lines(relay_report(self.deals, self.deals.factory.tracking_recorder()))
+        except Exception:  # noqa: BLE001 - the store may be busy or not created yet: look again next time
+            return
+        for line in lines:
+            typer.echo(printable(line), err=True)
+
+    def close(self) -> None:
+        if self.deals is not None:
+            self.deals.close()
+
+
+def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "dealflow", *arguments], env=env)  # noqa: S603
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@app.command()
+def relay(
+    status: bool = typer.Option(False, "--status", help="Print where the relay is and whether it is stalled (exit 1 if so), then exit."),
+    as_json: bool = typer.Option(False, "--json", help="With --status: one JSON object."),
+) -> None:
+    """Run only the relay (store -> JetStream); several may run, one publishes at a time."""
+    settings = Settings.from_env()
+    if status:
+        _relay_status(settings, as_json=as_json)
+        return
+    configure_logging()
+    if not settings.nats_servers:
+        typer.echo("dealflow relay: set NATS_URL", err=True)
+        raise typer.Exit(code=2)
+    deals = build_deals(settings, _policy_or_exit(settings))
+    messaging = DealMessaging(deals, settings, commands=False)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, messaging.stop_event.set)
+        await messaging.run_until_stopped()
+
+    try:
+        asyncio.run(main())
+    finally:
+        deals.close()
+
+
+def _relay_status(settings: Settings, *, as_json: bool) -> None:
+    """What the relay has published, what it has not, and if it is stalled, at which event and why."""
+    deals = build_deals(settings, _policy_or_exit(settings))
+    try:
+        report = relay_report(deals, deals.factory.tracking_recorder())
+    finally:
+        deals.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_json()))
+    else:
+        typer.echo(f"dealflow relay on {settings.describe_store()}")
+        for line in report.lines():
+            typer.echo(printable(line))
+    if report.stalled:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def watch(
+    deal: str | None = typer.Option(None, "--deal", help="Only this deal's events."),
+    event_type: str | None = typer.Option(None, "--type", help="Only this event type, e.g. ContractSigned."),
+    since: str | None = typer.Option(None, help="all, a duration (15m, 2h, 1d) or an ISO time; default: new events only."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON event per line, for piping."),
+    limit: int | None = typer.Option(None, help="Stop after this many events."),
+) -> None:
+    """Tail the lifecycle stream from JetStream, live."""
+    settings = Settings.from_env()
+    # Without NATS_URL, var/nats.url is read again on every reconnect: a restarted `dealflow up` may use a new port.
+    servers = settings.nats_servers or (lambda: _embedded_nats_url(settings))
+    try:
+        asyncio.run(
+            tail(
+                servers, deal=deal, event_type=event_type, since=since, as_json=as_json, limit=limit,
+                write=_print, warn=lambda text: typer.echo(text, err=True),
+            )
+        )
+    except ValueError as e:
+        typer.echo(f"dealflow watch: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _print(text: str) -> None:
+    typer.echo(text)
+    sys.stdout.flush()
+
+
+def _nats_url_file(settings: Settings) -> Path:
+    """Where `dealflow up` tells `dealflow watch` which NATS it started."""
+    return settings.sqlite_path.parent / "nats.url"
+
+
+def _embedded_nats_url(settings: Settings) -> list[str]:
+    """The NATS that `dealflow up` started, else the default local one."""
+    url_file = _nats_url_file(settings)
+    if url_file.exists():
+        return [url_file.read_text().strip()]
+    return ["nats://127.0.0.1:4222"]
+
+
+@app.command("rebuild-read-model")
+def rebuild_read_model() -> None:
+    """Rebuild the deals listing from the event log (run while the service is stopped)."""
+    configure_logging()
+    settings = Settings.from_env()
+    deals = build_deals(settings, _policy_or_exit(settings))
+    try:
+        typer.echo(f"rebuilt the read model from the event log: {deals.rebuild_read_model()} deals")
+    finally:
+        deals.close()
+
+
+def _policy_or_exit(settings: Settings) -> Policy:
+    """Refuse to start on a missing or malformed policy, saying where and what (no traceback)."""
+    try:
+        return load_policy(settings.policy_path)
+    except PolicyError as e:
+        problem = "file was " if isinstance(e, PolicyNotFound) else "is malformed: "
+        typer.echo(f"dealflow: cannot start, the Right Terms policy {problem}{e}", err=True)
+        raise typer.Exit(code=2) from None

@@ -1,0 +1,120 @@
+"""`dealflow watch`: the lifecycle stream, live, for people (one line per event) or for pipes (--json)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import nats
+import nats.errors
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM, event_subject
+from dealflow.terminal import printable, value_text
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def start_from(since: str | None, now: datetime) -> tuple[DeliverPolicy, datetime | None]:
+    """`None`: new events only; `all`: from the beginning; `15m`/`2h`/`1d`: that long ago; an ISO time."""
+    if since is None:
+        return DeliverPolicy.NEW, None
+    if since == "all":
+        return DeliverPolicy.ALL, None
+    if match := _DURATION.match(since):
+        return DeliverPolicy.BY_START_TIME, now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        raise ValueError(f"--since must be 'all', a duration such as 15m, 2h or 1d, or an ISO time, not {since!r}") from None
+    return DeliverPolicy.BY_START_TIME, moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def line(event: dict[str, Any]) -> str:
+    """One event as one line: whatever the event holds, it cannot start another line or drive the terminal.
+    Values read as JSON (`null`, `false`, `{"term": ...}`, `60`), as in the other views."""
+    data = ", ".join(f"{k}={value_text(v)}" for k, v in event["data"].items() if v not in (None, "", [], {}))
+    return printable(
+        f"{event['timestamp'][:19]}Z  {event['deal_id'][:8]}  v{event['version']:<4} "
+        f"{event['type']:<28} by {event['actor']}" + (f"  {data}" if data else "")
+    )
+
+
+async def _quiet(*_: Any) -> None:
+    """nats-py's default callbacks log a traceback per failed attempt; watch says one line itself."""
+
+
+async def watch(
+    servers: list[str] | Callable[[], list[str]],
+    *,
+    deal: str | None,
+    event_type: str | None,
+    since: str | None,
+    as_json: bool,
+    limit: int | None,
+    write: Callable[[str], None],
+    warn: Callable[[str], None] = lambda text: None,
+    retry_seconds: float = 1.0,
+) -> None:
+    """Tail the stream; when NATS goes away, say so once, reconnect and carry on after the last event shown.
+
+    `servers` may be a function: it is asked again on every attempt, so a NATS restarted on a new
+    address (`dealflow up` writes it to var/nats.url) is found."""
+    policy, start_time = start_from(since, datetime.now(UTC))
+    resolve = servers if callable(servers) else (lambda: servers)
+    next_sequence: int | None = None  # the stream sequence after the last event shown
+    seen = 0
+    outage = False
+    while True:
+        urls = resolve()
+        try:
+            nc = await nats.connect(
+                urls, name="dealflow-watch", allow_reconnect=False, connect_timeout=2,
+                error_cb=_quiet, disconnected_cb=_quiet, closed_cb=_quiet,
+            )
+        except (OSError, TimeoutError, nats.errors.NoServersError):
+            if not outage:
+                warn(f"dealflow watch: NATS at {printable(', '.join(urls))} is not answering; retrying until it is back")
+            outage = True
+            await asyncio.sleep(retry_seconds)
+            continue
+        try:
+            js = nc.jetstream()
+            if next_sequence is not None:
+                policy, config = DeliverPolicy.BY_START_SEQUENCE, ConsumerConfig(opt_start_seq=next_sequence)
+            else:
+                config = ConsumerConfig(opt_start_time=start_time) if start_time else None
+            subscription = await js.subscribe(
+                event_subject(deal or "*", event_type or "*"),
+                stream=EVENTS_STREAM,
+                ordered_consumer=True,
+                deliver_policy=policy,
+                config=config,
+            )
+            if outage:
+                warn(f"dealflow watch: reconnected to {printable(', '.join(urls))}")
+                outage = False
+            while not nc.is_closed:
+                try:
+                    msg = await subscription.next_msg(timeout=retry_seconds)
+                except TimeoutError:
+                    continue
+                event = json.loads(msg.data)
+                write(json.dumps(event) if as_json else line(event))
+                next_sequence = msg.metadata.sequence.stream + 1
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+        except (OSError, TimeoutError, nats.errors.Error):
+            pass  # the connection went away mid-way: reconnect below
+        finally:
+            await nc.close()
+        if not outage:
+            warn(f"dealflow watch: lost NATS at {printable(', '.join(urls))}; reconnecting, events resume after the last one shown")
+        outage = True
+        await asyncio.sleep(retry_seconds)

@@ -1,0 +1,160 @@
+"""The rules at the service's edge, one definition for HTTP and NATS alike.
+
+Whatever a caller sends is bounded and checked here before it reaches a command: every
+header the service reads or copies into an event (a header that could not be published
+must never be stored), and the JSON body (UTF-8, no duplicate keys, bounded nesting).
+Breaking a rule is refused, never truncated or repaired silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import uuid4
+
+from dealflow.deal_lifecycle.application.commands import CommandContext
+from dealflow.deal_lifecycle.domain.errors import DealflowError, InvalidCommand
+
+REQUEST_ID = "X-Request-ID"
+
+# The longest value each header may carry, in characters. These are copied into events
+# (correlation id, actor) or receipts (idempotency key), so they must stay small.
+HEADER_LIMITS: dict[str, int] = {
+    REQUEST_ID: 200,
+    "X-Correlation-ID": 200,
+    "Idempotency-Key": 255,
+    "X-Actor": 200,
+    "X-Actor-Role": 50,
+    "If-Match": 40,
+}
+# All headers of one request or message together (HTTP: uvicorn's h11 limit; NATS: checked here).
+MAX_HEADER_BYTES = 16 * 1024
+
+# A deal version is a positive 64-bit integer; at most 18 digits keeps it one.
+_VERSION = re.compile(r"[0-9]{1,18}")
+
+
+class InvalidHeader(InvalidCommand):
+    """A header breaks its rule (too long, control characters, not UTF-8, repeated)."""
+
+    code = "invalid_header"
+
+
+class MalformedBody(DealflowError):
+    code = "malformed_request"
+
+
+class UnexpectedBody(DealflowError):
+    code = "unexpected_body"
+
+
+class UnsupportedMediaType(DealflowError):
+    code = "unsupported_media_type"
+
+
+def header(name: str, values: Sequence[str | bytes]) -> str | None:
+    """The one value of a header, checked against its rule; None when it was not sent."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidHeader(name, "must be sent once")
+    raw = values[0]
+    try:
+        value = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        raise InvalidHeader(name, "must be UTF-8") from None
+    # NATS clients decode headers with errors="replace": a U+FFFD is what invalid UTF-8 became.
+    if "\ufffd" in value:
+        raise InvalidHeader(name, "must be UTF-8")
+    limit = HEADER_LIMITS.get(name)
+    if limit is not None and len(value) > limit:
+        raise InvalidHeader(name, f"must be at most {limit} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise InvalidHeader(name, "must not contain control characters")
+    return value
+
+
+def total_header_size(headers: Sequence[tuple[str | bytes, str | bytes]]) -> None:
+    size = sum(len(_bytes(name)) + len(_bytes(value)) for name, value in headers)
+    if size > MAX_HEADER_BYTES:
+        raise InvalidHeader("headers", f"must be at most {MAX_HEADER_BYTES} bytes together")
+
+
+def _bytes(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "replace")
+
+
+def request_id(values: Sequence[str | bytes]) -> str:
+    """The caller's request id, checked, or a new one. It is echoed in a response header: printable ASCII only."""
+    value = header(REQUEST_ID, values)
+    if value and not (value.isascii() and value.isprintable()):
+        raise InvalidHeader(REQUEST_ID, "must be printable ASCII")
+    return value or uuid4().hex
+
+
+def command_context(get: Callable[[str], Sequence[str | bytes]], request_id: str) -> CommandContext:
+    """What travels with a command, from its headers (`get` returns every value sent for a name)."""
+    actor = header("X-Actor", get("X-Actor"))
+    role = header("X-Actor-Role", get("X-Actor-Role"))
+    return CommandContext(
+        actor=(actor or "").strip() or "anonymous",
+        correlation_id=header("X-Correlation-ID", get("X-Correlation-ID")) or request_id,
+        idempotency_key=header("Idempotency-Key", get("Idempotency-Key")) or None,
+        expected_version=parse_version(header("If-Match", get("If-Match"))),
+        actor_role=(role or "").strip().lower() or None,
+    )
+
+
+def check_headers(get: Callable[[str], Sequence[str | bytes]]) -> None:
+    """Every header's bounds, before anything else is read (so a refusal names the header).
+    If-Match is read as a version only by commands (command_context)."""
+    for name in HEADER_LIMITS:
+        header(name, get(name))
+
+
+def parse_version(if_match: str | None) -> int | None:
+    """The version in an If-Match header: 3, "3" or W/"3" (ASCII digits only: `²` or `٣` are not versions)."""
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not _VERSION.fullmatch(value):
+        raise InvalidCommand("If-Match", 'must be a deal version, as given in the ETag (e.g. "3")')
+    return int(value)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise MalformedBody(f"the key {twice!r} appears twice in one object")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedBody(f"{name} is not JSON")
+
+
+def decode_json(data: bytes) -> Any:
+    """A JSON body, strictly: UTF-8, no duplicate keys, no NaN/Infinity, bounded nesting."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedBody(f"the body is not UTF-8 (byte {e.start})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except RecursionError:
+        raise MalformedBody("the body is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, and integers beyond Python's digit limit
+        raise MalformedBody(f"the body is not valid JSON: {e}") from None
+    try:
+        # A lone surrogate (\ud800) decodes but can never be stored or published as UTF-8.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedBody("the body contains a lone surrogate (\\ud800-\\udfff), which is not text") from None
+    except RecursionError:
+        raise MalformedBody("the body is nested too deeply") from None
+    return value

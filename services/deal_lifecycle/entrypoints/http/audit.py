@@ -1,0 +1,71 @@
+"""Routes for auditors and ops: verify a deal's hash chain, and the lifecycle live over Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Litestar, Request, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from dealflow.deal_lifecycle.application.audit import Audit
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.domain.errors import NotFound
+from dealflow.deal_lifecycle.entrypoints.edge import InvalidHeader
+from dealflow.deal_lifecycle.entrypoints.http.live import Streams, parse_last_event_id, sse_data
+
+
+@get("/deals/{deal_id:uuid}/verify", tags=["audit"], sync_to_thread=True, summary="Recompute the deal's hash chain")
+def verify_deal(deals: NamedDependency[DealService], deal_id: FromPath[UUID]) -> dict[str, Any]:
+    verdict = Audit(deals).verify(deal_id)
+    if verdict.events == 0 and verdict.intact:
+        raise NotFound(f"no deal {deal_id}")
+    return verdict.as_dict()
+
+
+@get(
+    "/stream",
+    tags=["audit"],
+    summary="Lifecycle events, live (Server-Sent Events), resumable with Last-Event-ID",
+    description="At most DEALFLOW_MAX_STREAMS streams per instance (default 100): beyond, 503 `too_many_streams`.",
+)
+async def stream(
+    request: Request[Any, Any, Any],
+    deals: NamedDependency[DealService],
+    deal: Annotated[str | None, QueryParameter(description="Only this deal's events", max_length=200)] = None,
+    event_type: Annotated[str | None, QueryParameter(name="type", description="Only this event type", max_length=200)] = None,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", description="Resume after this event")] = None,
+) -> ServerSentEvent:
+    streams = live_streams(request.app, deals)
+    after = None
+    if last_event_id is not None:
+        after = parse_last_event_id(last_event_id)
+        # Beyond the last event stored it cannot be an id this stream sent (and would never resume).
+        if after is None or after > await streams.last_position():
+            raise InvalidHeader("Last-Event-ID", "must be the id of an event this stream sent")
+    slot = streams.reserve()
+    events = streams.follow(slot, after=after, deal_id=deal, event_type=event_type)
+
+    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        # At once, so the client sees the stream open (and its headers) before the first event.
+        # A comment only (no data line), which EventSource clients ignore.
+        yield ServerSentEventMessage(comment="connected", data=None)
+        async for item in events:
+            if item is None:
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
+            else:
+                position, view = item
+                yield ServerSentEventMessage(data=sse_data(view), event=view["type"], id=position)
+
+    return ServerSentEvent(messages(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def live_streams(app: Litestar, deals: DealService) -> Streams:
+    """The process's streams, made on first use unless the app's start-up made them (with its setting)."""
+    streams = getattr(app.state, "streams", None)
+    if streams is None:
+        streams = app.state.streams = Streams(deals)
+    return streams
