@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle, NotAllowedAtStage, permit
+from statemachine.exceptions import TransitionNotAllowed
+
+from dealflow.deal_lifecycle.domain import lifecycle
+from dealflow.deal_lifecycle.domain.errors import SigningRefused
+from dealflow.deal_lifecycle.domain.lifecycle import TRANSITIONS, DealLifecycle, NotAllowedAtStage, permit
 from dealflow.deal_lifecycle.domain.model import Stage
 
 NEGOTIATION = {
@@ -93,3 +97,40 @@ def test_walking_away_after_signing_is_refused() -> None:
 def test_an_unknown_command_raises_instead_of_being_ignored() -> None:
     with pytest.raises(NotAllowedAtStage):
         permit(Stage.PROSPECT, "promote_to_vip")
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("command", all_commands())
+def test_the_transition_table_answers_as_the_machine_does(stage: Stage, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """permit() reads a table made from the machine once; a fresh machine, asked the same, agrees."""
+    monkeypatch.setattr(lifecycle, "signing_blockers", lambda _deal: [])  # the signing guard satisfied
+    machine = DealLifecycle(start_value=stage)
+    try:
+        machine.send(command, deal=None)
+    except TransitionNotAllowed:
+        with pytest.raises(NotAllowedAtStage):
+            permit(stage, command)
+    else:
+        assert permit(stage, command) == machine.current_state_value
+
+
+def test_the_table_holds_every_transition_of_the_machine_and_nothing_else() -> None:
+    declared = {
+        (state.value, str(command)): transition.target.value
+        for state in DealLifecycle.states
+        for transition in state.transitions
+        for command in transition.events
+    }
+    assert TRANSITIONS == declared
+
+
+def test_the_machine_still_guards_signing_with_the_blockers() -> None:
+    class Blocked:
+        stage = Stage.TRANSITION_MEETING
+        participants: list = []  # noqa: RUF012
+        sales_promises: dict = {}  # noqa: RUF012
+        expectations: dict = {}  # noqa: RUF012
+        conditions: dict = {}  # noqa: RUF012
+
+    with pytest.raises(SigningRefused, match="no client expectation is recorded"):
+        DealLifecycle(start_value=Stage.TRANSITION_MEETING).send("sign_contract", deal=Blocked())

@@ -1,7 +1,9 @@
 """What stops the contract from being signed: every blocker, not just the first.
 
-The lifecycle's guard on signing and the deal's `blockers` view both come from here,
-so the answer to "why can't we sign?" is the same everywhere.
+Which stages allow signing is the lifecycle's to say (lifecycle.py puts the stage's blocker
+first); what the deal itself still has to clear is said here. The lifecycle's guard on
+signing and the deal's `blockers` view both come from `lifecycle.signing_blockers`, so the
+answer to "why can't we sign?" is the same everywhere.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ PROMISE_NOT_ACCEPTED = "promise_not_accepted"
 ATTENDANCE_INCOMPLETE = "attendance_incomplete"
 OPEN_WALK_AWAY_CONDITION = "open_walk_away_condition"
 
+_CLOSED = {
+    Stage.CONTRACT_SIGNED: "the contract is already signed, so there is nothing left to sign",
+    Stage.WALKED_AWAY: "the firm walked away from this deal, so it can no longer be signed",
+}
+
 
 class SigningState(Protocol):
     stage: str
@@ -29,17 +36,18 @@ class SigningState(Protocol):
     conditions: Mapping[str, WalkAwayCondition]
 
 
-def signing_blockers(deal: SigningState) -> list[Blocker]:
-    # A closed deal has nothing left to clear: naming its old blockers would advise work that cannot help.
-    if deal.stage == Stage.CONTRACT_SIGNED:
-        return [Blocker(STAGE, "the contract is already signed, so there is nothing left to sign")]
-    if deal.stage == Stage.WALKED_AWAY:
-        return [Blocker(STAGE, "the firm walked away from this deal, so it can no longer be signed")]
+def closed(stage: str) -> Blocker:
+    """The one blocker of a deal the lifecycle has closed."""
+    return Blocker(STAGE, _CLOSED[Stage(stage)])
+
+
+def too_early(stage: str) -> Blocker:
+    return Blocker(STAGE, f"the deal is at stage {stage}; signing happens after the transition meeting")
+
+
+def open_items(deal: SigningState) -> list[Blocker]:
+    """What the deal itself has yet to clear, whatever its stage."""
     blockers: list[Blocker] = []
-    if deal.stage != Stage.TRANSITION_MEETING:
-        blockers.append(
-            Blocker(STAGE, f"the deal is at stage {deal.stage}; signing happens after the transition meeting")
-        )
     live = [e for e in deal.expectations.values() if e.decision is not Decision.WITHDRAWN]
     for side, code in ((Side.CLIENT, MISSING_CLIENT_EXPECTATION), (Side.PROVIDER, MISSING_PROVIDER_EXPECTATION)):
         if not any(e.side is side for e in live):

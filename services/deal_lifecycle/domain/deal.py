@@ -16,9 +16,8 @@ from uuid import uuid4
 from eventsourcing.domain import Aggregate, event
 
 from . import bounds
-from .blockers import signing_blockers
-from .errors import Blocker, CommandRefused, Forbidden, InvalidCommand, NotFound, SigningRefused
-from .lifecycle import NotAllowedAtStage, permit
+from .errors import Blocker, CommandRefused, Forbidden, InvalidCommand, NotFound
+from .lifecycle import permit, signing_blockers, signing_is_unblocked
 from .model import (
     Attribution,
     Concession,
@@ -791,11 +790,8 @@ class Deal(Aggregate):
     # -- the end of the window ----------------------------------------------------------
 
     def sign_contract(self, *, by: Attribution) -> None:
-        try:
-            permit(self.stage, "sign_contract", deal=self)
-        except NotAllowedAtStage:
-            # Name every blocker, not only the stage: the caller fixes them all in one go.
-            raise SigningRefused(signing_blockers(self)) from None
+        signing_is_unblocked(self)
+        permit(self.stage, "sign_contract")
         self._contract_signed(actor=by.actor, correlation_id=by.correlation_id)
 
     @event(ContractSigned)

@@ -1,23 +1,35 @@
 """The deal lifecycle and its guards, declared once.
 
-Every command on a deal is an event of this machine; the aggregate asks the machine
+Every command on a deal is an event of this machine; the aggregate asks the lifecycle
 before it records anything. Read top to bottom, the class is the lifecycle, and the
-diagram is generated from it.
+diagram is generated from it. The machine is read once, at import, into a table of
+(stage, command) -> stage after, so asking costs a dict lookup, not a machine per command.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from statemachine import State, StateChart
-from statemachine.exceptions import TransitionNotAllowed
 from statemachine.transition_list import TransitionList
 
-from .blockers import signing_blockers
-from .errors import CommandRefused, SigningRefused
+from . import blockers
+from .blockers import SigningState
+from .errors import Blocker, CommandRefused, SigningRefused
 
-if TYPE_CHECKING:
-    from .deal import Deal
+
+def signing_blockers(deal: SigningState) -> list[Blocker]:
+    """Every reason the contract cannot be signed now: the stage's first (from the lifecycle), then the deal's own."""
+    if deal.stage in CLOSED:
+        # A closed deal has nothing left to clear: naming its old blockers would advise work that cannot help.
+        return [blockers.closed(deal.stage)]
+    at_stage = [] if (deal.stage, "sign_contract") in TRANSITIONS else [blockers.too_early(deal.stage)]
+    return [*at_stage, *blockers.open_items(deal)]
+
+
+def signing_is_unblocked(deal: SigningState) -> None:
+    """The guard on signing: refused with every blocker at once, so the caller clears them all in one go."""
+    found = signing_blockers(deal)
+    if found:
+        raise SigningRefused(found)
 
 
 def _stays(*stages: State) -> TransitionList:
@@ -63,30 +75,43 @@ class DealLifecycle(StateChart):
     resolve_impasse = _stays(prospect, letter_of_intent, transition_meeting)
     escalate = _stays(prospect, letter_of_intent, transition_meeting)
     waive_condition = _stays(prospect, letter_of_intent, transition_meeting)
-    sign_contract = transition_meeting.to(contract_signed, validators="signing_is_unblocked")
+    sign_contract = transition_meeting.to(contract_signed, validators=signing_is_unblocked)
     # Walking away is possible until the contract is signed, never after.
     walk_away = prospect.to(walked_away) | letter_of_intent.to(walked_away) | transition_meeting.to(walked_away)
-
-    def signing_is_unblocked(self, deal: Deal) -> None:
-        blockers = signing_blockers(deal)
-        if blockers:
-            raise SigningRefused(blockers)
 
 
 class NotAllowedAtStage(CommandRefused):
     code = "not_allowed_at_stage"
 
 
-def permit(stage: str, command: str, **context: Any) -> str:
+def _transitions(machine: type[StateChart]) -> dict[tuple[str, str], str]:
+    """(stage, command) -> the stage after it, for every transition the machine declares."""
+    table: dict[tuple[str, str], str] = {}
+    for state in machine.states:
+        for transition in state.transitions:
+            # A condition would make the answer depend on more than the stage: the table could not hold it.
+            if list(transition.cond):
+                raise TypeError(f"{transition} has a condition; the lifecycle table answers from the stage alone")
+            for command in transition.events:
+                key = (state.value, str(command))
+                if key in table:
+                    raise TypeError(f"{command} is declared twice from {state.value}")
+                table[key] = transition.target.value
+    return table
+
+
+TRANSITIONS = _transitions(DealLifecycle)
+# Stages the lifecycle never leaves.
+CLOSED = frozenset(state.value for state in DealLifecycle.final_states)
+
+
+def permit(stage: str, command: str) -> str:
     """Ask the lifecycle whether `command` may happen at `stage`; return the stage after it.
 
-    Raises NotAllowedAtStage, or the refusal a validator raised. Changes nothing.
+    Raises NotAllowedAtStage. Changes nothing. Signing has a guard besides the stage
+    (`signing_is_unblocked`), which the deal runs itself, once.
     """
-    machine = DealLifecycle(start_value=stage)
     try:
-        machine.send(command, **context)
-    except TransitionNotAllowed:
-        raise NotAllowedAtStage(
-            f"cannot {command.replace('_', ' ')} while the deal is at stage {stage}"
-        ) from None
-    return str(machine.current_state_value)
+        return TRANSITIONS[(stage, command)]
+    except KeyError:
+        raise NotAllowedAtStage(f"cannot {command.replace('_', ' ')} while the deal is at stage {stage}") from None
