@@ -151,6 +151,17 @@ def test_an_expectation_due_in_the_past_is_refused() -> None:
     assert deal.version == 3
 
 
+@pytest.mark.parametrize(("priority", "rule"), [(0, "must be 1 (highest) or more"), (100, "must be 99 (lowest) or less")])
+def test_a_priority_outside_1_to_99_is_refused(priority: int, rule: str) -> None:
+    deal = domain_deal_in_meeting()
+    for allowed in (1, 99):
+        deal.record_expectation(side=Side.CLIENT, statement="s", metric="m", target="t", due=LATER, priority=allowed, today=TODAY, by=BY)
+    with pytest.raises(InvalidCommand) as invalid:
+        deal.record_expectation(side=Side.CLIENT, statement="s", metric="m", target="t", due=LATER, priority=priority, today=TODAY, by=BY)
+    assert (invalid.value.field, invalid.value.rule) == ("priority", rule)
+    assert deal.version == 5
+
+
 def test_deciding_an_unknown_promise_is_not_found() -> None:
     deal = domain_deal_in_meeting()
     with pytest.raises(NotFound):

@@ -4,7 +4,8 @@ A deal negotiated for months has tens of promises and expectations and perhaps a
 concessions; the bounds sit an order of magnitude above that. Their point is not to limit
 business but to give the size of a deal (and so of its view, its snapshot and a refused
 signing's event) a known upper bound, whatever a careless or hostile client sends.
-Text lengths are bounded by the command payloads (commands.py); these are counts.
+Text lengths are bounded by the command payloads (commands.py); these are counts, and the
+scale of an expectation's priority, which the payloads take from here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ MAX_STRATEGIES = 20
 MAX_STRATEGIES_CHARACTERS = 8_000
 # A walk-away cites the conditions that caused it.
 MAX_CITED_CONDITIONS = 50
+
+# An expectation's priority, 1 the highest.
+MIN_PRIORITY = 1
+MAX_PRIORITY = 99
 
 
 def room_for(what: str, count: int, limit: int) -> None:

@@ -374,8 +374,10 @@ class Deal(Aggregate):
     ) -> str:
         if due < today:
             raise InvalidCommand("due", f"must not be in the past (today is {today.isoformat()})")
-        if priority < 1:
-            raise InvalidCommand("priority", "must be 1 (highest) or more")
+        if priority < bounds.MIN_PRIORITY:
+            raise InvalidCommand("priority", f"must be {bounds.MIN_PRIORITY} (highest) or more")
+        if priority > bounds.MAX_PRIORITY:
+            raise InvalidCommand("priority", f"must be {bounds.MAX_PRIORITY} (lowest) or less")
         permit(self.stage, "record_expectation")
         bounds.room_for("expectations", len(self.expectations) + 1, bounds.MAX_EXPECTATIONS)
         expectation_id = str(uuid4())
