@@ -8,7 +8,8 @@ import pytest
 from eventsourcing.application import project_aggregate
 
 from dealflow.deal_lifecycle.domain import deal as deal_module
-from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain import events as events_module
+from dealflow.deal_lifecycle.domain.deal import Deal, event_topics
 from dealflow.deal_lifecycle.domain.errors import CommandRefused, InvalidCommand, NotFound, SigningRefused
 from dealflow.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from dealflow.deal_lifecycle.domain.model import Decision, Participant, Role, Side, Stage
@@ -200,3 +201,12 @@ def test_replaying_history_never_runs_the_guards(monkeypatch: pytest.MonkeyPatch
     assert (replayed.stage, replayed.version) == (Stage.CONTRACT_SIGNED, deal.version)
     assert replayed.expectations == deal.expectations
     assert all(e.decision is Decision.ACCEPTED for e in replayed.expectations.values())
+
+
+def test_each_fact_says_how_it_changes_the_deal_and_is_the_deals_own() -> None:
+    facts = [value for value in vars(Deal).values() if isinstance(value, type) and getattr(value, "TOPIC", None) in event_topics()]
+    assert len(facts) == len(event_topics()) == 27
+    for fact in facts:
+        assert "apply" in vars(fact), f"{fact.__name__} does not say how it changes the deal"
+        assert getattr(events_module, fact.__name__) is fact
+        assert fact.TOPIC == f"dealflow:Deal.{fact.__name__}"

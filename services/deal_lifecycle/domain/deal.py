@@ -1,45 +1,73 @@
-"""The Deal aggregate: commands check, events record.
+"""The Deal aggregate: commands check, facts record.
 
-Each public method asks the lifecycle (and checks its own content rules) and then
-triggers one past-tense event through a private `@event` method. Replaying history
-runs only the private methods, so no guard ever re-runs on an old fact.
+Each public method checks its own content rules and asks the lifecycle (lifecycle.py), then
+records its facts (events.py, each of which knows how it changes the deal). Replaying
+history runs only the facts, so no guard ever re-runs on an old fact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import date
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import uuid4
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import Aggregate
 
-from . import bounds
+from . import bounds, events
 from .errors import Blocker, CommandRefused, Forbidden, InvalidCommand, NotFound
+from .events import (
+    ClientFactsRecorded,
+    ConcessionRecorded,
+    ConcessionWithdrawn,
+    ContractSigned,
+    DealOpened,
+    EscalatedOverCounterpart,
+    ExpectationAgreed,
+    ExpectationRecorded,
+    ExpectationRejected,
+    ExpectationWithdrawn,
+    ImpasseDeclared,
+    ImpasseResolved,
+    LetterOfIntentSigned,
+    NonNegotiableAccepted,
+    NonNegotiableRefused,
+    SalesPromiseAccepted,
+    SalesPromiseRecorded,
+    SalesPromiseRejected,
+    SalesPromiseRenegotiated,
+    SalesPromiseWithdrawn,
+    TermAgreed,
+    TermProposed,
+    TransitionMeetingHeld,
+    WalkAwayConditionRaised,
+    WalkAwayConditionResolved,
+    WalkAwayConditionWaived,
+    WalkedAway,
+    attributed,
+)
 from .lifecycle import permit, signing_blockers, signing_is_unblocked
 from .model import (
     Attribution,
     Concession,
     ConditionKind,
-    ConditionStatus,
     Decision,
     Escalation,
     Expectation,
     Impasse,
     NegotiatedTerm,
     Participant,
-    Role,
     SalesPromise,
     Side,
     Stage,
     WalkAwayCondition,
+    attendance,
     excerpt,
 )
 from .policy import Policy, Term
 
-# Stored topics are a contract with history: they must not change when code moves.
-TOPIC_PREFIX = "dealflow:Deal"
+# Kept importable from here: stored topics are built from it.
+TOPIC_PREFIX = events.TOPIC_PREFIX
 PROMISE, EXPECTATION = "Sales promise", "expectation"
 # Caller text quoted in a condition's evidence or resolution is cut to this length: the whole
 # text is in the event that recorded it, and the condition only needs to point at it.
@@ -48,267 +76,87 @@ QUOTED = 200
 SERVICE = "dealflow"
 APPROVER = "approver"
 Item = TypeVar("Item", SalesPromise, Expectation, WalkAwayCondition, Impasse)
+Fact = TypeVar("Fact", bound=events.Event)
 
 
 class Deal(Aggregate):
     TOPIC = TOPIC_PREFIX
 
-    class Event(Aggregate.Event):
-        TOPIC = f"{TOPIC_PREFIX}.Event"
-        actor: str
-        correlation_id: str
+    # The facts of a deal, named as its own: Deal.DealOpened, isinstance(e, Deal.WalkedAway)...
+    # In this order: the order of the published schemas.
+    Event = events.Event
+    Created = events.Created
+    DealOpened = events.DealOpened
+    LetterOfIntentSigned = events.LetterOfIntentSigned
+    TransitionMeetingHeld = events.TransitionMeetingHeld
+    SalesPromiseRecorded = events.SalesPromiseRecorded
+    SalesPromiseAccepted = events.SalesPromiseAccepted
+    SalesPromiseRejected = events.SalesPromiseRejected
+    SalesPromiseWithdrawn = events.SalesPromiseWithdrawn
+    ExpectationRecorded = events.ExpectationRecorded
+    ExpectationAgreed = events.ExpectationAgreed
+    ExpectationRejected = events.ExpectationRejected
+    ExpectationWithdrawn = events.ExpectationWithdrawn
+    SalesPromiseRenegotiated = events.SalesPromiseRenegotiated
+    TermProposed = events.TermProposed
+    TermAgreed = events.TermAgreed
+    ConcessionRecorded = events.ConcessionRecorded
+    ConcessionWithdrawn = events.ConcessionWithdrawn
+    NonNegotiableRefused = events.NonNegotiableRefused
+    NonNegotiableAccepted = events.NonNegotiableAccepted
+    ClientFactsRecorded = events.ClientFactsRecorded
+    ImpasseDeclared = events.ImpasseDeclared
+    ImpasseResolved = events.ImpasseResolved
+    EscalatedOverCounterpart = events.EscalatedOverCounterpart
+    WalkAwayConditionRaised = events.WalkAwayConditionRaised
+    WalkAwayConditionResolved = events.WalkAwayConditionResolved
+    WalkAwayConditionWaived = events.WalkAwayConditionWaived
+    ContractSigned = events.ContractSigned
+    WalkedAway = events.WalkedAway
 
-    class Created(Aggregate.Created):
-        TOPIC = f"{TOPIC_PREFIX}.Created"
-
-    class DealOpened(Created):
-        TOPIC = f"{TOPIC_PREFIX}.DealOpened"
+    if TYPE_CHECKING:
+        # What a deal holds, set by its facts (DealOpened first): this is also its snapshot.
         title: str
         client_name: str
         owner: str
-        actor: str
-        correlation_id: str
-
-    class LetterOfIntentSigned(Event):
-        TOPIC = f"{TOPIC_PREFIX}.LetterOfIntentSigned"
-
-    class TransitionMeetingHeld(Event):
-        TOPIC = f"{TOPIC_PREFIX}.TransitionMeetingHeld"
-        participants: list[dict[str, str]]
-
-    class SalesPromiseRecorded(Event):
-        TOPIC = f"{TOPIC_PREFIX}.SalesPromiseRecorded"
-        promise_id: str
-        statement: str
-
-    class SalesPromiseAccepted(Event):
-        TOPIC = f"{TOPIC_PREFIX}.SalesPromiseAccepted"
-        promise_id: str
-        reason: str | None
-
-    class SalesPromiseRejected(Event):
-        TOPIC = f"{TOPIC_PREFIX}.SalesPromiseRejected"
-        promise_id: str
-        reason: str | None
-
-    class SalesPromiseWithdrawn(Event):
-        TOPIC = f"{TOPIC_PREFIX}.SalesPromiseWithdrawn"
-        promise_id: str
-        reason: str
-
-    class ExpectationRecorded(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ExpectationRecorded"
-        expectation_id: str
-        side: str
-        statement: str
-        metric: str
-        target: str
-        due: date
-        priority: int
-
-    class ExpectationAgreed(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ExpectationAgreed"
-        expectation_id: str
-        agreed_by: str
-        reason: str | None
-
-    class ExpectationRejected(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ExpectationRejected"
-        expectation_id: str
-        rejected_by: str
-        reason: str | None
-
-    class ExpectationWithdrawn(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ExpectationWithdrawn"
-        expectation_id: str
-        reason: str
-
-    class SalesPromiseRenegotiated(Event):
-        TOPIC = f"{TOPIC_PREFIX}.SalesPromiseRenegotiated"
-        promise_id: str
-        statement: str
-
-    class TermProposed(Event):
-        TOPIC = f"{TOPIC_PREFIX}.TermProposed"
-        term: str
-        value: float
-        by: str
-        policy_version: str
-
-    class TermAgreed(Event):
-        TOPIC = f"{TOPIC_PREFIX}.TermAgreed"
-        term: str
-        value: float
-        policy_version: str
-
-    class ConcessionRecorded(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ConcessionRecorded"
-        concession_id: str
-        by: str
-        what: str
         stage: str
-        early: bool
-        term: str | None
-
-    class ConcessionWithdrawn(Event):
-        """A concession no longer stands: its term was agreed again, at another value or at the public position."""
-
-        TOPIC = f"{TOPIC_PREFIX}.ConcessionWithdrawn"
-        concession_id: str
-        term: str | None
-        reason: str
-
-    class NonNegotiableRefused(Event):
-        TOPIC = f"{TOPIC_PREFIX}.NonNegotiableRefused"
-        name: str
-        reason: str | None
-
-    class NonNegotiableAccepted(Event):
-        TOPIC = f"{TOPIC_PREFIX}.NonNegotiableAccepted"
-        name: str
-
-    class ClientFactsRecorded(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ClientFactsRecorded"
-        annual_value: float | None
-        industry: str | None
-        policy_version: str
-
-    class ImpasseDeclared(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ImpasseDeclared"
-        impasse_id: str
-        topic: str
-
-    class ImpasseResolved(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ImpasseResolved"
-        impasse_id: str
-        how: str
-
-    class EscalatedOverCounterpart(Event):
-        TOPIC = f"{TOPIC_PREFIX}.EscalatedOverCounterpart"
-        escalation_id: str
-        impasse_id: str
-        to: str
-        counterpart_consented: bool
-        strategies_tried: list[str]
-
-    class WalkAwayConditionRaised(Event):
-        TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionRaised"
-        condition_id: str
-        kind: str
-        subject: str
-        evidence: dict[str, Any]
-        policy_version: str
-
-    class WalkAwayConditionResolved(Event):
-        TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionResolved"
-        condition_id: str
-        resolution: str
-
-    class WalkAwayConditionWaived(Event):
-        """v2 names the waived condition (kind, subject, evidence), so whoever reads the waiver alone knows what was let pass."""
-
-        TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionWaived"
-        class_version = 2
-        condition_id: str
-        reason: str
-        kind: str | None
-        subject: str | None
-        evidence: dict[str, Any] | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            # A v1 waiver named only the condition's id: the condition itself is in the deal's earlier events.
-            state["kind"] = state["subject"] = state["evidence"] = None
-
-    class ContractSigned(Event):
-        TOPIC = f"{TOPIC_PREFIX}.ContractSigned"
-
-    class WalkedAway(Event):
-        """v2 cites the walk-away conditions that caused it (DOMAIN.md: "usually cites")."""
-
-        TOPIC = f"{TOPIC_PREFIX}.WalkedAway"
-        class_version = 2
-        reason: str
-        cited_conditions: list[str]
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            # A v1 walk-away cited nothing: the service did not record conditions then.
-            state["cited_conditions"] = []
-
-    # -- opening -------------------------------------------------------------------
+        participants: list[Participant]
+        sales_promises: dict[str, SalesPromise]
+        expectations: dict[str, Expectation]
+        walk_away_reason: str | None
+        walk_away_cited: list[str]
+        terms: dict[str, NegotiatedTerm]
+        concessions: list[Concession]
+        non_negotiables: dict[str, str]
+        client_facts: dict[str, Any]
+        impasses: dict[str, Impasse]
+        escalations: list[Escalation]
+        conditions: dict[str, WalkAwayCondition]
 
     @classmethod
     def open(cls, *, title: str, client_name: str, owner: str, by: Attribution) -> Deal:
-        return cls(
-            title=title,
-            client_name=client_name,
-            owner=owner,
-            actor=by.actor,
-            correlation_id=by.correlation_id,
-        )
-
-    @event(DealOpened)
-    def __init__(self, *, title: str, client_name: str, owner: str, actor: str, correlation_id: str) -> None:
-        self.title = title
-        self.client_name = client_name
-        self.owner = owner
-        self.stage: str = Stage.PROSPECT
-        self.participants: list[Participant] = []
-        self.sales_promises: dict[str, SalesPromise] = {}
-        self.expectations: dict[str, Expectation] = {}
-        self.walk_away_reason: str | None = None
-        self.walk_away_cited: list[str] = []
-        self.terms: dict[str, NegotiatedTerm] = {}
-        self.concessions: list[Concession] = []
-        self.non_negotiables: dict[str, str] = {}  # name -> "refused" | "accepted"
-        self.client_facts: dict[str, Any] = {}
-        self.impasses: dict[str, Impasse] = {}
-        self.escalations: list[Escalation] = []
-        self.conditions: dict[str, WalkAwayCondition] = {}
+        return cls._create(DealOpened, title=title, client_name=client_name, owner=owner, **attributed(by))
 
     # -- the way to the transition meeting --------------------------------------------
 
     def sign_letter_of_intent(self, *, by: Attribution) -> None:
         permit(self.stage, "sign_letter_of_intent")
-        self._letter_of_intent_signed(actor=by.actor, correlation_id=by.correlation_id)
-
-    @event(LetterOfIntentSigned)
-    def _letter_of_intent_signed(self, *, actor: str, correlation_id: str) -> None:
-        self.stage = Stage.LETTER_OF_INTENT
+        self._record(LetterOfIntentSigned, by)
 
     def hold_transition_meeting(self, *, participants: Iterable[Participant], by: Attribution) -> None:
-        attendees = list(dict.fromkeys(participants))
+        attendees = attendance([], participants)
         if not attendees:
             raise InvalidCommand("participants", "at least one participant attends the meeting")
-        bounds.room_for("participants", len(set(self.participants) | set(attendees)), bounds.MAX_PARTICIPANTS)
+        bounds.room_for("participants", len(attendance(self.participants, attendees)), bounds.MAX_PARTICIPANTS)
         permit(self.stage, "hold_transition_meeting")
-        self._transition_meeting_held(
-            participants=[{"name": p.name, "role": str(p.role)} for p in attendees],
-            actor=by.actor,
-            correlation_id=by.correlation_id,
-        )
-
-    @event(TransitionMeetingHeld)
-    def _transition_meeting_held(self, *, participants: list[dict[str, str]], actor: str, correlation_id: str) -> None:
-        self.stage = Stage.TRANSITION_MEETING
-        held = [Participant(p["name"], Role(p["role"])) for p in participants]
-        self.participants = list(dict.fromkeys([*self.participants, *held]))
+        self._record(TransitionMeetingHeld, by, participants=[{"name": p.name, "role": str(p.role)} for p in attendees])
 
     # -- Sales promises ------------------------------------------------------------
 
     def record_sales_promise(self, *, statement: str, by: Attribution) -> str:
         permit(self.stage, "record_sales_promise")
         bounds.room_for("Sales promises", len(self.sales_promises) + 1, bounds.MAX_PROMISES)
-        promise_id = str(uuid4())
-        self._sales_promise_recorded(
-            promise_id=promise_id, statement=statement, actor=by.actor, correlation_id=by.correlation_id
-        )
-        return promise_id
-
-    @event(SalesPromiseRecorded)
-    def _sales_promise_recorded(self, *, promise_id: str, statement: str, actor: str, correlation_id: str) -> None:
-        self.sales_promises[promise_id] = SalesPromise(promise_id, statement)
+        return self._record(SalesPromiseRecorded, by, promise_id=str(uuid4()), statement=statement).promise_id
 
     def decide_sales_promise(
         self, promise_id: str, *, accepted: bool, reason: str | None, policy: Policy, by: Attribution
@@ -316,8 +164,7 @@ class Deal(Aggregate):
         """Operations accepts or rejects a Sales promise, in front of the client."""
         promise = self._undecided(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "decide_sales_promise")
-        decided = self._sales_promise_accepted if accepted else self._sales_promise_rejected
-        decided(promise_id=promise_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
+        self._record(SalesPromiseAccepted if accepted else SalesPromiseRejected, by, promise_id=promise_id, reason=reason)
         if not accepted:
             evidence = {"promise_id": promise_id, "statement": excerpt(promise.statement, QUOTED), "reason": _quoted(reason)}
             self._raise(ConditionKind.PROMISE_REJECTED, promise_id, evidence, policy, by)
@@ -328,35 +175,15 @@ class Deal(Aggregate):
         if promise.decision is not Decision.REJECTED:
             raise CommandRefused(f"{PROMISE} {promise_id} is {promise.decision}; only a rejected one is renegotiated", "not_rejected")
         permit(self.stage, "renegotiate_sales_promise")
-        self._sales_promise_renegotiated(
-            promise_id=promise_id, statement=statement, actor=by.actor, correlation_id=by.correlation_id
-        )
+        self._record(SalesPromiseRenegotiated, by, promise_id=promise_id, statement=statement)
         self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, f"the promise was renegotiated: {excerpt(statement, QUOTED)!r}", by)
-
-    @event(SalesPromiseRenegotiated)
-    def _sales_promise_renegotiated(self, *, promise_id: str, statement: str, actor: str, correlation_id: str) -> None:
-        self.sales_promises[promise_id] = SalesPromise(promise_id, statement)
-
-    @event(SalesPromiseAccepted)
-    def _sales_promise_accepted(self, *, promise_id: str, reason: str | None, actor: str, correlation_id: str) -> None:
-        self._decide(self.sales_promises, promise_id, Decision.ACCEPTED, reason)
-
-    @event(SalesPromiseRejected)
-    def _sales_promise_rejected(self, *, promise_id: str, reason: str | None, actor: str, correlation_id: str) -> None:
-        self._decide(self.sales_promises, promise_id, Decision.REJECTED, reason)
 
     def withdraw_sales_promise(self, promise_id: str, *, reason: str, by: Attribution) -> None:
         """Sales takes a promise back (it is no longer on the table, so no longer blocks signing)."""
         self._not_withdrawn(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "withdraw_sales_promise")
-        self._sales_promise_withdrawn(
-            promise_id=promise_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id
-        )
+        self._record(SalesPromiseWithdrawn, by, promise_id=promise_id, reason=reason)
         self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, "the promise was withdrawn", by)
-
-    @event(SalesPromiseWithdrawn)
-    def _sales_promise_withdrawn(self, *, promise_id: str, reason: str, actor: str, correlation_id: str) -> None:
-        self._decide(self.sales_promises, promise_id, Decision.WITHDRAWN, reason)
 
     # -- expectations, both ways ------------------------------------------------------
 
@@ -380,37 +207,18 @@ class Deal(Aggregate):
             raise InvalidCommand("priority", f"must be {bounds.MAX_PRIORITY} (lowest) or less")
         permit(self.stage, "record_expectation")
         bounds.room_for("expectations", len(self.expectations) + 1, bounds.MAX_EXPECTATIONS)
-        expectation_id = str(uuid4())
-        self._expectation_recorded(
-            expectation_id=expectation_id,
+        recorded = self._record(
+            ExpectationRecorded,
+            by,
+            expectation_id=str(uuid4()),
             side=str(side),
             statement=statement,
             metric=metric,
             target=target,
             due=due,
             priority=priority,
-            actor=by.actor,
-            correlation_id=by.correlation_id,
         )
-        return expectation_id
-
-    @event(ExpectationRecorded)
-    def _expectation_recorded(
-        self,
-        *,
-        expectation_id: str,
-        side: str,
-        statement: str,
-        metric: str,
-        target: str,
-        due: date,
-        priority: int,
-        actor: str,
-        correlation_id: str,
-    ) -> None:
-        self.expectations[expectation_id] = Expectation(
-            expectation_id, Side(side), statement, metric, target, due, priority
-        )
+        return recorded.expectation_id
 
     def decide_expectation(
         self, expectation_id: str, *, agreed: bool, reason: str | None, policy: Policy, by: Attribution
@@ -420,21 +228,9 @@ class Deal(Aggregate):
         permit(self.stage, "decide_expectation")
         other_side = str(expectation.side.other)
         if agreed:
-            self._expectation_agreed(
-                expectation_id=expectation_id,
-                agreed_by=other_side,
-                reason=reason,
-                actor=by.actor,
-                correlation_id=by.correlation_id,
-            )
+            self._record(ExpectationAgreed, by, expectation_id=expectation_id, agreed_by=other_side, reason=reason)
         else:
-            self._expectation_rejected(
-                expectation_id=expectation_id,
-                rejected_by=other_side,
-                reason=reason,
-                actor=by.actor,
-                correlation_id=by.correlation_id,
-            )
+            self._record(ExpectationRejected, by, expectation_id=expectation_id, rejected_by=other_side, reason=reason)
             if expectation.side is Side.PROVIDER:
                 evidence = {
                     "expectation_id": expectation_id,
@@ -443,30 +239,12 @@ class Deal(Aggregate):
                 }
                 self._raise(ConditionKind.PROVIDER_EXPECTATION_REJECTED, expectation_id, evidence, policy, by)
 
-    @event(ExpectationAgreed)
-    def _expectation_agreed(
-        self, *, expectation_id: str, agreed_by: str, reason: str | None, actor: str, correlation_id: str
-    ) -> None:
-        self._decide(self.expectations, expectation_id, Decision.ACCEPTED, reason)
-
-    @event(ExpectationRejected)
-    def _expectation_rejected(
-        self, *, expectation_id: str, rejected_by: str, reason: str | None, actor: str, correlation_id: str
-    ) -> None:
-        self._decide(self.expectations, expectation_id, Decision.REJECTED, reason)
-
     def withdraw_expectation(self, expectation_id: str, *, reason: str, by: Attribution) -> None:
         """An expectation is taken off the table, typically to be refined into a new one."""
         self._not_withdrawn(self.expectations, expectation_id, EXPECTATION)
         permit(self.stage, "withdraw_expectation")
-        self._expectation_withdrawn(
-            expectation_id=expectation_id, reason=reason, actor=by.actor, correlation_id=by.correlation_id
-        )
+        self._record(ExpectationWithdrawn, by, expectation_id=expectation_id, reason=reason)
         self._resolve(ConditionKind.PROVIDER_EXPECTATION_REJECTED, expectation_id, "the expectation was withdrawn", by)
-
-    @event(ExpectationWithdrawn)
-    def _expectation_withdrawn(self, *, expectation_id: str, reason: str, actor: str, correlation_id: str) -> None:
-        self._decide(self.expectations, expectation_id, Decision.WITHDRAWN, reason)
 
     # -- Right Terms: terms, concessions, non-negotiables, right-client facts -------------
 
@@ -477,17 +255,9 @@ class Deal(Aggregate):
         if side is Side.PROVIDER and rule.beyond_limit(value):
             raise InvalidCommand("value", f"the firm does not propose {term} past its own limit of {rule.limit:g}")
         permit(self.stage, "propose_term")
-        self._term_proposed(
-            term=term, value=value, by=str(side), policy_version=policy.version, actor=by.actor, correlation_id=by.correlation_id
-        )
+        self._record(TermProposed, by, term=term, value=value, by=str(side), policy_version=policy.version)
         if side is Side.CLIENT:
             self._judge_term(rule, value, policy, by)
-
-    @event(TermProposed)
-    def _term_proposed(self, *, term: str, value: float, by: str, policy_version: str, actor: str, correlation_id: str) -> None:
-        current = self.terms.get(term, NegotiatedTerm(term))
-        field = "client_demand" if by == Side.CLIENT else "provider_proposal"
-        self.terms[term] = replace(current, **{field: value})
 
     def agree_term(self, *, term: str, value: float, policy: Policy, by: Attribution) -> None:
         """Both sides settle a term. Worse than the public position is a concession by the firm; better, by the client."""
@@ -499,70 +269,37 @@ class Deal(Aggregate):
         earlier = [c for c in self.concessions if c.term == term]
         if conceded:
             bounds.room_for("concessions", len(self.concessions) - len(earlier) + 1, bounds.MAX_CONCESSIONS)
-        self._term_agreed(term=term, value=value, policy_version=policy.version, actor=by.actor, correlation_id=by.correlation_id)
+        self._record(TermAgreed, by, term=term, value=value, policy_version=policy.version)
         for concession in earlier:
-            self._concession_withdrawn(
-                concession_id=concession.id,
-                term=term,
-                reason=f"{term} agreed again at {value:g}",
-                actor=by.actor,
-                correlation_id=by.correlation_id,
-            )
+            reason = f"{term} agreed again at {value:g}"
+            self._record(ConcessionWithdrawn, by, concession_id=concession.id, term=term, reason=reason)
         if conceded:
             giver = Side.PROVIDER if rule.concedes(value) else Side.CLIENT
-            self._concede(giver, f"{term} agreed at {value:g} (public position {rule.public:g})", term, policy, by)
-        elif earlier:
+            self._concede(giver, f"{term} agreed at {value:g} (public position {rule.public:g})", term, by)
+        if conceded or earlier:
             self._judge_balance(policy, by)
         self._judge_term(rule, value, policy, by)
-
-    @event(TermAgreed)
-    def _term_agreed(self, *, term: str, value: float, policy_version: str, actor: str, correlation_id: str) -> None:
-        self.terms[term] = replace(self.terms.get(term, NegotiatedTerm(term)), agreed=value)
 
     def record_concession(self, *, side: Side, what: str, policy: Policy, by: Attribution) -> str:
         permit(self.stage, "record_concession")
         bounds.room_for("concessions", len(self.concessions) + 1, bounds.MAX_CONCESSIONS)
-        return self._concede(side, what, None, policy, by)
-
-    def _concede(self, side: Side, what: str, term: str | None, policy: Policy, by: Attribution) -> str:
-        concession_id = str(uuid4())
-        self._concession_recorded(
-            concession_id=concession_id,
-            by=str(side),
-            what=what,
-            stage=str(self.stage),
-            # The firm should not concede anything while it is still finding out whether this is a fit.
-            early=self.stage == Stage.PROSPECT,
-            term=term,
-            actor=by.actor,
-            correlation_id=by.correlation_id,
-        )
+        conceded = self._concede(side, what, None, by)
         self._judge_balance(policy, by)
-        return concession_id
+        return conceded.concession_id
+
+    def _concede(self, side: Side, what: str, term: str | None, by: Attribution) -> ConcessionRecorded:
+        # The firm should not concede anything while it is still finding out whether this is a fit.
+        early = self.stage == Stage.PROSPECT
+        return self._record(
+            ConcessionRecorded, by, concession_id=str(uuid4()), by=str(side), what=what, stage=str(self.stage), early=early, term=term
+        )
 
     def _judge_balance(self, policy: Policy, by: Attribution) -> None:
         given, received = self.concession_counts()
         verdict = policy.concessions.verdict(given, received)
         evidence = None if verdict is None else {"given": given, "received": received, "rule": verdict}
-        self._judge(
-            ConditionKind.CONCESSION_IMBALANCE,
-            "balance",
-            evidence,
-            f"concessions back in balance: given {given}, received {received}",
-            policy,
-            by,
-        )
-
-    @event(ConcessionRecorded)
-    def _concession_recorded(
-        self, *, concession_id: str, by: str, what: str, stage: str, early: bool, term: str | None, actor: str, correlation_id: str
-    ) -> None:
-        self.concessions = [*self.concessions, Concession(concession_id, Side(by), what, stage, early, term)]
-
-    @event(ConcessionWithdrawn)
-    def _concession_withdrawn(self, *, concession_id: str, term: str | None, reason: str, actor: str, correlation_id: str) -> None:
-        # The balance counts the concessions that stand; the withdrawn one stays in the history.
-        self.concessions = [c for c in self.concessions if c.id != concession_id]
+        resolution = f"concessions back in balance: given {given}, received {received}"
+        self._judge(ConditionKind.CONCESSION_IMBALANCE, "balance", evidence, resolution, policy, by)
 
     def concession_counts(self) -> tuple[int, int]:
         """(given by the firm, received from the client)."""
@@ -572,23 +309,15 @@ class Deal(Aggregate):
     def refuse_non_negotiable(self, *, name: str, reason: str | None, policy: Policy, by: Attribution) -> None:
         description = policy.non_negotiable(name)
         permit(self.stage, "refuse_non_negotiable")
-        self._non_negotiable_refused(name=name, reason=reason, actor=by.actor, correlation_id=by.correlation_id)
+        self._record(NonNegotiableRefused, by, name=name, reason=reason)
         evidence = {"non_negotiable": name, "description": description, "reason": _quoted(reason)}
         self._raise(ConditionKind.NON_NEGOTIABLE_REFUSED, name, evidence, policy, by)
-
-    @event(NonNegotiableRefused)
-    def _non_negotiable_refused(self, *, name: str, reason: str | None, actor: str, correlation_id: str) -> None:
-        self.non_negotiables[name] = "refused"
 
     def accept_non_negotiable(self, *, name: str, policy: Policy, by: Attribution) -> None:
         policy.non_negotiable(name)
         permit(self.stage, "accept_non_negotiable")
-        self._non_negotiable_accepted(name=name, actor=by.actor, correlation_id=by.correlation_id)
+        self._record(NonNegotiableAccepted, by, name=name)
         self._resolve(ConditionKind.NON_NEGOTIABLE_REFUSED, name, f"the client accepted {name}", by)
-
-    @event(NonNegotiableAccepted)
-    def _non_negotiable_accepted(self, *, name: str, actor: str, correlation_id: str) -> None:
-        self.non_negotiables[name] = "accepted"
 
     def record_client_facts(
         self, *, annual_value: float | None, industry: str | None, policy: Policy, by: Attribution
@@ -597,46 +326,23 @@ class Deal(Aggregate):
         if annual_value is None and industry is None:
             raise InvalidCommand("annual_value", "give annual_value, industry, or both")
         permit(self.stage, "record_client_facts")
-        self._client_facts_recorded(
-            annual_value=annual_value,
-            industry=industry,
-            policy_version=policy.version,
-            actor=by.actor,
-            correlation_id=by.correlation_id,
-        )
+        self._record(ClientFactsRecorded, by, annual_value=annual_value, industry=industry, policy_version=policy.version)
         failures = policy.right_client.failures(annual_value=annual_value, industry=industry)
         for criterion in sorted(policy.right_client.judged(annual_value=annual_value, industry=industry)):
             evidence = None if criterion not in failures else {"criterion": criterion, **failures[criterion]}
             self._judge(ConditionKind.CLIENT_DISQUALIFIED, criterion, evidence, f"{criterion} is now met", policy, by)
-
-    @event(ClientFactsRecorded)
-    def _client_facts_recorded(
-        self, *, annual_value: float | None, industry: str | None, policy_version: str, actor: str, correlation_id: str
-    ) -> None:
-        given = {"annual_value": annual_value, "industry": industry}
-        self.client_facts = {**self.client_facts, **{k: v for k, v in given.items() if v is not None}}
 
     # -- impasse and escalation ------------------------------------------------------------
 
     def declare_impasse(self, *, topic: str, by: Attribution) -> str:
         permit(self.stage, "declare_impasse")
         bounds.room_for("impasses", len(self.impasses) + 1, bounds.MAX_IMPASSES)
-        impasse_id = str(uuid4())
-        self._impasse_declared(impasse_id=impasse_id, topic=topic, actor=by.actor, correlation_id=by.correlation_id)
-        return impasse_id
-
-    @event(ImpasseDeclared)
-    def _impasse_declared(self, *, impasse_id: str, topic: str, actor: str, correlation_id: str) -> None:
-        self.impasses[impasse_id] = Impasse(impasse_id, topic)
+        return self._record(ImpasseDeclared, by, impasse_id=str(uuid4()), topic=topic).impasse_id
 
     def resolve_impasse(self, impasse_id: str, *, how: str, by: Attribution) -> None:
         self._open_impasse(impasse_id)
         permit(self.stage, "resolve_impasse")
-        self._impasse_resolved(impasse_id=impasse_id, how=how, actor=by.actor, correlation_id=by.correlation_id)
-
-    @event(ImpasseResolved)
-    def _impasse_resolved(self, *, impasse_id: str, how: str, actor: str, correlation_id: str) -> None:
-        self.impasses[impasse_id] = replace(self.impasses[impasse_id], resolution=how)
+        self._record(ImpasseResolved, by, impasse_id=impasse_id, how=how)
 
     def escalate(
         self, *, impasse_id: str, to: str, counterpart_consented: bool, strategies_tried: list[str], by: Attribution
@@ -653,32 +359,22 @@ class Deal(Aggregate):
             )
         permit(self.stage, "escalate")
         bounds.room_for("escalations", len(self.escalations) + 1, bounds.MAX_ESCALATIONS)
-        escalation_id = str(uuid4())
-        self._escalated(
-            escalation_id=escalation_id,
+        escalated = self._record(
+            EscalatedOverCounterpart,
+            by,
+            escalation_id=str(uuid4()),
             impasse_id=impasse_id,
             to=to,
             counterpart_consented=counterpart_consented,
             strategies_tried=list(strategies_tried),
-            actor=by.actor,
-            correlation_id=by.correlation_id,
         )
-        return escalation_id
+        return escalated.escalation_id
 
-    @event(EscalatedOverCounterpart)
-    def _escalated(
-        self,
-        *,
-        escalation_id: str,
-        impasse_id: str,
-        to: str,
-        counterpart_consented: bool,
-        strategies_tried: list[str],
-        actor: str,
-        correlation_id: str,
-    ) -> None:
-        escalation = Escalation(escalation_id, impasse_id, to, counterpart_consented, strategies_tried)
-        self.escalations = [*self.escalations, escalation]
+    def _open_impasse(self, impasse_id: str) -> Impasse:
+        impasse = self._on_table(self.impasses, impasse_id, "impasse")
+        if not impasse.is_open:
+            raise CommandRefused(f"impasse {impasse_id} is already resolved: escalation needs an open impasse", "no_open_impasse")
+        return impasse
 
     # -- walk-away conditions: raised and resolved by the service, waived by an approver ----
 
@@ -689,29 +385,15 @@ class Deal(Aggregate):
         if not condition.is_open:
             raise CommandRefused(f"walk-away condition {condition_id} is already {condition.status}", "already_closed")
         permit(self.stage, "waive_condition")
-        self._condition_waived(
+        self._record(
+            WalkAwayConditionWaived,
+            by,
             condition_id=condition_id,
             reason=reason,
             kind=str(condition.kind),
             subject=condition.subject,
             evidence=condition.evidence,
-            actor=by.actor,
-            correlation_id=by.correlation_id,
         )
-
-    @event(WalkAwayConditionWaived)
-    def _condition_waived(
-        self,
-        *,
-        condition_id: str,
-        reason: str,
-        kind: str | None,
-        subject: str | None,
-        evidence: dict[str, Any] | None,
-        actor: str,
-        correlation_id: str,
-    ) -> None:
-        self._close_condition(condition_id, ConditionStatus.WAIVED, reason)
 
     def _judge(
         self,
@@ -732,48 +414,20 @@ class Deal(Aggregate):
         if self._open_condition(kind, subject) is None:
             # The command that would raise it is refused whole (its events are not saved).
             bounds.room_for("walk-away conditions", len(self.conditions) + 1, bounds.MAX_CONDITIONS)
-            self._condition_raised(
+            self._record(
+                WalkAwayConditionRaised,
+                Attribution(SERVICE, by.correlation_id),
                 condition_id=str(uuid4()),
                 kind=str(kind),
                 subject=subject,
                 evidence=evidence,
                 policy_version=policy.version,
-                actor=SERVICE,
-                correlation_id=by.correlation_id,
             )
 
     def _resolve(self, kind: ConditionKind, subject: str, resolution: str, by: Attribution) -> None:
         condition = self._open_condition(kind, subject)
         if condition is not None:
-            self._condition_resolved(
-                condition_id=condition.id, resolution=resolution, actor=SERVICE, correlation_id=by.correlation_id
-            )
-
-    @event(WalkAwayConditionRaised)
-    def _condition_raised(
-        self,
-        *,
-        condition_id: str,
-        kind: str,
-        subject: str,
-        evidence: dict[str, Any],
-        policy_version: str,
-        actor: str,
-        correlation_id: str,
-    ) -> None:
-        self.conditions[condition_id] = WalkAwayCondition(
-            condition_id, ConditionKind(kind), subject, evidence, policy_version
-        )
-
-    @event(WalkAwayConditionResolved)
-    def _condition_resolved(self, *, condition_id: str, resolution: str, actor: str, correlation_id: str) -> None:
-        self._close_condition(condition_id, ConditionStatus.RESOLVED, resolution)
-
-    def _close_condition(self, condition_id: str, status: ConditionStatus, because: str) -> None:
-        self.conditions[condition_id] = replace(self.conditions[condition_id], status=status, closed_because=because)
-
-    def _open_condition(self, kind: ConditionKind, subject: str) -> WalkAwayCondition | None:
-        return next((c for c in self.conditions.values() if c.is_open and c.kind is kind and c.subject == subject), None)
+            self._record(WalkAwayConditionResolved, Attribution(SERVICE, by.correlation_id), condition_id=condition.id, resolution=resolution)
 
     def _judge_term(self, rule: Term, value: float, policy: Policy, by: Attribution) -> None:
         """The client's latest position on a term (a demand or the agreed value) decides the condition."""
@@ -783,22 +437,15 @@ class Deal(Aggregate):
         resolution = f"{rule.name} revised to {value:g}, within the limit of {rule.limit:g}"
         self._judge(ConditionKind.TERM_BEYOND_LIMIT, rule.name, evidence, resolution, policy, by)
 
-    def _open_impasse(self, impasse_id: str) -> Impasse:
-        impasse = self._on_table(self.impasses, impasse_id, "impasse")
-        if not impasse.is_open:
-            raise CommandRefused(f"impasse {impasse_id} is already resolved: escalation needs an open impasse", "no_open_impasse")
-        return impasse
+    def _open_condition(self, kind: ConditionKind, subject: str) -> WalkAwayCondition | None:
+        return next((c for c in self.conditions.values() if c.is_open and c.kind is kind and c.subject == subject), None)
 
     # -- the end of the window ----------------------------------------------------------
 
     def sign_contract(self, *, by: Attribution) -> None:
         signing_is_unblocked(self)
         permit(self.stage, "sign_contract")
-        self._contract_signed(actor=by.actor, correlation_id=by.correlation_id)
-
-    @event(ContractSigned)
-    def _contract_signed(self, *, actor: str, correlation_id: str) -> None:
-        self.stage = Stage.CONTRACT_SIGNED
+        self._record(ContractSigned, by)
 
     def walk_away(self, *, reason: str, cited_conditions: Iterable[str] = (), by: Attribution) -> None:
         cited = list(dict.fromkeys(cited_conditions))
@@ -808,13 +455,7 @@ class Deal(Aggregate):
             if condition_id not in self.conditions:
                 raise InvalidCommand("cited_conditions", f"{condition_id!r} is not a walk-away condition of this deal")
         permit(self.stage, "walk_away")
-        self._walked_away(reason=reason, cited_conditions=cited, actor=by.actor, correlation_id=by.correlation_id)
-
-    @event(WalkedAway)
-    def _walked_away(self, *, reason: str, cited_conditions: list[str], actor: str, correlation_id: str) -> None:
-        self.stage = Stage.WALKED_AWAY
-        self.walk_away_reason = reason
-        self.walk_away_cited = cited_conditions
+        self._record(WalkedAway, by, reason=reason, cited_conditions=cited)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -824,6 +465,15 @@ class Deal(Aggregate):
         if self.stage == Stage.CONTRACT_SIGNED:
             return []
         return signing_blockers(self)
+
+    # -- recording ---------------------------------------------------------------------
+
+    def _record(self, fact: type[Fact], by: Attribution, /, **fields: Any) -> Fact:
+        """Record one fact, attributed: it changes the deal (its `apply`) and waits to be saved."""
+        self.trigger_event(fact, **fields, **attributed(by))
+        recorded = self.pending_events[-1]
+        assert isinstance(recorded, fact)
+        return recorded
 
     def _on_table(self, items: dict[str, Item], item_id: str, what: str) -> Item:
         try:
@@ -842,10 +492,6 @@ class Deal(Aggregate):
         if item.decision is Decision.WITHDRAWN:
             raise CommandRefused(f"{what} {item_id} is already withdrawn", "already_withdrawn")
         return item
-
-    @staticmethod
-    def _decide(items: dict[str, Item], item_id: str, decision: Decision, reason: str | None) -> None:
-        items[item_id] = replace(items[item_id], decision=decision, reason=reason)
 
 
 def _quoted(text: str | None) -> str | None:

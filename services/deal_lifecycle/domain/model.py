@@ -6,6 +6,7 @@ state and snapshots can store it as JSON.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -69,6 +70,11 @@ class Participant:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", Role(self.role))
+
+
+def attendance(attended: Iterable[Participant], arriving: Iterable[Participant]) -> list[Participant]:
+    """Everyone who has attended the transition meeting, over its sessions so far: each once, in order of arrival."""
+    return list(dict.fromkeys([*attended, *arriving]))
 
 
 @dataclass(frozen=True)

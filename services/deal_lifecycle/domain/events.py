@@ -1,0 +1,394 @@
+"""The facts of a deal: what each event records, and how it changes the deal.
+
+Each event's `apply` is the only code replaying history runs, so no guard ever re-runs
+on an old fact. An event states the stage it leads to itself, rather than asking the
+lifecycle: history replays as it was recorded, whatever the lifecycle says today.
+
+Stored topics, field names and class versions are a contract with history: they must not
+change when code moves. The Deal names every event as its own (`Deal.DealOpened`...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eventsourcing.domain import Aggregate
+
+from .model import (
+    Attribution,
+    Concession,
+    ConditionKind,
+    ConditionStatus,
+    Decision,
+    Escalation,
+    Expectation,
+    Impasse,
+    NegotiatedTerm,
+    Participant,
+    Role,
+    SalesPromise,
+    Side,
+    Stage,
+    WalkAwayCondition,
+    attendance,
+)
+
+if TYPE_CHECKING:
+    from .deal import Deal
+
+TOPIC_PREFIX = "dealflow:Deal"
+Decided = TypeVar("Decided", SalesPromise, Expectation)
+
+
+def attributed(by: Attribution) -> dict[str, str]:
+    """Who did it and in which conversation, as every event carries it: the one place it is put on an event."""
+    return {"actor": by.actor, "correlation_id": by.correlation_id}
+
+
+class Event(Aggregate.Event):
+    TOPIC = f"{TOPIC_PREFIX}.Event"
+    actor: str
+    correlation_id: str
+
+
+class Created(Aggregate.Created, Event):
+    TOPIC = f"{TOPIC_PREFIX}.Created"
+
+
+# -- the way to the transition meeting ----------------------------------------------------
+
+
+class DealOpened(Created):
+    TOPIC = f"{TOPIC_PREFIX}.DealOpened"
+    title: str
+    client_name: str
+    owner: str
+
+    def apply(self, deal: Deal) -> None:
+        # These are the deal's state, and so its snapshot: names, types and order are stored.
+        deal.title = self.title
+        deal.client_name = self.client_name
+        deal.owner = self.owner
+        deal.stage = Stage.PROSPECT
+        deal.participants = []
+        deal.sales_promises = {}
+        deal.expectations = {}
+        deal.walk_away_reason = None
+        deal.walk_away_cited = []
+        deal.terms = {}
+        deal.concessions = []
+        deal.non_negotiables = {}  # name -> "refused" | "accepted"
+        deal.client_facts = {}
+        deal.impasses = {}
+        deal.escalations = []
+        deal.conditions = {}
+
+
+class LetterOfIntentSigned(Event):
+    TOPIC = f"{TOPIC_PREFIX}.LetterOfIntentSigned"
+
+    def apply(self, deal: Deal) -> None:
+        deal.stage = Stage.LETTER_OF_INTENT
+
+
+class TransitionMeetingHeld(Event):
+    TOPIC = f"{TOPIC_PREFIX}.TransitionMeetingHeld"
+    participants: list[dict[str, str]]
+
+    def apply(self, deal: Deal) -> None:
+        deal.stage = Stage.TRANSITION_MEETING
+        deal.participants = attendance(deal.participants, [Participant(p["name"], Role(p["role"])) for p in self.participants])
+
+
+# -- Sales promises and expectations -----------------------------------------------------------
+
+
+class SalesPromiseRecorded(Event):
+    TOPIC = f"{TOPIC_PREFIX}.SalesPromiseRecorded"
+    promise_id: str
+    statement: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.sales_promises[self.promise_id] = SalesPromise(self.promise_id, self.statement)
+
+
+class SalesPromiseAccepted(Event):
+    TOPIC = f"{TOPIC_PREFIX}.SalesPromiseAccepted"
+    promise_id: str
+    reason: str | None
+
+    def apply(self, deal: Deal) -> None:
+        _decide(deal.sales_promises, self.promise_id, Decision.ACCEPTED, self.reason)
+
+
+class SalesPromiseRejected(Event):
+    TOPIC = f"{TOPIC_PREFIX}.SalesPromiseRejected"
+    promise_id: str
+    reason: str | None
+
+    def apply(self, deal: Deal) -> None:
+        _decide(deal.sales_promises, self.promise_id, Decision.REJECTED, self.reason)
+
+
+class SalesPromiseWithdrawn(Event):
+    TOPIC = f"{TOPIC_PREFIX}.SalesPromiseWithdrawn"
+    promise_id: str
+    reason: str
+
+    def apply(self, deal: Deal) -> None:
+        _decide(deal.sales_promises, self.promise_id, Decision.WITHDRAWN, self.reason)
+
+
+class ExpectationRecorded(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationRecorded"
+    expectation_id: str
+    side: str
+    statement: str
+    metric: str
+    target: str
+    due: date
+    priority: int
+
+    def apply(self, deal: Deal) -> None:
+        deal.expectations[self.expectation_id] = Expectation(
+            self.expectation_id, Side(self.side), self.statement, self.metric, self.target, self.due, self.priority
+        )
+
+
+class ExpectationAgreed(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationAgreed"
+    expectation_id: str
+    agreed_by: str
+    reason: str | None
+
+    def apply(self, deal: Deal) -> None:
+        _decide(deal.expectations, self.expectation_id, Decision.ACCEPTED, self.reason)
+
+
+class ExpectationRejected(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationRejected"
+    expectation_id: str
+    rejected_by: str
+    reason: str | None
+
+    def apply(self, deal: Deal) -> None:
+        _decide(deal.expectations, self.expectation_id, Decision.REJECTED, self.reason)
+
+
+class ExpectationWithdrawn(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationWithdrawn"
+    expectation_id: str
+    reason: str
+
+    def apply(self, deal: Deal) -> None:
+        _decide(deal.expectations, self.expectation_id, Decision.WITHDRAWN, self.reason)
+
+
+class SalesPromiseRenegotiated(Event):
+    """A rejected promise back on the table in new words, undecided again."""
+
+    TOPIC = f"{TOPIC_PREFIX}.SalesPromiseRenegotiated"
+    promise_id: str
+    statement: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.sales_promises[self.promise_id] = SalesPromise(self.promise_id, self.statement)
+
+
+# -- Right Terms: terms, concessions, non-negotiables, right-client facts -------------------------
+
+
+class TermProposed(Event):
+    TOPIC = f"{TOPIC_PREFIX}.TermProposed"
+    term: str
+    value: float
+    by: str
+    policy_version: str
+
+    def apply(self, deal: Deal) -> None:
+        position = "client_demand" if self.by == Side.CLIENT else "provider_proposal"
+        deal.terms[self.term] = replace(deal.terms.get(self.term, NegotiatedTerm(self.term)), **{position: self.value})
+
+
+class TermAgreed(Event):
+    TOPIC = f"{TOPIC_PREFIX}.TermAgreed"
+    term: str
+    value: float
+    policy_version: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.terms[self.term] = replace(deal.terms.get(self.term, NegotiatedTerm(self.term)), agreed=self.value)
+
+
+class ConcessionRecorded(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ConcessionRecorded"
+    concession_id: str
+    by: str
+    what: str
+    stage: str
+    early: bool
+    term: str | None
+
+    def apply(self, deal: Deal) -> None:
+        concession = Concession(self.concession_id, Side(self.by), self.what, self.stage, self.early, self.term)
+        deal.concessions = [*deal.concessions, concession]
+
+
+class ConcessionWithdrawn(Event):
+    """A concession no longer stands: its term was agreed again, at another value or at the public position."""
+
+    TOPIC = f"{TOPIC_PREFIX}.ConcessionWithdrawn"
+    concession_id: str
+    term: str | None
+    reason: str
+
+    def apply(self, deal: Deal) -> None:
+        # The balance counts the concessions that stand; the withdrawn one stays in the history.
+        deal.concessions = [c for c in deal.concessions if c.id != self.concession_id]
+
+
+class NonNegotiableRefused(Event):
+    TOPIC = f"{TOPIC_PREFIX}.NonNegotiableRefused"
+    name: str
+    reason: str | None
+
+    def apply(self, deal: Deal) -> None:
+        deal.non_negotiables[self.name] = "refused"
+
+
+class NonNegotiableAccepted(Event):
+    TOPIC = f"{TOPIC_PREFIX}.NonNegotiableAccepted"
+    name: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.non_negotiables[self.name] = "accepted"
+
+
+class ClientFactsRecorded(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ClientFactsRecorded"
+    annual_value: float | None
+    industry: str | None
+    policy_version: str
+
+    def apply(self, deal: Deal) -> None:
+        given = {"annual_value": self.annual_value, "industry": self.industry}
+        deal.client_facts = {**deal.client_facts, **{k: v for k, v in given.items() if v is not None}}
+
+
+# -- impasse and escalation -----------------------------------------------------------------------
+
+
+class ImpasseDeclared(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ImpasseDeclared"
+    impasse_id: str
+    topic: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.impasses[self.impasse_id] = Impasse(self.impasse_id, self.topic)
+
+
+class ImpasseResolved(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ImpasseResolved"
+    impasse_id: str
+    how: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.impasses[self.impasse_id] = replace(deal.impasses[self.impasse_id], resolution=self.how)
+
+
+class EscalatedOverCounterpart(Event):
+    TOPIC = f"{TOPIC_PREFIX}.EscalatedOverCounterpart"
+    escalation_id: str
+    impasse_id: str
+    to: str
+    counterpart_consented: bool
+    strategies_tried: list[str]
+
+    def apply(self, deal: Deal) -> None:
+        escalation = Escalation(self.escalation_id, self.impasse_id, self.to, self.counterpart_consented, self.strategies_tried)
+        deal.escalations = [*deal.escalations, escalation]
+
+
+# -- walk-away conditions -------------------------------------------------------------------------
+
+
+class WalkAwayConditionRaised(Event):
+    TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionRaised"
+    condition_id: str
+    kind: str
+    subject: str
+    evidence: dict[str, Any]
+    policy_version: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.conditions[self.condition_id] = WalkAwayCondition(
+            self.condition_id, ConditionKind(self.kind), self.subject, self.evidence, self.policy_version
+        )
+
+
+class WalkAwayConditionResolved(Event):
+    TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionResolved"
+    condition_id: str
+    resolution: str
+
+    def apply(self, deal: Deal) -> None:
+        _close(deal, self.condition_id, ConditionStatus.RESOLVED, self.resolution)
+
+
+class WalkAwayConditionWaived(Event):
+    """v2 names the waived condition (kind, subject, evidence), so whoever reads the waiver alone knows what was let pass."""
+
+    TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionWaived"
+    class_version = 2
+    condition_id: str
+    reason: str
+    kind: str | None
+    subject: str | None
+    evidence: dict[str, Any] | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        # A v1 waiver named only the condition's id: the condition itself is in the deal's earlier events.
+        state["kind"] = state["subject"] = state["evidence"] = None
+
+    def apply(self, deal: Deal) -> None:
+        _close(deal, self.condition_id, ConditionStatus.WAIVED, self.reason)
+
+
+# -- the end of the window ------------------------------------------------------------------------
+
+
+class ContractSigned(Event):
+    TOPIC = f"{TOPIC_PREFIX}.ContractSigned"
+
+    def apply(self, deal: Deal) -> None:
+        deal.stage = Stage.CONTRACT_SIGNED
+
+
+class WalkedAway(Event):
+    """v2 cites the walk-away conditions that caused it (DOMAIN.md: "usually cites")."""
+
+    TOPIC = f"{TOPIC_PREFIX}.WalkedAway"
+    class_version = 2
+    reason: str
+    cited_conditions: list[str]
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        # A v1 walk-away cited nothing: the service did not record conditions then.
+        state["cited_conditions"] = []
+
+    def apply(self, deal: Deal) -> None:
+        deal.stage = Stage.WALKED_AWAY
+        deal.walk_away_reason = self.reason
+        deal.walk_away_cited = self.cited_conditions
+
+
+def _decide(items: dict[str, Decided], item_id: str, decision: Decision, reason: str | None) -> None:
+    items[item_id] = replace(items[item_id], decision=decision, reason=reason)
+
+
+def _close(deal: Deal, condition_id: str, status: ConditionStatus, because: str) -> None:
+    deal.conditions[condition_id] = replace(deal.conditions[condition_id], status=status, closed_because=because)
