@@ -1,8 +1,9 @@
-"""The Deal aggregate: commands check, facts record.
+"""The Deal aggregate: commands check, facts record, walk-away conditions follow from the table.
 
 Each public method checks its own content rules and asks the lifecycle (lifecycle.py), then
-records its facts (events.py, each of which knows how it changes the deal). Replaying
-history runs only the facts, so no guard ever re-runs on an old fact.
+records its facts (events.py, each of which knows how it changes the deal), then lets the
+walk-away table (walk_away.py) judge what those facts mean. Replaying history runs only
+the facts, so no guard ever re-runs on an old fact.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from uuid import uuid4
 from eventsourcing.domain import Aggregate
 
 from . import bounds, events
+from . import walk_away as walk_away_rules
 from .errors import Blocker, CommandRefused, Forbidden, InvalidCommand, NotFound
 from .events import (
     ClientFactsRecorded,
@@ -62,16 +64,12 @@ from .model import (
     Stage,
     WalkAwayCondition,
     attendance,
-    excerpt,
 )
-from .policy import Policy, Term
+from .policy import Policy
 
 # Kept importable from here: stored topics are built from it.
 TOPIC_PREFIX = events.TOPIC_PREFIX
 PROMISE, EXPECTATION = "Sales promise", "expectation"
-# Caller text quoted in a condition's evidence or resolution is cut to this length: the whole
-# text is in the event that recorded it, and the condition only needs to point at it.
-QUOTED = 200
 # Walk-away conditions are raised and resolved by the service itself, never by a caller.
 SERVICE = "dealflow"
 APPROVER = "approver"
@@ -162,12 +160,10 @@ class Deal(Aggregate):
         self, promise_id: str, *, accepted: bool, reason: str | None, policy: Policy, by: Attribution
     ) -> None:
         """Operations accepts or rejects a Sales promise, in front of the client."""
-        promise = self._undecided(self.sales_promises, promise_id, PROMISE)
+        self._undecided(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "decide_sales_promise")
-        self._record(SalesPromiseAccepted if accepted else SalesPromiseRejected, by, promise_id=promise_id, reason=reason)
-        if not accepted:
-            evidence = {"promise_id": promise_id, "statement": excerpt(promise.statement, QUOTED), "reason": _quoted(reason)}
-            self._raise(ConditionKind.PROMISE_REJECTED, promise_id, evidence, policy, by)
+        decision = SalesPromiseAccepted if accepted else SalesPromiseRejected
+        self._judge(policy, by, self._record(decision, by, promise_id=promise_id, reason=reason))
 
     def renegotiate_sales_promise(self, promise_id: str, *, statement: str, by: Attribution) -> None:
         """A rejected promise is put back on the table in new words, for Operations to decide again."""
@@ -175,15 +171,13 @@ class Deal(Aggregate):
         if promise.decision is not Decision.REJECTED:
             raise CommandRefused(f"{PROMISE} {promise_id} is {promise.decision}; only a rejected one is renegotiated", "not_rejected")
         permit(self.stage, "renegotiate_sales_promise")
-        self._record(SalesPromiseRenegotiated, by, promise_id=promise_id, statement=statement)
-        self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, f"the promise was renegotiated: {excerpt(statement, QUOTED)!r}", by)
+        self._judge(None, by, self._record(SalesPromiseRenegotiated, by, promise_id=promise_id, statement=statement))
 
     def withdraw_sales_promise(self, promise_id: str, *, reason: str, by: Attribution) -> None:
         """Sales takes a promise back (it is no longer on the table, so no longer blocks signing)."""
         self._not_withdrawn(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "withdraw_sales_promise")
-        self._record(SalesPromiseWithdrawn, by, promise_id=promise_id, reason=reason)
-        self._resolve(ConditionKind.PROMISE_REJECTED, promise_id, "the promise was withdrawn", by)
+        self._judge(None, by, self._record(SalesPromiseWithdrawn, by, promise_id=promise_id, reason=reason))
 
     # -- expectations, both ways ------------------------------------------------------
 
@@ -228,23 +222,16 @@ class Deal(Aggregate):
         permit(self.stage, "decide_expectation")
         other_side = str(expectation.side.other)
         if agreed:
-            self._record(ExpectationAgreed, by, expectation_id=expectation_id, agreed_by=other_side, reason=reason)
+            decided = self._record(ExpectationAgreed, by, expectation_id=expectation_id, agreed_by=other_side, reason=reason)
         else:
-            self._record(ExpectationRejected, by, expectation_id=expectation_id, rejected_by=other_side, reason=reason)
-            if expectation.side is Side.PROVIDER:
-                evidence = {
-                    "expectation_id": expectation_id,
-                    "statement": excerpt(expectation.statement, QUOTED),
-                    "reason": _quoted(reason),
-                }
-                self._raise(ConditionKind.PROVIDER_EXPECTATION_REJECTED, expectation_id, evidence, policy, by)
+            decided = self._record(ExpectationRejected, by, expectation_id=expectation_id, rejected_by=other_side, reason=reason)
+        self._judge(policy, by, decided)
 
     def withdraw_expectation(self, expectation_id: str, *, reason: str, by: Attribution) -> None:
         """An expectation is taken off the table, typically to be refined into a new one."""
         self._not_withdrawn(self.expectations, expectation_id, EXPECTATION)
         permit(self.stage, "withdraw_expectation")
-        self._record(ExpectationWithdrawn, by, expectation_id=expectation_id, reason=reason)
-        self._resolve(ConditionKind.PROVIDER_EXPECTATION_REJECTED, expectation_id, "the expectation was withdrawn", by)
+        self._judge(None, by, self._record(ExpectationWithdrawn, by, expectation_id=expectation_id, reason=reason))
 
     # -- Right Terms: terms, concessions, non-negotiables, right-client facts -------------
 
@@ -255,9 +242,7 @@ class Deal(Aggregate):
         if side is Side.PROVIDER and rule.beyond_limit(value):
             raise InvalidCommand("value", f"the firm does not propose {term} past its own limit of {rule.limit:g}")
         permit(self.stage, "propose_term")
-        self._record(TermProposed, by, term=term, value=value, by=str(side), policy_version=policy.version)
-        if side is Side.CLIENT:
-            self._judge_term(rule, value, policy, by)
+        self._judge(policy, by, self._record(TermProposed, by, term=term, value=value, by=str(side), policy_version=policy.version))
 
     def agree_term(self, *, term: str, value: float, policy: Policy, by: Attribution) -> None:
         """Both sides settle a term. Worse than the public position is a concession by the firm; better, by the client."""
@@ -269,22 +254,20 @@ class Deal(Aggregate):
         earlier = [c for c in self.concessions if c.term == term]
         if conceded:
             bounds.room_for("concessions", len(self.concessions) - len(earlier) + 1, bounds.MAX_CONCESSIONS)
-        self._record(TermAgreed, by, term=term, value=value, policy_version=policy.version)
+        facts: list[events.Event] = [self._record(TermAgreed, by, term=term, value=value, policy_version=policy.version)]
         for concession in earlier:
             reason = f"{term} agreed again at {value:g}"
-            self._record(ConcessionWithdrawn, by, concession_id=concession.id, term=term, reason=reason)
+            facts.append(self._record(ConcessionWithdrawn, by, concession_id=concession.id, term=term, reason=reason))
         if conceded:
             giver = Side.PROVIDER if rule.concedes(value) else Side.CLIENT
-            self._concede(giver, f"{term} agreed at {value:g} (public position {rule.public:g})", term, by)
-        if conceded or earlier:
-            self._judge_balance(policy, by)
-        self._judge_term(rule, value, policy, by)
+            facts.append(self._concede(giver, f"{term} agreed at {value:g} (public position {rule.public:g})", term, by))
+        self._judge(policy, by, *facts)
 
     def record_concession(self, *, side: Side, what: str, policy: Policy, by: Attribution) -> str:
         permit(self.stage, "record_concession")
         bounds.room_for("concessions", len(self.concessions) + 1, bounds.MAX_CONCESSIONS)
         conceded = self._concede(side, what, None, by)
-        self._judge_balance(policy, by)
+        self._judge(policy, by, conceded)
         return conceded.concession_id
 
     def _concede(self, side: Side, what: str, term: str | None, by: Attribution) -> ConcessionRecorded:
@@ -294,30 +277,20 @@ class Deal(Aggregate):
             ConcessionRecorded, by, concession_id=str(uuid4()), by=str(side), what=what, stage=str(self.stage), early=early, term=term
         )
 
-    def _judge_balance(self, policy: Policy, by: Attribution) -> None:
-        given, received = self.concession_counts()
-        verdict = policy.concessions.verdict(given, received)
-        evidence = None if verdict is None else {"given": given, "received": received, "rule": verdict}
-        resolution = f"concessions back in balance: given {given}, received {received}"
-        self._judge(ConditionKind.CONCESSION_IMBALANCE, "balance", evidence, resolution, policy, by)
-
     def concession_counts(self) -> tuple[int, int]:
         """(given by the firm, received from the client)."""
         given = sum(1 for c in self.concessions if c.by is Side.PROVIDER)
         return given, len(self.concessions) - given
 
     def refuse_non_negotiable(self, *, name: str, reason: str | None, policy: Policy, by: Attribution) -> None:
-        description = policy.non_negotiable(name)
+        policy.non_negotiable(name)
         permit(self.stage, "refuse_non_negotiable")
-        self._record(NonNegotiableRefused, by, name=name, reason=reason)
-        evidence = {"non_negotiable": name, "description": description, "reason": _quoted(reason)}
-        self._raise(ConditionKind.NON_NEGOTIABLE_REFUSED, name, evidence, policy, by)
+        self._judge(policy, by, self._record(NonNegotiableRefused, by, name=name, reason=reason))
 
     def accept_non_negotiable(self, *, name: str, policy: Policy, by: Attribution) -> None:
         policy.non_negotiable(name)
         permit(self.stage, "accept_non_negotiable")
-        self._record(NonNegotiableAccepted, by, name=name)
-        self._resolve(ConditionKind.NON_NEGOTIABLE_REFUSED, name, f"the client accepted {name}", by)
+        self._judge(policy, by, self._record(NonNegotiableAccepted, by, name=name))
 
     def record_client_facts(
         self, *, annual_value: float | None, industry: str | None, policy: Policy, by: Attribution
@@ -326,11 +299,8 @@ class Deal(Aggregate):
         if annual_value is None and industry is None:
             raise InvalidCommand("annual_value", "give annual_value, industry, or both")
         permit(self.stage, "record_client_facts")
-        self._record(ClientFactsRecorded, by, annual_value=annual_value, industry=industry, policy_version=policy.version)
-        failures = policy.right_client.failures(annual_value=annual_value, industry=industry)
-        for criterion in sorted(policy.right_client.judged(annual_value=annual_value, industry=industry)):
-            evidence = None if criterion not in failures else {"criterion": criterion, **failures[criterion]}
-            self._judge(ConditionKind.CLIENT_DISQUALIFIED, criterion, evidence, f"{criterion} is now met", policy, by)
+        facts = self._record(ClientFactsRecorded, by, annual_value=annual_value, industry=industry, policy_version=policy.version)
+        self._judge(policy, by, facts)
 
     # -- impasse and escalation ------------------------------------------------------------
 
@@ -376,7 +346,7 @@ class Deal(Aggregate):
             raise CommandRefused(f"impasse {impasse_id} is already resolved: escalation needs an open impasse", "no_open_impasse")
         return impasse
 
-    # -- walk-away conditions: raised and resolved by the service, waived by an approver ----
+    # -- walk-away conditions: judged by the service from the table, waived by an approver ----
 
     def waive_condition(self, condition_id: str, *, reason: str, role: str | None, by: Attribution) -> None:
         if role != APPROVER:
@@ -395,47 +365,26 @@ class Deal(Aggregate):
             evidence=condition.evidence,
         )
 
-    def _judge(
-        self,
-        kind: ConditionKind,
-        subject: str,
-        evidence: dict[str, Any] | None,
-        resolution: str,
-        policy: Policy,
-        by: Attribution,
-    ) -> None:
-        """Open the condition while the rule is broken (evidence given), resolve it once it holds again."""
-        if evidence is None:
-            self._resolve(kind, subject, resolution, by)
-        else:
-            self._raise(kind, subject, evidence, policy, by)
-
-    def _raise(self, kind: ConditionKind, subject: str, evidence: dict[str, Any], policy: Policy, by: Attribution) -> None:
-        if self._open_condition(kind, subject) is None:
-            # The command that would raise it is refused whole (its events are not saved).
-            bounds.room_for("walk-away conditions", len(self.conditions) + 1, bounds.MAX_CONDITIONS)
-            self._record(
-                WalkAwayConditionRaised,
-                Attribution(SERVICE, by.correlation_id),
-                condition_id=str(uuid4()),
-                kind=str(kind),
-                subject=subject,
-                evidence=evidence,
-                policy_version=policy.version,
-            )
-
-    def _resolve(self, kind: ConditionKind, subject: str, resolution: str, by: Attribution) -> None:
-        condition = self._open_condition(kind, subject)
-        if condition is not None:
-            self._record(WalkAwayConditionResolved, Attribution(SERVICE, by.correlation_id), condition_id=condition.id, resolution=resolution)
-
-    def _judge_term(self, rule: Term, value: float, policy: Policy, by: Attribution) -> None:
-        """The client's latest position on a term (a demand or the agreed value) decides the condition."""
-        evidence = None
-        if rule.beyond_limit(value):
-            evidence = {"term": rule.name, "value": value, "limit": rule.limit, "public": rule.public, "worse": str(rule.worse)}
-        resolution = f"{rule.name} revised to {value:g}, within the limit of {rule.limit:g}"
-        self._judge(ConditionKind.TERM_BEYOND_LIMIT, rule.name, evidence, resolution, policy, by)
+    def _judge(self, policy: Policy | None, by: Attribution, *facts: events.Event) -> None:
+        """After a command's facts: open the conditions the table now finds broken, resolve those it finds kept."""
+        service = Attribution(SERVICE, by.correlation_id)
+        for verdict in walk_away_rules.judge(self, facts, policy):
+            condition = self._open_condition(verdict.kind, verdict.subject)
+            if verdict.evidence is not None and condition is None:
+                assert policy is not None, "a condition is raised under the policy that judged it"
+                # The command that would raise it is refused whole (its events are not saved).
+                bounds.room_for("walk-away conditions", len(self.conditions) + 1, bounds.MAX_CONDITIONS)
+                self._record(
+                    WalkAwayConditionRaised,
+                    service,
+                    condition_id=str(uuid4()),
+                    kind=str(verdict.kind),
+                    subject=verdict.subject,
+                    evidence=verdict.evidence,
+                    policy_version=policy.version,
+                )
+            elif verdict.evidence is None and condition is not None:
+                self._record(WalkAwayConditionResolved, service, condition_id=condition.id, resolution=verdict.resolution)
 
     def _open_condition(self, kind: ConditionKind, subject: str) -> WalkAwayCondition | None:
         return next((c for c in self.conditions.values() if c.is_open and c.kind is kind and c.subject == subject), None)
@@ -492,10 +441,6 @@ class Deal(Aggregate):
         if item.decision is Decision.WITHDRAWN:
             raise CommandRefused(f"{what} {item_id} is already withdrawn", "already_withdrawn")
         return item
-
-
-def _quoted(text: str | None) -> str | None:
-    return None if text is None else excerpt(text, QUOTED)
 
 
 def event_type(domain_event: Any) -> str:
