@@ -18,36 +18,7 @@ from eventsourcing.domain import Aggregate
 from . import bounds, events
 from . import walk_away as walk_away_rules
 from .errors import Blocker, CommandRefused, Forbidden, InvalidCommand, NotFound
-from .events import (
-    ClientFactsRecorded,
-    ConcessionRecorded,
-    ConcessionWithdrawn,
-    ContractSigned,
-    DealOpened,
-    EscalatedOverCounterpart,
-    ExpectationAgreed,
-    ExpectationRecorded,
-    ExpectationRejected,
-    ExpectationWithdrawn,
-    ImpasseDeclared,
-    ImpasseResolved,
-    LetterOfIntentSigned,
-    NonNegotiableAccepted,
-    NonNegotiableRefused,
-    SalesPromiseAccepted,
-    SalesPromiseRecorded,
-    SalesPromiseRejected,
-    SalesPromiseRenegotiated,
-    SalesPromiseWithdrawn,
-    TermAgreed,
-    TermProposed,
-    TransitionMeetingHeld,
-    WalkAwayConditionRaised,
-    WalkAwayConditionResolved,
-    WalkAwayConditionWaived,
-    WalkedAway,
-    attributed,
-)
+from .events import attributed
 from .lifecycle import permit, signing_blockers, signing_is_unblocked
 from .model import (
     Attribution,
@@ -133,13 +104,13 @@ class Deal(Aggregate):
 
     @classmethod
     def open(cls, *, title: str, client_name: str, owner: str, by: Attribution) -> Deal:
-        return cls._create(DealOpened, title=title, client_name=client_name, owner=owner, **attributed(by))
+        return cls._create(cls.DealOpened, title=title, client_name=client_name, owner=owner, **attributed(by))
 
     # -- the way to the transition meeting --------------------------------------------
 
     def sign_letter_of_intent(self, *, by: Attribution) -> None:
         permit(self.stage, "sign_letter_of_intent")
-        self._record(LetterOfIntentSigned, by)
+        self._record(self.LetterOfIntentSigned, by)
 
     def hold_transition_meeting(self, *, participants: Iterable[Participant], by: Attribution) -> None:
         attendees = attendance([], participants)
@@ -147,14 +118,14 @@ class Deal(Aggregate):
             raise InvalidCommand("participants", "at least one participant attends the meeting")
         bounds.room_for("participants", len(attendance(self.participants, attendees)), bounds.MAX_PARTICIPANTS)
         permit(self.stage, "hold_transition_meeting")
-        self._record(TransitionMeetingHeld, by, participants=[{"name": p.name, "role": str(p.role)} for p in attendees])
+        self._record(self.TransitionMeetingHeld, by, participants=[{"name": p.name, "role": str(p.role)} for p in attendees])
 
     # -- Sales promises ------------------------------------------------------------
 
     def record_sales_promise(self, *, statement: str, by: Attribution) -> str:
         permit(self.stage, "record_sales_promise")
         bounds.room_for("Sales promises", len(self.sales_promises) + 1, bounds.MAX_PROMISES)
-        return self._record(SalesPromiseRecorded, by, promise_id=str(uuid4()), statement=statement).promise_id
+        return self._record(self.SalesPromiseRecorded, by, promise_id=str(uuid4()), statement=statement).promise_id
 
     def decide_sales_promise(
         self, promise_id: str, *, accepted: bool, reason: str | None, policy: Policy, by: Attribution
@@ -162,8 +133,9 @@ class Deal(Aggregate):
         """Operations accepts or rejects a Sales promise, in front of the client."""
         self._undecided(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "decide_sales_promise")
-        decision = SalesPromiseAccepted if accepted else SalesPromiseRejected
-        self._judge(policy, by, self._record(decision, by, promise_id=promise_id, reason=reason))
+        decision = self.SalesPromiseAccepted if accepted else self.SalesPromiseRejected
+        decided = self._record(decision, by, promise_id=promise_id, reason=reason)
+        self._judge_conditions(decided, policy=policy, by=by)
 
     def renegotiate_sales_promise(self, promise_id: str, *, statement: str, by: Attribution) -> None:
         """A rejected promise is put back on the table in new words, for Operations to decide again."""
@@ -171,13 +143,15 @@ class Deal(Aggregate):
         if promise.decision is not Decision.REJECTED:
             raise CommandRefused(f"{PROMISE} {promise_id} is {promise.decision}; only a rejected one is renegotiated", "not_rejected")
         permit(self.stage, "renegotiate_sales_promise")
-        self._judge(None, by, self._record(SalesPromiseRenegotiated, by, promise_id=promise_id, statement=statement))
+        renegotiated = self._record(self.SalesPromiseRenegotiated, by, promise_id=promise_id, statement=statement)
+        self._judge_conditions(renegotiated, by=by)
 
     def withdraw_sales_promise(self, promise_id: str, *, reason: str, by: Attribution) -> None:
         """Sales takes a promise back (it is no longer on the table, so no longer blocks signing)."""
         self._not_withdrawn(self.sales_promises, promise_id, PROMISE)
         permit(self.stage, "withdraw_sales_promise")
-        self._judge(None, by, self._record(SalesPromiseWithdrawn, by, promise_id=promise_id, reason=reason))
+        withdrawn = self._record(self.SalesPromiseWithdrawn, by, promise_id=promise_id, reason=reason)
+        self._judge_conditions(withdrawn, by=by)
 
     # -- expectations, both ways ------------------------------------------------------
 
@@ -202,7 +176,7 @@ class Deal(Aggregate):
         permit(self.stage, "record_expectation")
         bounds.room_for("expectations", len(self.expectations) + 1, bounds.MAX_EXPECTATIONS)
         recorded = self._record(
-            ExpectationRecorded,
+            self.ExpectationRecorded,
             by,
             expectation_id=str(uuid4()),
             side=str(side),
@@ -222,16 +196,19 @@ class Deal(Aggregate):
         permit(self.stage, "decide_expectation")
         other_side = str(expectation.side.other)
         if agreed:
-            decided = self._record(ExpectationAgreed, by, expectation_id=expectation_id, agreed_by=other_side, reason=reason)
+            decided = self._record(self.ExpectationAgreed, by, expectation_id=expectation_id, agreed_by=other_side, reason=reason)
         else:
-            decided = self._record(ExpectationRejected, by, expectation_id=expectation_id, rejected_by=other_side, reason=reason)
-        self._judge(policy, by, decided)
+            decided = self._record(
+                self.ExpectationRejected, by, expectation_id=expectation_id, rejected_by=other_side, reason=reason
+            )
+        self._judge_conditions(decided, policy=policy, by=by)
 
     def withdraw_expectation(self, expectation_id: str, *, reason: str, by: Attribution) -> None:
         """An expectation is taken off the table, typically to be refined into a new one."""
         self._not_withdrawn(self.expectations, expectation_id, EXPECTATION)
         permit(self.stage, "withdraw_expectation")
-        self._judge(None, by, self._record(ExpectationWithdrawn, by, expectation_id=expectation_id, reason=reason))
+        withdrawn = self._record(self.ExpectationWithdrawn, by, expectation_id=expectation_id, reason=reason)
+        self._judge_conditions(withdrawn, by=by)
 
     # -- Right Terms: terms, concessions, non-negotiables, right-client facts -------------
 
@@ -242,7 +219,8 @@ class Deal(Aggregate):
         if side is Side.PROVIDER and rule.beyond_limit(value):
             raise InvalidCommand("value", f"the firm does not propose {term} past its own limit of {rule.limit:g}")
         permit(self.stage, "propose_term")
-        self._judge(policy, by, self._record(TermProposed, by, term=term, value=value, by=str(side), policy_version=policy.version))
+        proposed = self._record(self.TermProposed, by, term=term, value=value, by=str(side), policy_version=policy.version)
+        self._judge_conditions(proposed, policy=policy, by=by)
 
     def agree_term(self, *, term: str, value: float, policy: Policy, by: Attribution) -> None:
         """Both sides settle a term. Worse than the public position is a concession by the firm; better, by the client."""
@@ -254,27 +232,34 @@ class Deal(Aggregate):
         earlier = [c for c in self.concessions if c.term == term]
         if conceded:
             bounds.room_for("concessions", len(self.concessions) - len(earlier) + 1, bounds.MAX_CONCESSIONS)
-        facts: list[events.Event] = [self._record(TermAgreed, by, term=term, value=value, policy_version=policy.version)]
+        facts: list[events.Event] = [self._record(self.TermAgreed, by, term=term, value=value, policy_version=policy.version)]
         for concession in earlier:
             reason = f"{term} agreed again at {value:g}"
-            facts.append(self._record(ConcessionWithdrawn, by, concession_id=concession.id, term=term, reason=reason))
+            facts.append(self._record(self.ConcessionWithdrawn, by, concession_id=concession.id, term=term, reason=reason))
         if conceded:
             giver = Side.PROVIDER if rule.concedes(value) else Side.CLIENT
             facts.append(self._concede(giver, f"{term} agreed at {value:g} (public position {rule.public:g})", term, by))
-        self._judge(policy, by, *facts)
+        self._judge_conditions(*facts, policy=policy, by=by)
 
     def record_concession(self, *, side: Side, what: str, policy: Policy, by: Attribution) -> str:
         permit(self.stage, "record_concession")
         bounds.room_for("concessions", len(self.concessions) + 1, bounds.MAX_CONCESSIONS)
         conceded = self._concede(side, what, None, by)
-        self._judge(policy, by, conceded)
+        self._judge_conditions(conceded, policy=policy, by=by)
         return conceded.concession_id
 
-    def _concede(self, side: Side, what: str, term: str | None, by: Attribution) -> ConcessionRecorded:
+    def _concede(self, side: Side, what: str, term: str | None, by: Attribution) -> events.ConcessionRecorded:
         # The firm should not concede anything while it is still finding out whether this is a fit.
         early = self.stage == Stage.PROSPECT
         return self._record(
-            ConcessionRecorded, by, concession_id=str(uuid4()), by=str(side), what=what, stage=str(self.stage), early=early, term=term
+            self.ConcessionRecorded,
+            by,
+            concession_id=str(uuid4()),
+            by=str(side),
+            what=what,
+            stage=str(self.stage),
+            early=early,
+            term=term,
         )
 
     def concession_counts(self) -> tuple[int, int]:
@@ -285,12 +270,14 @@ class Deal(Aggregate):
     def refuse_non_negotiable(self, *, name: str, reason: str | None, policy: Policy, by: Attribution) -> None:
         policy.non_negotiable(name)
         permit(self.stage, "refuse_non_negotiable")
-        self._judge(policy, by, self._record(NonNegotiableRefused, by, name=name, reason=reason))
+        refused = self._record(self.NonNegotiableRefused, by, name=name, reason=reason)
+        self._judge_conditions(refused, policy=policy, by=by)
 
     def accept_non_negotiable(self, *, name: str, policy: Policy, by: Attribution) -> None:
         policy.non_negotiable(name)
         permit(self.stage, "accept_non_negotiable")
-        self._judge(policy, by, self._record(NonNegotiableAccepted, by, name=name))
+        accepted = self._record(self.NonNegotiableAccepted, by, name=name)
+        self._judge_conditions(accepted, policy=policy, by=by)
 
     def record_client_facts(
         self, *, annual_value: float | None, industry: str | None, policy: Policy, by: Attribution
@@ -299,20 +286,22 @@ class Deal(Aggregate):
         if annual_value is None and industry is None:
             raise InvalidCommand("annual_value", "give annual_value, industry, or both")
         permit(self.stage, "record_client_facts")
-        facts = self._record(ClientFactsRecorded, by, annual_value=annual_value, industry=industry, policy_version=policy.version)
-        self._judge(policy, by, facts)
+        recorded = self._record(
+            self.ClientFactsRecorded, by, annual_value=annual_value, industry=industry, policy_version=policy.version
+        )
+        self._judge_conditions(recorded, policy=policy, by=by)
 
     # -- impasse and escalation ------------------------------------------------------------
 
     def declare_impasse(self, *, topic: str, by: Attribution) -> str:
         permit(self.stage, "declare_impasse")
         bounds.room_for("impasses", len(self.impasses) + 1, bounds.MAX_IMPASSES)
-        return self._record(ImpasseDeclared, by, impasse_id=str(uuid4()), topic=topic).impasse_id
+        return self._record(self.ImpasseDeclared, by, impasse_id=str(uuid4()), topic=topic).impasse_id
 
     def resolve_impasse(self, impasse_id: str, *, how: str, by: Attribution) -> None:
         self._open_impasse(impasse_id)
         permit(self.stage, "resolve_impasse")
-        self._record(ImpasseResolved, by, impasse_id=impasse_id, how=how)
+        self._record(self.ImpasseResolved, by, impasse_id=impasse_id, how=how)
 
     def escalate(
         self, *, impasse_id: str, to: str, counterpart_consented: bool, strategies_tried: list[str], by: Attribution
@@ -330,7 +319,7 @@ class Deal(Aggregate):
         permit(self.stage, "escalate")
         bounds.room_for("escalations", len(self.escalations) + 1, bounds.MAX_ESCALATIONS)
         escalated = self._record(
-            EscalatedOverCounterpart,
+            self.EscalatedOverCounterpart,
             by,
             escalation_id=str(uuid4()),
             impasse_id=impasse_id,
@@ -356,7 +345,7 @@ class Deal(Aggregate):
             raise CommandRefused(f"walk-away condition {condition_id} is already {condition.status}", "already_closed")
         permit(self.stage, "waive_condition")
         self._record(
-            WalkAwayConditionWaived,
+            self.WalkAwayConditionWaived,
             by,
             condition_id=condition_id,
             reason=reason,
@@ -365,8 +354,8 @@ class Deal(Aggregate):
             evidence=condition.evidence,
         )
 
-    def _judge(self, policy: Policy | None, by: Attribution, *facts: events.Event) -> None:
-        """After a command's facts: open the conditions the table now finds broken, resolve those it finds kept."""
+    def _judge_conditions(self, *facts: events.Event, policy: Policy | None = None, by: Attribution) -> None:
+        """After all of a command's facts: open the conditions the walk-away table finds broken, resolve those it finds kept."""
         service = Attribution(SERVICE, by.correlation_id)
         for verdict in walk_away_rules.judge(self, facts, policy):
             condition = self._open_condition(verdict.kind, verdict.subject)
@@ -375,7 +364,7 @@ class Deal(Aggregate):
                 # The command that would raise it is refused whole (its events are not saved).
                 bounds.room_for("walk-away conditions", len(self.conditions) + 1, bounds.MAX_CONDITIONS)
                 self._record(
-                    WalkAwayConditionRaised,
+                    self.WalkAwayConditionRaised,
                     service,
                     condition_id=str(uuid4()),
                     kind=str(verdict.kind),
@@ -384,7 +373,7 @@ class Deal(Aggregate):
                     policy_version=policy.version,
                 )
             elif verdict.evidence is None and condition is not None:
-                self._record(WalkAwayConditionResolved, service, condition_id=condition.id, resolution=verdict.resolution)
+                self._record(self.WalkAwayConditionResolved, service, condition_id=condition.id, resolution=verdict.resolution)
 
     def _open_condition(self, kind: ConditionKind, subject: str) -> WalkAwayCondition | None:
         return next((c for c in self.conditions.values() if c.is_open and c.kind is kind and c.subject == subject), None)
@@ -392,9 +381,10 @@ class Deal(Aggregate):
     # -- the end of the window ----------------------------------------------------------
 
     def sign_contract(self, *, by: Attribution) -> None:
+        # Every blocker at once, the stage's among them, before the lifecycle is asked: one refusal names them all.
         signing_is_unblocked(self)
         permit(self.stage, "sign_contract")
-        self._record(ContractSigned, by)
+        self._record(self.ContractSigned, by)
 
     def walk_away(self, *, reason: str, cited_conditions: Iterable[str] = (), by: Attribution) -> None:
         cited = list(dict.fromkeys(cited_conditions))
@@ -404,7 +394,7 @@ class Deal(Aggregate):
             if condition_id not in self.conditions:
                 raise InvalidCommand("cited_conditions", f"{condition_id!r} is not a walk-away condition of this deal")
         permit(self.stage, "walk_away")
-        self._record(WalkedAway, by, reason=reason, cited_conditions=cited)
+        self._record(self.WalkedAway, by, reason=reason, cited_conditions=cited)
 
     # -- reading -----------------------------------------------------------------------
 

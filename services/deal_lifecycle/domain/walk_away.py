@@ -59,7 +59,8 @@ class Case:
     policy: Policy | None
 
     @property
-    def rules(self) -> Policy:
+    def parameters(self) -> Policy:
+        """The firm's negotiating parameters the command was judged under (only commands that have them read them)."""
         assert self.policy is not None, "a rule that reads the policy is judged by a command that has one"
         return self.policy
 
@@ -114,20 +115,20 @@ def _client_position(fact: TermProposed | TermAgreed, _: Policy | None) -> list[
 
 
 def _term_beyond_limit(case: Case) -> dict[str, Any] | None:
-    term, value = case.rules.term(case.subject), case.fact.value
+    term, value = case.parameters.term(case.subject), case.fact.value
     if not term.beyond_limit(value):
         return None
     return {"term": term.name, "value": value, "limit": term.limit, "public": term.public, "worse": str(term.worse)}
 
 
 def _term_within_limit(case: Case) -> str:
-    term = case.rules.term(case.subject)
+    term = case.parameters.term(case.subject)
     return f"{term.name} revised to {case.fact.value:g}, within the limit of {term.limit:g}"
 
 
 def _out_of_balance(case: Case) -> dict[str, Any] | None:
     given, received = case.deal.concession_counts()
-    verdict = case.rules.concessions.verdict(given, received)
+    verdict = case.parameters.concessions.verdict(given, received)
     return None if verdict is None else {"given": given, "received": received, "rule": verdict}
 
 
@@ -139,7 +140,8 @@ def _back_in_balance(case: Case) -> str:
 def _refused_non_negotiable(case: Case) -> dict[str, Any] | None:
     if case.deal.non_negotiables.get(case.subject) != "refused":
         return None
-    return {"non_negotiable": case.subject, "description": case.rules.non_negotiable(case.subject), "reason": quoted(case.fact.reason)}
+    description = case.parameters.non_negotiable(case.subject)
+    return {"non_negotiable": case.subject, "description": description, "reason": quoted(case.fact.reason)}
 
 
 def _criteria_judged(fact: ClientFactsRecorded, policy: Policy | None) -> list[str]:
@@ -148,7 +150,7 @@ def _criteria_judged(fact: ClientFactsRecorded, policy: Policy | None) -> list[s
 
 
 def _criterion_failed(case: Case) -> dict[str, Any] | None:
-    failures = case.rules.right_client.failures(annual_value=case.fact.annual_value, industry=case.fact.industry)
+    failures = case.parameters.right_client.failures(annual_value=case.fact.annual_value, industry=case.fact.industry)
     return {"criterion": case.subject, **failures[case.subject]} if case.subject in failures else None
 
 
