@@ -1,8 +1,12 @@
-"""The commands other systems send, over HTTP and NATS alike: their shape and content rules.
+"""The commands other systems send, over HTTP and NATS alike: their shape.
 
 These models are the single definition of a command's payload. The HTTP adapter lets
-Litestar decode them (so they appear in the OpenAPI document); the NATS adapter will
-validate the same models, so a bad payload gets the same answer on either road.
+Litestar decode them (so they appear in the OpenAPI document); the NATS adapter validates
+the same models, so a bad payload gets the same answer on either road. Text is bounded
+and checked here; counts and ranges that belong to the deal (how many participants or
+strategies, an expectation's priority) are the domain's, stated once in `domain.bounds`
+and taken from there, so the schema, this early refusal and the aggregate's own check
+can never disagree.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from dealflow.deal_lifecycle.domain import bounds
 from dealflow.deal_lifecycle.domain.model import Role, Side
 
 
@@ -100,7 +105,7 @@ class ParticipantIn(Command):
 
 
 class HoldTransitionMeeting(Command):
-    participants: Annotated[list[ParticipantIn], Field(min_length=1, max_length=50)]
+    participants: Annotated[list[ParticipantIn], Field(min_length=1, max_length=bounds.MAX_PARTICIPANTS)]
 
 
 class RecordSalesPromise(Command):
@@ -118,7 +123,7 @@ class RecordExpectation(Command):
     metric: Name
     target: Name
     due: IsoDate
-    priority: Annotated[JsonInt, Field(ge=1, le=99, description="1 is the highest priority")]
+    priority: Annotated[JsonInt, Field(ge=bounds.MIN_PRIORITY, le=bounds.MAX_PRIORITY, description="1 is the highest priority")]
 
 
 class DecideExpectation(Command):
@@ -132,7 +137,7 @@ class Withdraw(Command):
 
 class WalkAway(Command):
     reason: Reason
-    cited_conditions: Annotated[list[Name], Field(max_length=50, description="ids of the walk-away conditions that caused it")] = []
+    cited_conditions: Annotated[list[Name], Field(max_length=bounds.MAX_CITED_CONDITIONS, description="ids of the walk-away conditions that caused it")] = []
 
 
 class RenegotiateSalesPromise(Command):
@@ -178,7 +183,7 @@ class Escalate(Command):
     impasse_id: Name
     to: Name = Field(description="the counterpart's manager")
     counterpart_consented: JsonBool
-    strategies_tried: Annotated[list[Text], Field(min_length=1, max_length=20)]
+    strategies_tried: Annotated[list[Text], Field(min_length=1, max_length=bounds.MAX_STRATEGIES)]
 
 
 class WaiveCondition(Command):
