@@ -55,6 +55,12 @@ class UnsupportedMediaType(DealflowError):
     code = "unsupported_media_type"
 
 
+class TooManyStreams(DealflowError):
+    """This process already serves as many live streams as it is configured to (DEALFLOW_MAX_STREAMS)."""
+
+    code = "too_many_streams"
+
+
 def header(name: str, values: Sequence[str | bytes]) -> str | None:
     """The one value of a header, checked against its rule; None when it was not sent."""
     if not values:

@@ -10,8 +10,7 @@ from typing import Any
 
 from dealflow.deal_lifecycle.application.service import IdempotencyKeyReused, VersionMismatch
 from dealflow.deal_lifecycle.domain.errors import CommandRefused, DealflowError, Forbidden, InvalidCommand, NotFound, SigningRefused
-from dealflow.deal_lifecycle.entrypoints.edge import InvalidHeader, MalformedBody, UnexpectedBody, UnsupportedMediaType
-from dealflow.deal_lifecycle.entrypoints.http.live import TooManyStreams
+from dealflow.deal_lifecycle.entrypoints.edge import InvalidHeader, MalformedBody, TooManyStreams, UnexpectedBody, UnsupportedMediaType
 
 INTERNAL_ERROR = "internal_error"
 

@@ -24,7 +24,7 @@ import structlog
 from dealflow.deal_lifecycle.adapters.bus import PUBLISHED_TOPICS
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.application.views import EventView, stream_view
-from dealflow.deal_lifecycle.domain.errors import DealflowError
+from dealflow.deal_lifecycle.entrypoints.edge import TooManyStreams
 
 log = structlog.get_logger("dealflow.live")
 
@@ -37,12 +37,6 @@ BATCH = 200
 
 Live = tuple[int, EventView]
 _CLOSED, _BEHIND = "closed", "behind"
-
-
-class TooManyStreams(DealflowError):
-    """This process already serves as many streams as it is configured to."""
-
-    code = "too_many_streams"
 
 
 class _Subscriber:
