@@ -81,3 +81,18 @@ def test_every_file_the_readme_points_at_is_in_the_clone() -> None:
     # var/ is made by the running service; a bare module name is explained where it appears.
     in_clone = {name for name in named if ("/" in name and not name.startswith("var/")) or name.endswith(".md")}
     assert sorted(name for name in in_clone if not (README.parent / name).exists()) == []
+
+
+def _architecture_tree() -> str:
+    section = README.read_text().split("## Architecture", 1)[1]
+    block = re.search(r"```\n(services/.*?)```", section, re.S)
+    assert block is not None, "the Architecture section has no tree of services/"
+    return block.group(1)
+
+
+def test_the_architecture_tree_names_every_module_and_no_module_that_is_gone() -> None:
+    services = README.parent / "services"
+    modules = {p.name for p in services.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    named = set(re.findall(r"\b(\w+\.py)\b", _architecture_tree()))
+    assert sorted(modules - named) == [], "modules missing from the README's architecture tree"
+    assert sorted(named - modules) == [], "the README's architecture tree names modules that do not exist"
