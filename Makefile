@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 ## Start the whole system on this machine (SQLite under ./var/).
 run: $(STAMP)
 	@echo "dealflow: the dealflow command is in $(BIN): in another terminal, run $(BIN)/dealflow watch (or source $(BIN)/activate first)"
+	@echo "dealflow: every request needs a token: TOKEN=\$$($(BIN)/dealflow token --role emitter --sub crm), then curl -H \"Authorization: Bearer \$$TOKEN\" ..."
 	$(BIN)/dealflow up
 
 ## Run the test suite (no external services needed; the PostgreSQL tests are skipped unless

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
@@ -228,9 +230,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The benchmark's own signing key: the processes it starts trust it, and its load carries a token it signed.
+_KEYS = Path(tempfile.mkdtemp(prefix="dealflow-bench-keys-"))
+
+
+def _trusted_keys() -> Path:
+    from dealflow.deal_lifecycle.adapters.identity import dev_jwks  # noqa: PLC0415
+
+    path = _KEYS / "jwks.json"
+    if not path.exists():
+        path.write_text(json.dumps(dev_jwks(_KEYS)))
+    return path
+
+
+def auth_headers() -> dict[str, str]:
+    """An emitter's bearer token, as every command the benchmark sends over HTTP carries."""
+    from dealflow.deal_lifecycle.adapters.identity import mint  # noqa: PLC0415
+
+    return {"Authorization": f"Bearer {mint(_KEYS, sub='bench', roles=['emitter'], ttl_seconds=6 * 3600)}"}
+
+
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEALFLOW_", "NATS_"))}
     env["DEALFLOW_POLICY"] = str(POLICY_FILE)
+    env["DEALFLOW_AUTH_JWKS"] = str(_trusted_keys())
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    auth_headers,
     Context,
     CpuMeter,
     child_env,
@@ -128,6 +129,7 @@ async def offered_load(base: str, deal_ids: list[str], rate: float, duration: fl
 
     pool: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
     clients = [httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=1), timeout=30, verify=False) for _ in range(CLIENT_POOL)]
+    auth = auth_headers()
     for client in clients:
         pool.put_nowait(client)
     commands: list[Command] = []
@@ -137,7 +139,7 @@ async def offered_load(base: str, deal_ids: list[str], rate: float, duration: fl
         deal = deal_ids[(offset + i) % len(deal_ids)]
         command.sent = time.perf_counter()
         try:
-            response = await client.post(f"/deals/{deal}/concessions", json={"by": "client", "what": f"gift {i}"}, headers={"X-Actor": "bench"})
+            response = await client.post(f"/deals/{deal}/concessions", json={"by": "client", "what": f"gift {i}"}, headers=auth)
             command.status = response.status_code
             if response.status_code == 201:
                 # The ETag is the deal's version after the command: the event's id is <deal>:<version>.

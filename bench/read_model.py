@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from .common import (
+    auth_headers,
     Context,
     Store,
     deal_service,
@@ -173,7 +174,7 @@ async def _http_pages(base: str, cursor: str, repeats: int) -> dict[str, Any]:
     import httpx  # noqa: PLC0415
 
     out = {}
-    async with httpx.AsyncClient(base_url=base, timeout=30, verify=False) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, verify=False, headers=auth_headers()) as client:
         for name, url in (("first_page", f"/deals?stage={STAGE}&limit=50"), ("deep_page", f"/deals?stage={STAGE}&limit=50&cursor={urllib.parse.quote(cursor)}")):
             response = await client.get(url)
             assert response.status_code == 200 and len(response.json()["items"]) == 50, response.text[:300]

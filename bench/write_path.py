@@ -26,6 +26,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from .common import (
+    auth_headers,
     Context,
     CpuMeter,
     Store,
@@ -136,6 +137,7 @@ async def http_load(
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     # verify=False: plain http to 127.0.0.1; loading the CA bundle costs ~17 ms per client.
     sessions = [httpx.AsyncClient(base_url=base, limits=limits, timeout=30, verify=False) for _ in range(clients)]
+    auth = auth_headers()
     try:
         start = time.perf_counter()
         t_from, t_end = start + warmup, start + warmup + duration
@@ -149,7 +151,7 @@ async def http_load(
                 if t0 >= t_end:
                     return
                 try:
-                    response = await client.post(path(k, i), json=body(k, i), headers={"X-Actor": "bench"})
+                    response = await client.post(path(k, i), json=body(k, i), headers=auth)
                     if response.status_code >= 300:
                         errors[0] += 1
                         if not first_error:
@@ -194,10 +196,12 @@ def _concession_op(service: Any, deal_ids: list[UUID], clients: int) -> Callable
     from dealflow.deal_lifecycle.application import commands as c  # noqa: PLC0415
     from dealflow.deal_lifecycle.domain.model import Side  # noqa: PLC0415
 
+    emitter = frozenset({"emitter"})  # the role a system sending commands has
+
     def op(k: int, i: int) -> None:
         deal_id = deal_ids[_slot(k, i, clients)]
         # Always the client's concession: the balance rule never raises a condition (one event per command).
-        service.handle("record_concession", deal_id, c.RecordConcession(by=Side.CLIENT, what=f"gift {i}"), c.CommandContext(actor="bench", correlation_id=f"b{k}-{i}"))
+        service.handle("record_concession", deal_id, c.RecordConcession(by=Side.CLIENT, what=f"gift {i}"), c.CommandContext(actor="bench", correlation_id=f"b{k}-{i}", roles=emitter))
 
     return op
 

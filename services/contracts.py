@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter, create_model
 
 from dealflow.config_file import packaged
 from dealflow.deal_lifecycle.adapters.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
+from dealflow.deal_lifecycle.application.access import ordered
 from dealflow.deal_lifecycle.application.command_table import COMMANDS
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 from dealflow.deal_lifecycle.domain.deal import Deal
@@ -36,7 +37,7 @@ SCHEMAS = packaged("schemas")
 BASE_ID = "https://dealflow.example/schemas"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # Fields every stored event has that are not its business data (see views.event_view).
-ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id", "deal_id"}
+ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id", "on_behalf_of", "deal_id"}
 
 
 def event_classes() -> list[type]:
@@ -74,7 +75,12 @@ def event_schema(cls: type) -> dict[str, Any]:
             "version": {"type": "integer", "minimum": 1, "description": "the event's position in its stream"},
             "type": {"const": name},
             "timestamp": {"type": "string", "format": "date-time"},
-            "actor": {"type": "string", "description": "who did it; 'dealflow' when the service itself decided"},
+            "actor": {"type": "string", "description": "who did it: the verified token's sub; 'dealflow' when the service itself decided"},
+            "on_behalf_of": {
+                "type": ["string", "null"],
+                "maxLength": 200,
+                "description": "the person a system said it acted for (X-On-Behalf-Of), as it said it; absent from events published before it existed",
+            },
             "correlation_id": {"type": "string"},
             "data": data_schema,
         },
@@ -109,10 +115,12 @@ def alert_schemas() -> dict[str, dict[str, Any]]:
 
 
 def openapi() -> dict[str, Any]:
+    from dealflow.deal_lifecycle.adapters.identity import TrustedKeys  # noqa: PLC0415
     from dealflow.deal_lifecycle.bootstrap import service_app  # noqa: PLC0415
     from dealflow.deal_lifecycle.config import Settings  # noqa: PLC0415
 
-    return service_app(Settings()).openapi_schema.to_schema()
+    # The document does not depend on which keys are trusted: trust none, and make no key on disk.
+    return service_app(Settings(), keys=TrustedKeys(jwks={"keys": []})).openapi_schema.to_schema()
 
 
 EVENT_HEADERS = {
@@ -140,11 +148,16 @@ EVENT_HEADERS = {
 }
 COMMAND_HEADERS = {
     "type": "object",
+    "required": ["Authorization"],
     "properties": {
+        "Authorization": {
+            "type": "string",
+            "description": "Bearer <JWT>: the same token as over HTTP; without one, or one whose roles may not send the command, "
+            "the reply is 401 or 403 (Nats-Service-Error-Code)",
+        },
         "Idempotency-Key": {"type": "string", "maxLength": 255},
         "If-Match": {"type": "string", "description": "the deal version the command expects"},
-        "X-Actor": {"type": "string"},
-        "X-Actor-Role": {"type": "string"},
+        "X-On-Behalf-Of": {"type": "string", "maxLength": 200, "description": "the person a system acts for, recorded as on_behalf_of"},
         "X-Correlation-ID": {"type": "string"},
     },
 }
@@ -222,7 +235,10 @@ def asyncapi() -> dict[str, Any]:
 
 def readme_command_table() -> str:
     """The README's table of commands, from the command table (a test holds the README to it)."""
-    rows = ["| command (NATS `deals.commands.<command>`) | HTTP | body | answer | what it does |", "|---|---|---|---|---|"]
+    rows = [
+        "| command (NATS `deals.commands.<command>`) | HTTP | body | answer | roles | what it does |",
+        "|---|---|---|---|---|---|",
+    ]
     for command in COMMANDS:
         if command.body is None:
             body = "none"
@@ -230,7 +246,8 @@ def readme_command_table() -> str:
             fields = command.body.model_fields
             body = "`{" + ", ".join(f'"{name}"' + ("" if field.is_required() else "?") for name, field in fields.items()) + "}`"
         answer = "201, the deal" if command.opens else f"201, the new {command.creates}'s `id` and the deal" if command.creates else "200, the deal"
-        rows.append(f"| `{command.name}` | `POST {command.path}` | {body} | {answer} | {command.summary} |")
+        roles = ", ".join(ordered(command.roles))
+        rows.append(f"| `{command.name}` | `POST {command.path}` | {body} | {answer} | {roles} | {command.summary} |")
     return "\n".join(rows) + "\n"
 
 

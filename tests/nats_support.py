@@ -12,6 +12,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM
+from tests.support import bearer
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,17 @@ def wait_for_count(url: str, expected: int, timeout: float = 30.0) -> int:
     return seen
 
 
-def request(url: str, command: str, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+def request(
+    url: str, command: str, payload: dict[str, Any] | bytes, headers: dict[str, str] | None = None, *, signed: bool = True
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """A command over NATS; `signed`: with the tests' default caller's token unless `headers` has one."""
+    sent = {**(bearer() if signed else {}), **(headers or {})}
+
     async def ask() -> tuple[dict[str, str], dict[str, Any]]:
         nc = await nats.connect(url)
         try:
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            reply = await nc.request(f"deals.commands.{command}", data, timeout=10, headers=headers)
+            reply = await nc.request(f"deals.commands.{command}", data, timeout=10, headers=sent or None)
             return dict(reply.headers or {}), json.loads(reply.data)
         finally:
             await nc.close()
@@ -90,3 +96,14 @@ def exactly_once_in_deal_order(messages: list[Published]) -> dict[str, list[int]
     for m in messages:
         per_deal.setdefault(m.event["deal_id"], []).append(m.event["version"])
     return per_deal
+
+
+def wait_for_responder(url: str) -> None:
+    """The app connects to NATS in the background: wait until a command gets an answer."""
+    for _ in range(100):
+        try:
+            request(url, "no_such_command", {})
+            return
+        except nats.errors.NoRespondersError:
+            time.sleep(0.05)
+    raise AssertionError("no command responder on NATS")

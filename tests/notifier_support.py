@@ -30,6 +30,7 @@ from aiosmtpd.controller import Controller
 from nats.js.errors import NotFoundError
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
+from tests.processes import clean_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DEALFLOW = [sys.executable, "-m", "dealflow"]
@@ -186,7 +187,7 @@ class SmtpSink:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    env = clean_environment()
     env.update(extra)
     return env
 

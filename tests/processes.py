@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,13 +15,20 @@ import httpx
 import pytest
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
+from tests.support import jwks_file
 
 DEALFLOW = [sys.executable, "-m", "dealflow"]
 
 
+# The tests' identity provider's keys, as a file every `dealflow` process under test trusts.
+TRUSTED_KEYS = jwks_file(Path(tempfile.mkdtemp(prefix="dealflow-tests-")))
+
+
 def clean_environment(**settings: str) -> dict[str, str]:
-    """This process's environment without any dealflow setting or NATS_URL, plus these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    """This process's environment without any dealflow or NATS setting, trusting the tests' tokens
+    (tests.support.token), plus these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEALFLOW_", "NATS_"))}
+    env["DEALFLOW_AUTH_JWKS"] = str(TRUSTED_KEYS)
     env.update(settings)
     return env
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import date, timedelta
 from pathlib import Path
-from uuid import UUID
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
 
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from jwt.algorithms import ECAlgorithm
+
+from dealflow.deal_lifecycle.adapters.identity import TrustedKeys
 from dealflow.deal_lifecycle.adapters.policy_file import load_policy
 from dealflow.deal_lifecycle.application import commands as c
 from dealflow.deal_lifecycle.application.service import DealService
@@ -25,8 +34,41 @@ LATER = TODAY + timedelta(days=90)
 FULL_ATTENDANCE = [Participant("Sam", Role.SALES), Participant("Olu", Role.OPERATIONS), Participant("Cleo", Role.CLIENT)]
 
 
-def ctx(actor: str = "ann@firm", *, key: str | None = None, expected: int | None = None) -> c.CommandContext:
-    return c.CommandContext(actor=actor, correlation_id="corr-1", idempotency_key=key, expected_version=expected)
+# What the tests' callers may do unless a test says otherwise: send commands and waive conditions
+# (so they see private limits too), and watch the stream.
+ROLES = ("emitter", "approver", "ops")
+
+
+def ctx(actor: str = "ann@firm", *, key: str | None = None, expected: int | None = None, roles: tuple[str, ...] = ROLES) -> c.CommandContext:
+    return c.CommandContext(actor=actor, correlation_id="corr-1", idempotency_key=key, expected_version=expected, roles=frozenset(roles))
+
+
+# -- tokens: the tests' own identity provider ----------------------------------------------------
+# One EC P-256 key for the run: the service under test trusts its public half (TEST_KEYS, or the
+# JWKS file of jwks_file()), and token() signs with the private half, as an identity provider would.
+_SIGNING_KEY = generate_private_key(SECP256R1())
+TEST_KID = "test-key-1"
+TEST_JWKS = {"keys": [{**json.loads(ECAlgorithm.to_jwk(_SIGNING_KEY.public_key())), "kid": TEST_KID, "use": "sig", "alg": "ES256"}]}
+TEST_KEYS = TrustedKeys(jwks=TEST_JWKS)
+
+
+def token(*roles: str, sub: str = "ann@firm", ttl: int = 3600, headers: dict[str, Any] | None = None, **claims: Any) -> str:
+    """A bearer token the service under test trusts, with these roles (the tests' default ones if none)."""
+    now = int(time.time())
+    body = {"sub": sub, "roles": list(roles or ROLES), "iat": now, "exp": now + ttl, "jti": uuid4().hex, **claims}
+    return jwt.encode(body, _SIGNING_KEY, algorithm="ES256", headers={"kid": TEST_KID, **(headers or {})})
+
+
+def bearer(*roles: str, sub: str = "ann@firm") -> dict[str, str]:
+    """The Authorization header of a caller with these roles (the tests' default ones if none)."""
+    return {"Authorization": f"Bearer {token(*roles, sub=sub)}"}
+
+
+def jwks_file(directory: Path) -> Path:
+    """The trusted keys as a JWKS file, for a `dealflow` process under test (DEALFLOW_AUTH_JWKS)."""
+    path = directory / "jwks.json"
+    path.write_text(json.dumps(TEST_JWKS))
+    return path
 
 
 def expectation(side: Side, statement: str = "monthly report") -> c.RecordExpectation:
@@ -72,3 +114,12 @@ def domain_deal_in_meeting() -> Deal:
     deal.sign_letter_of_intent(by=BY)
     deal.hold_transition_meeting(participants=FULL_ATTENDANCE, by=BY)
     return deal
+
+
+Client = TypeVar("Client", bound=httpx.Client)
+
+
+def signed_in(client: Client, *roles: str, sub: str = "ann@firm") -> Client:
+    """The client, sending a caller's token (the tests' default roles if none) with every request."""
+    client.headers.update(bearer(*roles, sub=sub))
+    return client

@@ -10,6 +10,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from eventsourcing.utils import get_topic
 
+from dealflow.nats_connection import Credentials
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -30,6 +32,14 @@ class Settings:
     relay_batch_size: int = 500
     # How many `GET /stream` clients one instance serves at once; beyond, 503 too_many_streams.
     max_streams: int = 100
+    # The public keys bearer tokens are verified against: a JWKS file or https:// URL. Unset: the
+    # development key under var/ (made on first use), whose tokens `dealflow token` signs.
+    auth_jwks: str | None = None
+    # Claims a token must carry when set (iss, aud).
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # How this process proves who it is to NATS (NATS_CREDS, NATS_NKEY_SEED, or user:password in NATS_URL).
+    nats_credentials: Credentials = Credentials()
 
     @property
     def nats_servers(self) -> list[str]:
@@ -47,7 +57,16 @@ class Settings:
             nats_url=environ.get("NATS_URL") or None,
             relay_batch_size=int(environ.get("DEALFLOW_RELAY_BATCH", cls.relay_batch_size)),
             max_streams=int(environ.get("DEALFLOW_MAX_STREAMS", cls.max_streams)),
+            auth_jwks=environ.get("DEALFLOW_AUTH_JWKS") or None,
+            auth_issuer=environ.get("DEALFLOW_AUTH_ISSUER") or None,
+            auth_audience=environ.get("DEALFLOW_AUTH_AUDIENCE") or None,
+            nats_credentials=Credentials.from_env(environ),
         )
+
+    @property
+    def state_dir(self) -> Path:
+        """Where a local installation keeps its own files (var/): the SQLite stores, the development key, NATS's data."""
+        return self.sqlite_path.parent
 
     def describe_policy(self) -> str:
         return str(self.policy_path) if self.policy_path else "built-in default"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dealflow.private_limits import event_concealed
 from dealflow.terminal import printable
 
 from .messages import AlertMessage
@@ -85,6 +86,8 @@ class Alert:
 
 
 def compose(event: dict[str, Any], event_id: str, deal: DealContext, target: Target) -> Alert:
+    # A private limit's number reaches only recipients who may see it, in the text and in the event it carries.
+    event = event if target.sees_private_limits else event_concealed(event)
     title, text = describe(event, deal)
     return _alert(f"{event_id}/{target.recipient}/{target.channel}", event_id, deal.deal_id, event["type"], title, text, event, target)
 
@@ -149,7 +152,7 @@ def describe(event: dict[str, Any], deal: DealContext) -> tuple[str, str]:
     lines = [
         f"Deal: {deal.title} for {deal.client_name} (owner {deal.owner or 'unknown'}, id {deal.deal_id})",
         f"What happened: {HEADLINE.get(kind, kind)} at {event['timestamp']}",
-        f"By: {event['actor']}",
+        f"By: {event['actor']}" + (f" for {event['on_behalf_of']}" if event.get("on_behalf_of") else ""),
     ]
     if kind == "WalkAwayConditionRaised":
         lines += [
@@ -169,7 +172,8 @@ def describe(event: dict[str, Any], deal: DealContext) -> tuple[str, str]:
         else:
             lines.append(f"Condition: {data.get('condition_id')}")
         lines += [
-            f"Waived by: {event['actor']}",
+            # v3 names the role the waiver was made under, as the waiver's verified token carried it.
+            f"Waived by: {event['actor']}" + (f" (as {data['role']})" if data.get("role") else ""),
             f"Reason: {data.get('reason')}",
             "What to do next: nothing; the condition no longer blocks signing. The waiver is on the deal's record.",
         ]

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import typer
 
 from dealflow.logs import configure_logging
-from dealflow.nats_connection import connect
+from dealflow.nats_connection import connect, shown
 from dealflow.terminal import printable
 
 from .channels import build_channels
@@ -39,7 +39,7 @@ def notifier() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        nc = await connect(servers, name="dealflow-notifier")
+        nc = await connect(servers, name="dealflow-notifier", credentials=settings.nats_credentials)
         try:
             await Notifier(nc, rules, store, channels).run(stop)
         finally:
@@ -48,7 +48,7 @@ def notifier() -> None:
             # close, not drain: a pull subscription's drain waits out nats-py's 30 s timeout
             await nc.close()
 
-    typer.echo(f"dealflow: notifier on {', '.join(servers)}, rules {settings.rules_path or 'built-in default'}", err=True)
+    typer.echo(f"dealflow: notifier on {', '.join(shown(servers))}, rules {settings.rules_path or 'built-in default'}", err=True)
     try:
         asyncio.run(main())
     finally:

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -82,8 +82,7 @@ class Notifier:
                     await subscription.unsubscribe()
 
     async def _consume(self, stop: asyncio.Event, batch: int) -> None:
-        await self._wait_for_events_stream(stop)
-        await self._ensure_alerts_stream()
+        await self._wait_for_streams(stop)
         subscription = await self.js.pull_subscribe(
             EVENTS_SUBJECTS,
             durable=DURABLE,
@@ -241,18 +240,14 @@ class Notifier:
         except Exception as e:  # noqa: BLE001 - the store already holds it; the subject is a courtesy copy
             log.warning("cannot publish dead letter", error=str(e))
 
-    async def _wait_for_events_stream(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.js.stream_info(EVENTS_STREAM)
-                return
-            except Exception:  # noqa: BLE001 - the deal service creates the stream; wait for it
-                log.info("waiting for the events stream", stream=EVENTS_STREAM)
-                await asyncio.sleep(1)
-
-    async def _ensure_alerts_stream(self) -> None:
-        config = StreamConfig(name=ALERTS_STREAM, subjects=[ALERTS_SUBJECTS], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_SECONDS)
-        try:
-            await self.js.stream_info(ALERTS_STREAM)
-        except NotFoundError:
-            await self.js.add_stream(config)
+    async def _wait_for_streams(self, stop: asyncio.Event) -> None:
+        """The deal service keeps the streams (the events, and DEALS_ALERTS for dead letters); wait for them.
+        The notifier makes none: it may read the events and dead-letter alerts, nothing more."""
+        for stream in (EVENTS_STREAM, ALERTS_STREAM):
+            while not stop.is_set():
+                try:
+                    await self.js.stream_info(stream)
+                    break
+                except Exception:  # noqa: BLE001 - not there yet, or NATS not answering: look again
+                    log.info("waiting for a stream the deal service keeps", stream=stream)
+                    await asyncio.sleep(1)

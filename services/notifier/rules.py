@@ -1,7 +1,8 @@
 """Alert rules: which deal events alert whom, on which channel. Read from a TOML file at start-up.
 
     [channels.<name>]   type = "webhook" | "email" | "apprise" | "log", and its settings
-    [recipients.<name>] channel = "<channel>", address = "..." ("{owner}" is the deal's owner)
+    [recipients.<name>] channel = "<channel>", address = "..." ("{owner}" is the deal's owner),
+                        sees_private_limits = true (only for those who may see the firm's limits)
     [[rules]]           events = [...], notify = [<recipient>...], urgency = "normal" | "urgent"
                         (events: deal event types, and RelayStalled / RelayResumed for the relay)
     [delivery]          attempts, backoff_seconds, max_backoff_seconds
@@ -77,6 +78,9 @@ ChannelSpec = Annotated[WebhookSpec | EmailSpec | AppriseSpec | LogSpec, Field(d
 class RecipientSpec(_Spec):
     channel: Name
     address: str | None = None
+    # The firm's private limits are in alerts only for recipients who may see them (as approver and
+    # admin do on HTTP); everyone else reads "beyond the limit" without its number.
+    sees_private_limits: bool = False
 
 
 class RuleSpec(_Spec):
@@ -130,6 +134,7 @@ class Target:
     channel: str
     address: str | None
     urgency: str
+    sees_private_limits: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,7 @@ class Rules:
             for name in rule.notify:
                 recipient = self.spec.recipients[name]
                 address = recipient.address.replace("{owner}", owner or "unknown") if recipient.address else None
-                target = Target(rule.name, name, recipient.channel, address, rule.urgency)
+                target = Target(rule.name, name, recipient.channel, address, rule.urgency, recipient.sees_private_limits)
                 if name not in chosen or (rule.urgency == "urgent" and chosen[name].urgency != "urgent"):
                     chosen[name] = target
         return list(chosen.values())

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from dealflow.nats_connection import Credentials
+
 
 @dataclass(frozen=True)
 class NotifierSettings:
@@ -16,6 +18,8 @@ class NotifierSettings:
     rules_path: Path | None = None
     sqlite_path: Path = Path("var/notifier.sqlite3")
     database_url: str | None = None
+    # How the notifier proves who it is to NATS (NATS_CREDS, NATS_NKEY_SEED, or user:password in NATS_URL).
+    nats_credentials: Credentials = Credentials()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> NotifierSettings:
@@ -24,6 +28,7 @@ class NotifierSettings:
             rules_path=Path(environ["DEALFLOW_ALERT_RULES"]) if environ.get("DEALFLOW_ALERT_RULES") else None,
             sqlite_path=Path(environ.get("DEALFLOW_NOTIFIER_DB", cls.sqlite_path)),
             database_url=environ.get("DEALFLOW_NOTIFIER_DATABASE_URL") or None,
+            nats_credentials=Credentials.from_env(environ),
         )
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,15 +18,15 @@ import pytest
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
 from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle
-from tests.processes import serving, start, stop
-from tests.support import POLICY_FILE
+from tests.processes import clean_environment, serving, start, stop
+from tests.support import bearer, POLICY_FILE
 
 DEALFLOW = [sys.executable, "-m", "dealflow"]
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    environment = clean_environment()
     environment.update(DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"), DEALFLOW_POLICY=str(POLICY_FILE))
     return environment
 
@@ -43,9 +42,9 @@ def dealflow(env: dict[str, str], *arguments: str) -> subprocess.CompletedProces
 
 
 def make_history(url: str) -> str:
-    deal_id = httpx.post(f"{url}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, headers={"X-Actor": "ann@firm"}).json()["id"]
-    httpx.post(f"{url}/deals/{deal_id}/letter-of-intent", headers={"X-Actor": "bob@firm"})
-    httpx.post(f"{url}/deals/{deal_id}/terms", json={"term": "payment_terms_days", "value": 90, "by": "client"}, headers={"X-Actor": "crm"})
+    deal_id = httpx.post(f"{url}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, headers=bearer(sub="ann@firm")).json()["id"]
+    httpx.post(f"{url}/deals/{deal_id}/letter-of-intent", headers=bearer(sub="bob@firm"))
+    httpx.post(f"{url}/deals/{deal_id}/terms", json={"term": "payment_terms_days", "value": 90, "by": "client"}, headers=bearer(sub="crm"))
     return deal_id
 
 
@@ -62,7 +61,7 @@ def test_history_show_export_and_verify_from_the_command_line(base_url: str, env
     assert (shown["version"], shown["stage"], shown["conditions"]["open"]) == (2, "letter_of_intent", [])
     now = json.loads(dealflow(env, "show", deal_id).stdout)
     assert "open_walk_away_condition" in [b["code"] for b in now["blockers"]]
-    events = httpx.get(f"{base_url}/deals/{deal_id}/events").json()["events"]
+    events = httpx.get(f"{base_url}/deals/{deal_id}/events", headers=bearer()).json()["events"]
     at = json.loads(dealflow(env, "show", deal_id, "--as-of", events[0]["timestamp"]).stdout)
     assert (at["version"], at["stage"]) == (1, "prospect")
 
@@ -81,7 +80,7 @@ def test_history_show_export_and_verify_from_the_command_line(base_url: str, env
     everything = dealflow(env, "verify", "--all", "--read-model", "--no-checkpoints")
     assert everything.returncode == 0, everything.stdout + everything.stderr
     assert "intact" in everything.stdout
-    assert httpx.get(f"{base_url}/deals/{deal_id}/verify").json() == {"deal_id": deal_id, "intact": True, "events": 4, "problem": None}
+    assert httpx.get(f"{base_url}/deals/{deal_id}/verify", headers=bearer()).json() == {"deal_id": deal_id, "intact": True, "events": 4, "problem": None}
 
 
 def test_the_diagram_is_an_image_and_mermaid_naming_every_stage_and_transition(env: dict[str, str], tmp_path: Path) -> None:
@@ -101,7 +100,7 @@ def test_the_diagram_is_an_image_and_mermaid_naming_every_stage_and_transition(e
 def read_events(url: str, received: list[dict[str, Any]], stop_after: int, headers: dict[str, str] | None = None) -> str:
     """Read the stream until `stop_after` events arrived; returns the last event id (then disconnects)."""
     last_id = ""
-    with httpx.stream("GET", f"{url}/stream", headers=headers or {}, timeout=30) as response:
+    with httpx.stream("GET", f"{url}/stream", headers={**bearer(), **(headers or {})}, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -124,7 +123,7 @@ def test_a_stream_client_that_reconnects_with_last_event_id_receives_every_event
     reader.join(timeout=20)
     assert [e["type"] for e in first] == ["DealOpened", "LetterOfIntentSigned"]
     # Disconnected; more happens meanwhile.
-    httpx.post(f"{base_url}/deals/{deal_id}/walk-away", json={"reason": "no fit"})
+    httpx.post(f"{base_url}/deals/{deal_id}/walk-away", headers=bearer(), json={"reason": "no fit"})
     rest: list[dict[str, Any]] = []
     read_events(base_url, rest, 3, headers={"Last-Event-ID": holder[0]})
     assert [e["type"] for e in rest] == ["TermProposed", "WalkAwayConditionRaised", "WalkedAway"]
@@ -135,7 +134,7 @@ def test_the_stream_filters_by_deal_and_type(base_url: str) -> None:
     received: list[dict[str, Any]] = []
     first = make_history(base_url)
     second = make_history(base_url)
-    with httpx.stream("GET", f"{base_url}/stream", params={"deal": second, "type": "WalkAwayConditionRaised"}, headers={"Last-Event-ID": "0"}, timeout=30) as response:
+    with httpx.stream("GET", f"{base_url}/stream", params={"deal": second, "type": "WalkAwayConditionRaised"}, headers={**bearer(), "Last-Event-ID": "0"}, timeout=30) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 received.append(json.loads(line.removeprefix("data: ")))
@@ -190,7 +189,7 @@ def test_verify_compares_the_store_with_the_checkpoints_the_service_published(en
 
 
 def test_read_only_commands_on_a_missing_store_name_it_and_create_nothing(tmp_path: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    environment = clean_environment()
     missing = tmp_path / "elsewhere" / "deals.sqlite3"
     alerts_db = tmp_path / "elsewhere" / "notifier.sqlite3"
     # No policy either: reading the record needs none.
@@ -217,17 +216,17 @@ def test_refused_signings_are_their_own_log_in_events_history_export_and_on_the_
     time.sleep(0.5)  # connected: the stream starts from now
     deal_id = make_history(base_url)  # versions 1 to 4
     for actor in ("esign", "ann@firm"):
-        assert httpx.post(f"{base_url}/deals/{deal_id}/contract", headers={"X-Actor": actor}).status_code == 409
+        assert httpx.post(f"{base_url}/deals/{deal_id}/contract", headers=bearer(sub=actor)).status_code == 409
     reader.join(timeout=20)
     # On the stream a refusal reads beside the deal's versions; its place in the log is `attempt`.
     assert [(e["type"], e["version"], e.get("attempt")) for e in received[4:]] == [("SigningRefused", 4, 1), ("SigningRefused", 4, 2)]
 
-    history = httpx.get(f"{base_url}/deals/{deal_id}/events").json()
+    history = httpx.get(f"{base_url}/deals/{deal_id}/events", headers=bearer()).json()
     assert [e["version"] for e in history["events"]] == [1, 2, 3, 4]
     # Numbers read the same in every view: the term's limit (a float in the event) is 60 here as in the deal.
     raised = history["events"][3]["data"]["evidence"]
     assert (raised["value"], raised["limit"]) == (90, 60) and "60.0" not in json.dumps(history)
-    assert "60.0" not in httpx.get(f"{base_url}/deals/{deal_id}").text
+    assert "60.0" not in httpx.get(f"{base_url}/deals/{deal_id}", headers=bearer()).text
     refused = history["refused_signings"]
     assert [(r["attempt"], r["deal_version"], r["actor"]) for r in refused] == [(1, 4, "esign"), (2, 4, "ann@firm")]
     assert "open_walk_away_condition" in [b["code"] for b in refused[0]["blockers"]] and refused[0]["timestamp"]
@@ -293,7 +292,7 @@ def test_read_only_commands_on_an_empty_postgres_schema_say_no_store_and_create_
         pytest.skip("the SQLite case is the test above")
     import psycopg  # noqa: PLC0415
 
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    environment = clean_environment()
     environment.update(
         DEALFLOW_DATABASE_URL=settings.database_url,
         DEALFLOW_NOTIFIER_DATABASE_URL=settings.database_url,
@@ -320,7 +319,7 @@ def test_read_only_commands_on_an_empty_postgres_schema_say_no_store_and_create_
 def test_read_only_commands_name_a_database_they_cannot_reach(tmp_path: Path) -> None:
     # A port where nothing listens: the same one line on every read-only command, never a traceback.
     unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    environment = clean_environment()
     environment.update(DEALFLOW_DATABASE_URL=unreachable, DEALFLOW_NOTIFIER_DATABASE_URL=unreachable)
     for arguments in (("verify", "--all", "--no-checkpoints"), ("history", "00000000-0000-4000-8000-000000000001"), ("alerts",)):
         result = dealflow(environment, *arguments)

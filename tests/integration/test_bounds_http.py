@@ -13,12 +13,12 @@ from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain import bounds
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
-from tests.support import ctx, in_transition_meeting, open_deal
+from tests.support import TEST_KEYS, bearer, signed_in, ctx, in_transition_meeting, open_deal
 
 
 @pytest.fixture
 def client(service: DealService, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(service_app(settings, service=service)) as test_client:
+    with signed_in(TestClient(service_app(settings, service=service, keys=TEST_KEYS))) as test_client:
         yield test_client
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,15 +13,15 @@ import httpx
 import pytest
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
-from tests.processes import serving
-from tests.support import POLICY_FILE
+from tests.processes import clean_environment, serving
+from tests.support import bearer, POLICY_FILE
 
 DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 
 
 @pytest.fixture
 def environment(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_")}
+    env = clean_environment()
     env["DEALFLOW_SQLITE_PATH"] = str(tmp_path / "deals.sqlite3")
     env["DEALFLOW_POLICY"] = str(POLICY_FILE)
     return env
@@ -40,12 +39,12 @@ def test_the_service_answers_over_http_and_logs_each_command_as_json(server: tup
     opened = httpx.post(
         f"{url}/deals",
         json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"},
-        headers={"X-Request-ID": "req-cli-1", "X-Actor": "ann@firm"},
+        headers={**bearer(sub="ann@firm"), "X-Request-ID": "req-cli-1"},
     )
     assert opened.status_code == 201, opened.text
     deal_id = opened.json()["id"]
-    assert httpx.get(f"{url}/deals/{deal_id}").json()["stage"] == "prospect"
-    refused = httpx.post(f"{url}/deals/{deal_id}/contract", headers={"X-Request-ID": "req-cli-2"})
+    assert httpx.get(f"{url}/deals/{deal_id}", headers=bearer()).json()["stage"] == "prospect"
+    refused = httpx.post(f"{url}/deals/{deal_id}/contract", headers={**bearer(), "X-Request-ID": "req-cli-2"})
     assert refused.status_code == 409
 
     deadline = time.monotonic() + 5

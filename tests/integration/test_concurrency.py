@@ -26,7 +26,7 @@ from dealflow.deal_lifecycle.domain.errors import CommandRefused, SigningRefused
 from dealflow.deal_lifecycle.domain.lifecycle import NotAllowedAtStage
 from dealflow.deal_lifecycle.domain.model import Stage
 from tests.processes import clean_environment, serving
-from tests.support import POLICY, POLICY_FILE, ctx, in_transition_meeting, ready_to_sign
+from tests.support import POLICY, POLICY_FILE, ROLES, bearer, ctx, in_transition_meeting, ready_to_sign
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def refusals_recorded(service: DealService, deal_id: UUID) -> list[Any]:
 
 
 def who(n: int, *, expected: int | None = None) -> c.CommandContext:
-    return c.CommandContext(actor="crm", correlation_id=f"request-{n}", expected_version=expected)
+    return c.CommandContext(actor="crm", correlation_id=f"request-{n}", expected_version=expected, roles=frozenset(ROLES))
 
 
 @pytest.mark.parametrize("count", [25, 50, 100])
@@ -266,12 +266,12 @@ def two_servers(settings: Settings, tmp_path: Path) -> Iterator[list[str]]:
 
 def test_parallel_requests_to_two_service_processes_are_all_applied(two_servers: list[str]) -> None:
     first, second = two_servers
-    actor = {"X-Actor": "crm"}
+    actor = bearer(sub="crm")
     deal_id = httpx.post(f"{first}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, headers=actor).json()["id"]
     assert httpx.post(f"{second}/deals/{deal_id}/letter-of-intent", headers=actor).status_code == 200
     meeting = {"participants": [{"name": "Sam", "role": "sales"}]}
     assert httpx.post(f"{first}/deals/{deal_id}/transition-meeting", json=meeting, headers=actor).status_code == 200
-    start = httpx.get(f"{second}/deals/{deal_id}").json()["version"]
+    start = httpx.get(f"{second}/deals/{deal_id}", headers=bearer()).json()["version"]
 
     def send(n: int) -> int:
         url = two_servers[n % 2]
@@ -282,7 +282,7 @@ def test_parallel_requests_to_two_service_processes_are_all_applied(two_servers:
         statuses = list(pool.map(send, range(50)))
 
     assert statuses == [201] * 50
-    deal = httpx.get(f"{first}/deals/{deal_id}").json()
+    deal = httpx.get(f"{first}/deals/{deal_id}", headers=bearer()).json()
     assert deal["version"] == start + 50
     stale = httpx.post(
         f"{second}/deals/{deal_id}/promises", json={"statement": "late"}, headers={**actor, "If-Match": str(start)}

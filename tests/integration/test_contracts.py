@@ -21,7 +21,7 @@ from dealflow.notifier.alerts import DealContext, compose
 from dealflow.notifier.messages import DeadLetterMessage
 from dealflow.notifier.rules import load_rules
 from tests.nats_support import request, stream, wait_for_count
-from tests.support import ROOT
+from tests.support import TEST_KEYS, bearer, signed_in, ROOT
 
 SCHEMAS = ROOT / "schemas"
 
@@ -51,7 +51,7 @@ def test_history_keeps_the_schema_of_every_version() -> None:
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
+    with signed_in(TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service, keys=TEST_KEYS))) as test_client:
         yield test_client
 
 
@@ -75,7 +75,7 @@ def test_every_event_of_a_full_lifecycle_on_nats_validates_against_its_schema(cl
     sent(client, "POST", f"{base}/terms", {"term": "discount_percent", "value": 3, "by": "provider"})
     sent(client, "POST", f"{base}/non-negotiables/msa_signed_first/refusal", {"reason": "later"})
     condition = sent(client, "GET", base)["conditions"]["open"][0]["id"]
-    sent(client, "POST", f"{base}/conditions/{condition}/waiver", {"reason": "board approved"}, **{"X-Actor-Role": "approver"})
+    sent(client, "POST", f"{base}/conditions/{condition}/waiver", {"reason": "board approved"})
     sent(client, "POST", f"{base}/non-negotiables/msa_signed_first/acceptance")
     impasse = sent(client, "POST", f"{base}/impasses", {"topic": "response times"})["id"]
     sent(client, "POST", f"{base}/escalations", {"impasse_id": impasse, "to": "CFO", "counterpart_consented": True, "strategies_tried": ["trade"]})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
 import subprocess
@@ -31,8 +30,9 @@ from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.entrypoints.edge import HEADER_LIMITS
-from tests.nats_support import request
-from tests.support import POLICY_FILE
+from tests.nats_support import request, wait_for_responder
+from tests.support import TEST_KEYS, bearer, signed_in, POLICY_FILE
+from tests.processes import clean_environment
 
 LATER = (date.today() + timedelta(days=60)).isoformat()
 DEAL = {"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}
@@ -41,20 +41,9 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service), raise_server_exceptions=False) as test_client:
+    with signed_in(TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service, keys=TEST_KEYS), raise_server_exceptions=False)) as test_client:
         wait_for_responder(nats_server.url)
         yield test_client
-
-
-def wait_for_responder(url: str) -> None:
-    """The app connects to NATS in the background: wait until a command gets an answer."""
-    for _ in range(100):
-        try:
-            request(url, "no_such_command", {})
-            return
-        except nats.errors.NoRespondersError:
-            time.sleep(0.05)
-    raise AssertionError("no command responder on NATS")
 
 
 def stored(service: DealService) -> int:
@@ -73,7 +62,8 @@ def raw_post(client: TestClient, path: str, headers: list[tuple[bytes, bytes]], 
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as raw:
-            return await raw.post(path, content=body, headers=[(b"content-type", b"application/json"), *headers])
+            signed = (b"authorization", client.headers["authorization"].encode())
+            return await raw.post(path, content=body, headers=[(b"content-type", b"application/json"), signed, *headers])
 
     return asyncio.run(send())
 
@@ -109,12 +99,12 @@ def test_an_over_long_header_is_refused_naming_it_and_stores_nothing(
 
 
 def test_headers_at_their_limit_are_accepted_and_reach_the_event(client: TestClient, service: DealService, nats_server: EmbeddedNats) -> None:
-    at_limit = {"X-Actor": "a" * 200, "X-Correlation-ID": "c" * 200, "Idempotency-Key": "k" * 255, "X-Request-ID": "r" * 200}
+    at_limit = {"X-On-Behalf-Of": "a" * 200, "X-Correlation-ID": "c" * 200, "Idempotency-Key": "k" * 255, "X-Request-ID": "r" * 200}
     response = client.post("/deals", json=DEAL, headers=at_limit)
     assert response.status_code == 201, response.text
     assert response.headers["X-Request-ID"] == "r" * 200
     first = client.get(f"/deals/{response.json()['id']}/events").json()["events"][0]
-    assert (first["actor"], first["correlation_id"]) == ("a" * 200, "c" * 200)
+    assert (first["on_behalf_of"], first["correlation_id"]) == ("a" * 200, "c" * 200)
     headers, reply = request(nats_server.url, "open_deal", DEAL, {**at_limit, "Idempotency-Key": "n" * 255})
     assert "Nats-Service-Error-Code" not in headers, reply
 
@@ -131,25 +121,25 @@ def test_headers_together_are_capped(client: TestClient, service: DealService, n
 @pytest.mark.parametrize("value", [b"ann\x01", b"ann\x7f", b"ann\x1b[31m"])
 def test_control_characters_in_a_header_are_refused(client: TestClient, service: DealService, nats_server: EmbeddedNats, value: bytes) -> None:
     before = stored(service)
-    response = client.post("/deals", json=DEAL, headers={"X-Actor": value})
+    response = client.post("/deals", json=DEAL, headers={"X-On-Behalf-Of": value})
     assert (response.status_code, response.json()["code"]) == (400, "invalid_header")
-    headers, reply = request(nats_server.url, "open_deal", DEAL, {"X-Actor": value.decode()})
+    headers, reply = request(nats_server.url, "open_deal", DEAL, {"X-On-Behalf-Of": value.decode()})
     assert (headers["Nats-Service-Error-Code"], reply["code"]) == ("400", "invalid_header")
     assert stored(service) == before
 
 
-def test_a_non_utf8_or_repeated_actor_is_refused_and_utf8_is_read_as_utf8(client: TestClient, service: DealService, nats_server: EmbeddedNats) -> None:
+def test_a_non_utf8_or_repeated_on_behalf_of_is_refused_and_utf8_is_read_as_utf8(client: TestClient, service: DealService, nats_server: EmbeddedNats) -> None:
     before = stored(service)
     body = json.dumps(DEAL).encode()
-    not_utf8 = raw_post(client, "/deals", [(b"x-actor", b"Zo\xeb")], body)
-    assert (not_utf8.status_code, not_utf8.json()["errors"][0]) == (400, {"field": "X-Actor", "rule": "must be UTF-8"})
-    twice = raw_post(client, "/deals", [(b"x-actor", b"ann"), (b"x-actor", b"bob")], body)
-    assert (twice.status_code, twice.json()["errors"][0]) == (400, {"field": "X-Actor", "rule": "must be sent once"})
-    reply = raw_nats_request(nats_server.url, "open_deal", b"X-Actor: Zo\xeb\r\n", json.dumps(DEAL).encode())
-    assert (reply.status, reply.body["errors"][0]) == ("400", {"field": "X-Actor", "rule": "must be UTF-8"})
+    not_utf8 = raw_post(client, "/deals", [(b"x-on-behalf-of", b"Zo\xeb")], body)
+    assert (not_utf8.status_code, not_utf8.json()["errors"][0]) == (400, {"field": "X-On-Behalf-Of", "rule": "must be UTF-8"})
+    twice = raw_post(client, "/deals", [(b"x-on-behalf-of", b"ann"), (b"x-on-behalf-of", b"bob")], body)
+    assert (twice.status_code, twice.json()["errors"][0]) == (400, {"field": "X-On-Behalf-Of", "rule": "must be sent once"})
+    reply = raw_nats_request(nats_server.url, "open_deal", b"X-On-Behalf-Of: Zo\xeb\r\n", json.dumps(DEAL).encode())
+    assert (reply.status, reply.body["errors"][0]) == ("400", {"field": "X-On-Behalf-Of", "rule": "must be UTF-8"})
     assert stored(service) == before
-    utf8 = raw_post(client, "/deals", [(b"x-actor", "Zoë".encode())], body)
-    assert client.get(f"/deals/{utf8.json()['id']}/events").json()["events"][0]["actor"] == "Zoë"
+    utf8 = raw_post(client, "/deals", [(b"x-on-behalf-of", "Zoë".encode())], body)
+    assert client.get(f"/deals/{utf8.json()['id']}/events").json()["events"][0]["on_behalf_of"] == "Zoë"
 
 
 def test_if_match_takes_ascii_digits_only_over_http_and_nats(client: TestClient, service: DealService, nats_server: EmbeddedNats) -> None:
@@ -341,7 +331,7 @@ def raw_nats_request(url: str, command: str, header_lines: bytes, payload: bytes
     with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
         reader = sock.makefile("rb")
         reader.readline()  # INFO
-        headers = b"NATS/1.0\r\n" + header_lines + b"\r\n"
+        headers = b"NATS/1.0\r\n" + b"Authorization: %s\r\n" % bearer()["Authorization"].encode() + header_lines + b"\r\n"
         sock.sendall(
             b'CONNECT {"verbose":false,"headers":true,"no_responders":true,"protocol":1}\r\n'
             b"SUB _INBOX.raw 1\r\nPING\r\n"
@@ -375,7 +365,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEALFLOW_", "NATS_"))}
+    env = clean_environment()
     env.update(
         DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"),
         DEALFLOW_POLICY=str(POLICY_FILE),
@@ -406,15 +396,19 @@ def read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+# The header line of a caller the server trusts, for requests written on the socket.
+AUTHORIZATION = b"Authorization: %s\r\n" % bearer()["Authorization"].encode()
+
+
 def test_a_client_that_never_finishes_its_headers_is_cut_off(server: tuple[str, int]) -> None:
     with socket.create_connection(server, timeout=20) as sock:
-        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nX-Actor: a")
+        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nX-Correlation-ID: a")
         assert read_all(sock) == b""  # closed by the server, not by our timeout (that would raise)
 
 
 def test_a_body_that_never_arrives_gets_408(server: tuple[str, int]) -> None:
     with socket.create_connection(server, timeout=20) as sock:
-        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\"")
+        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\n" + AUTHORIZATION + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\"")
         answer = read_all(sock)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), answer[:200]
@@ -427,7 +421,7 @@ def test_headers_beyond_the_total_size_are_refused_and_normal_requests_work(serv
         assert read_all(sock).startswith(b"HTTP/1.1 400")
     body = json.dumps(DEAL).encode()
     with socket.create_connection(server, timeout=20) as sock:
-        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        sock.sendall(b"POST /deals HTTP/1.1\r\nHost: dealflow\r\n" + AUTHORIZATION + b"Connection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         assert read_all(sock).startswith(b"HTTP/1.1 201")
 
 

@@ -31,7 +31,7 @@ def test_a_store_with_v1_walked_away_events_replays_under_v2(tmp_path: Path) -> 
             "client insists on 120-day payment terms",
             [],
         )
-        walked = event_view(deals.history(WALKED_AWAY)[-1])
+        walked = event_view(deals.history(WALKED_AWAY)[-1], limits=True)
         assert (walked["type"], walked["data"]) == (
             "WalkedAway",
             {"reason": "client insists on 120-day payment terms", "cited_conditions": []},

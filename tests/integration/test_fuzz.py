@@ -23,13 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
+from tests.support import TEST_KEYS, bearer, signed_in
 from dealflow.deal_lifecycle.adapters.bus import COMMANDS_PREFIX
 from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.entrypoints.nats_commands import MESSAGES
-from tests.integration.test_edge import wait_for_responder
+from tests.nats_support import wait_for_responder
 
 FUZZ = settings(
     max_examples=300,
@@ -39,7 +40,7 @@ FUZZ = settings(
 )
 # A refused signing is recorded on purpose (the deal's log of refused attempts, for auditors).
 RECORDED_REFUSALS = {"signing_refused"}
-HEADERS = ["X-Actor", "X-Actor-Role", "X-Correlation-ID", "X-Request-ID", "Idempotency-Key", "If-Match", "Content-Type", "Origin"]
+HEADERS = ["Authorization", "X-On-Behalf-Of", "X-Correlation-ID", "X-Request-ID", "Idempotency-Key", "If-Match", "Content-Type", "Origin"]
 QUERY = ["as_of", "as_of_version", "limit", "cursor", "stage", "owner"]
 FIELDS = [
     "title", "client_name", "owner", "statement", "reason", "side", "metric", "target", "due", "priority", "accepted",
@@ -80,7 +81,7 @@ header_bytes = st.binary(max_size=260) | st.sampled_from([b"\xc2\xb2", "٣".enco
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service), raise_server_exceptions=False) as test_client:
+    with signed_in(TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service, keys=TEST_KEYS), raise_server_exceptions=False)) as test_client:
         wait_for_responder(nats_server.url)
         yield test_client
 
@@ -127,6 +128,8 @@ def test_no_http_input_gets_a_5xx_and_a_refusal_stores_nothing(client: TestClien
         if query:
             path += "?" + urlencode(query)
         raw = [(b"content-type", b"application/json")] if "Content-Type" not in headers else []
+        # A caller the service trusts, unless the draw sends an Authorization of its own.
+        raw += [(b"authorization", client.headers["authorization"].encode())] if "Authorization" not in headers else []
         raw += [(name.lower().encode(), value.replace(b"\r", b"").replace(b"\n", b"")) for name, value in headers.items()]
         before = snapshot(service, client)
         response = send(client, method, path, raw, body if method == "POST" else b"")
@@ -165,7 +168,9 @@ def test_every_nats_command_request_gets_a_reply_never_a_5xx(client: TestClient,
         ("record_client_facts", {"deal_id": deal_id, "annual_value": 1e308 * 10}, {}),
         ("sign_letter_of_intent", {"deal_id": deal_id}, {"If-Match": "1" * 5000}),
         ("sign_letter_of_intent", {"deal_id": deal_id}, {"If-Match": "٣"}),
-        ("sign_letter_of_intent", {"deal_id": deal_id}, {"X-Actor": "a" * 70_000}),
+        ("sign_letter_of_intent", {"deal_id": deal_id}, {"X-On-Behalf-Of": "a" * 70_000}),
+        ("sign_letter_of_intent", {"deal_id": deal_id}, {"Authorization": "Bearer " + "a" * 9_000}),
+        ("sign_letter_of_intent", {"deal_id": deal_id}, {"Authorization": "Bearer e30.e30."}),
         ("open_deal", {"title": "\ud800", "client_name": "c", "owner": "o"}, {}),
     ]).map(lambda t: (t[0], json.dumps(t[1]).encode(), t[2]))
     drawn = st.tuples(
@@ -179,7 +184,8 @@ def test_every_nats_command_request_gets_a_reply_never_a_5xx(client: TestClient,
     def check(sent: tuple[str, bytes, dict[str, str]]) -> None:
         command, payload, headers = sent
         before = snapshot(service, client)
-        reply = loop.run_until_complete(nc.request(f"{COMMANDS_PREFIX}.{command}", payload, timeout=10, headers=headers or None))
+        signed = {**bearer(), **headers}  # a caller the service trusts, unless the draw sends an Authorization of its own
+        reply = loop.run_until_complete(nc.request(f"{COMMANDS_PREFIX}.{command}", payload, timeout=10, headers=signed))
         status = (reply.headers or {}).get("Nats-Service-Error-Code")
         body = json.loads(reply.data)
         assert status is None or int(status) < 500, (command, payload[:100], headers, body)

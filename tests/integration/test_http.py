@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from tests.support import TEST_KEYS, bearer, signed_in
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
@@ -18,7 +19,7 @@ LATER = (date.today() + timedelta(days=60)).isoformat()
 
 @pytest.fixture
 def client(service: DealService, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(service_app(settings, service=service)) as test_client:
+    with signed_in(TestClient(service_app(settings, service=service, keys=TEST_KEYS))) as test_client:
         yield test_client
 
 
@@ -37,7 +38,7 @@ def version(client: TestClient, deal_id: str) -> int:
 
 
 def test_the_whole_lifecycle_over_http(client: TestClient) -> None:
-    deal = open_deal(client, **{"X-Actor": "ann@firm"})
+    deal = open_deal(client, **bearer(sub="ann@firm"))
     assert (deal["stage"], deal["version"]) == ("prospect", 1)
     base = f"/deals/{deal['id']}"
     assert client.post(f"{base}/letter-of-intent").json()["stage"] == "letter_of_intent"
@@ -70,6 +71,7 @@ def test_the_whole_lifecycle_over_http(client: TestClient) -> None:
         "type": "DealOpened",
         "timestamp": deal["opened_at"],
         "actor": "ann@firm",
+        "on_behalf_of": None,
         "correlation_id": history[0]["correlation_id"],
         "data": {"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"},
     }
@@ -207,7 +209,7 @@ def test_openapi_document_is_served_at_schema(client: TestClient) -> None:
     document = client.get("/schema/openapi.json").json()
     assert {"/deals", "/deals/{deal_id}", "/deals/{deal_id}/contract", "/deals/{deal_id}/events"} <= set(document["paths"])
     post_deal = document["paths"]["/deals"]["post"]
-    assert {p["name"] for p in post_deal["parameters"]} >= {"Idempotency-Key", "X-Actor", "If-Match"}
+    assert {p["name"] for p in post_deal["parameters"]} >= {"Idempotency-Key", "X-On-Behalf-Of", "If-Match"}
 
 
 def test_the_request_id_is_echoed_and_becomes_the_default_correlation_id(client: TestClient) -> None:

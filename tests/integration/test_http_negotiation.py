@@ -14,16 +14,16 @@ from litestar.testing import TestClient
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
-from tests.support import POLICY_FILE
+from tests.support import TEST_KEYS, bearer, signed_in, POLICY_FILE
 
 LATER = (date.today() + timedelta(days=60)).isoformat()
 PEOPLE = [{"name": "Sam", "role": "sales"}, {"name": "Olu", "role": "operations"}, {"name": "Cleo", "role": "client"}]
-APPROVER = {"X-Actor-Role": "approver"}
+APPROVER = bearer("approver", sub="vic@firm")
 
 
 @pytest.fixture
 def client(service: DealService, settings: Settings) -> Iterator[TestClient]:
-    with TestClient(service_app(settings, service=service)) as test_client:
+    with signed_in(TestClient(service_app(settings, service=service, keys=TEST_KEYS))) as test_client:
         yield test_client
 
 
@@ -189,20 +189,24 @@ def test_signing_a_closed_deal_is_409_naming_only_that_it_is_closed(client: Test
 # -- waivers -------------------------------------------------------------------------------------
 
 
-def test_only_an_approver_may_waive_a_condition_and_only_once(client: TestClient) -> None:
+def test_only_an_approver_or_admin_may_waive_a_condition_and_only_once(client: TestClient) -> None:
     base = open_deal(client)
     [condition] = demand(client, base, "payment_terms_days", 90)["conditions"]["open"]
     waiver = f"{base}/conditions/{condition['id']}/waiver"
     before = deal(client, base)["version"]
 
-    forbidden = client.post(waiver, json={"reason": "strategic client"})
+    forbidden = client.post(waiver, json={"reason": "strategic client"}, headers=bearer("emitter", "ops", "auditor"))
     assert (forbidden.status_code, forbidden.json()["code"]) == (403, "forbidden")
+    assert forbidden.json()["allowed_roles"] == ["approver", "admin"]
     assert deal(client, base)["version"] == before
 
     waived = ok(client.post(waiver, json={"reason": "strategic client"}, headers=APPROVER))
     assert waived["conditions"]["open"] == []
     [closed] = waived["conditions"]["closed"]
     assert (closed["id"], closed["status"], closed["closed_because"]) == (condition["id"], "waived", "strategic client")
+    # The waiver records who waived it (the token's sub) and under which role.
+    last = client.get(f"{base}/events").json()["events"][-1]
+    assert (last["type"], last["actor"], last["data"]["role"]) == ("WalkAwayConditionWaived", "vic@firm", "approver")
 
     again = client.post(waiver, json={"reason": "once more"}, headers=APPROVER)
     assert (again.status_code, again.json()["code"]) == (409, "already_closed")

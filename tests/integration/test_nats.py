@@ -22,14 +22,15 @@ from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Side
 from tests.nats_support import count, exactly_once_in_deal_order, request, stream, wait_for_count
-from tests.support import BY, POLICY, POLICY_FILE, ctx, open_deal
+from tests.support import TEST_KEYS, bearer, signed_in, BY, POLICY, POLICY_FILE, ctx, open_deal
+from tests.processes import clean_environment
 
 DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 
 
 @pytest.fixture
 def client(service: DealService, settings: Settings, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
+    with signed_in(TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service, keys=TEST_KEYS))) as test_client:
         yield test_client
 
 
@@ -40,10 +41,10 @@ def stored_versions(service: DealService, deal_id: str | UUID) -> list[int]:
 def test_commands_over_http_and_nats_reach_jetstream_with_subject_and_cloudevents_headers(
     client: TestClient, nats_server: EmbeddedNats
 ) -> None:
-    opened = client.post("/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, headers={"X-Actor": "ann@firm"})
+    opened = client.post("/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, headers=bearer(sub="ann@firm"))
     deal_id = opened.json()["id"]
     headers, reply = request(
-        nats_server.url, "sign_letter_of_intent", {"deal_id": deal_id}, {"X-Actor": "crm", "X-Correlation-ID": "crm-7"}
+        nats_server.url, "sign_letter_of_intent", {"deal_id": deal_id}, {**bearer(sub="crm"), "X-Correlation-ID": "crm-7"}
     )
     assert "Nats-Service-Error-Code" not in headers
     assert (reply["deal"]["stage"], reply["deal"]["version"]) == ("letter_of_intent", 2)
@@ -159,7 +160,7 @@ def backlog(service: DealService, deals: int, events_per_deal: int) -> int:
 
 
 def relay_process(settings: Settings, nats_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_")}
+    env = clean_environment()
     env.update(NATS_URL=nats_url, DEALFLOW_POLICY=str(POLICY_FILE), DEALFLOW_RELAY_BATCH="100")
     if settings.database_url:
         env["DEALFLOW_DATABASE_URL"] = settings.database_url
@@ -244,8 +245,8 @@ def test_a_new_command_wakes_the_relay_in_another_process(
 
 
 def test_a_refused_signing_is_published_on_the_deals_subject(client: TestClient, nats_server: EmbeddedNats) -> None:
-    deal_id = client.post("/deals", json={"title": "T", "client_name": "C", "owner": "o"}, headers={"X-Actor": "ann"}).json()["id"]
-    assert client.post(f"/deals/{deal_id}/contract", headers={"X-Actor": "esign"}).status_code == 409
+    deal_id = client.post("/deals", json={"title": "T", "client_name": "C", "owner": "o"}, headers=bearer(sub="ann")).json()["id"]
+    assert client.post(f"/deals/{deal_id}/contract", headers=bearer(sub="esign")).status_code == 409
     assert wait_for_count(nats_server.url, 2) == 2
     refused = stream(nats_server.url)[-1]
     assert refused.subject == f"deals.events.{deal_id}.SigningRefused"

@@ -45,7 +45,7 @@ from tests.notifier_support import (
     wait_until,
     write_rules,
 )
-from tests.support import POLICY
+from tests.support import TEST_KEYS, bearer, signed_in, POLICY
 
 DEAD_SUBJECT = "deals.alerts.dead"
 
@@ -56,7 +56,7 @@ def client(tmp_path: Path, nats_server: EmbeddedNats) -> Iterator[TestClient]:
     settings = Settings(sqlite_path=tmp_path / "deals.sqlite3")
     service = DealService(env=settings.eventsourcing_env(), policy=POLICY)
     try:
-        with TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service)) as test_client:
+        with signed_in(TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service, keys=TEST_KEYS))) as test_client:
             yield test_client
     finally:
         service.close()
@@ -75,13 +75,13 @@ def notifiers(tmp_path: Path) -> Iterator[Notifiers]:
 
 
 def open_deal(client: TestClient, title: str = "Acme payroll", owner: str = "ann", actor: str = "ann@firm") -> str:
-    response = client.post("/deals", json={"title": title, "client_name": "Acme Ltd", "owner": owner}, headers={"X-Actor": actor})
+    response = client.post("/deals", json={"title": title, "client_name": "Acme Ltd", "owner": owner}, headers=bearer(sub=actor))
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
 
 def sign_letter_of_intent(client: TestClient, deal_id: str, actor: str = "bob@firm") -> None:
-    response = client.post(f"/deals/{deal_id}/letter-of-intent", headers={"X-Actor": actor})
+    response = client.post(f"/deals/{deal_id}/letter-of-intent", headers=bearer(sub=actor))
     assert response.status_code == 200, response.text
 
 
@@ -138,6 +138,7 @@ address = "{{owner}}@firm.example"
 [recipients.approver]
 channel = "email"
 address = "approvals@firm.example"
+sees_private_limits = true
 
 [recipients.chat]
 channel = "chat"
@@ -159,7 +160,7 @@ urgency = "urgent"
         deal_id = open_deal(client, title="Acme payroll", owner="ann")
         sign_letter_of_intent(client, deal_id, actor="bob@firm")
         demanded = client.post(
-            f"/deals/{deal_id}/terms", json={"term": "payment_terms_days", "value": 90, "by": "client"}, headers={"X-Actor": "carol@firm"}
+            f"/deals/{deal_id}/terms", json={"term": "payment_terms_days", "value": 90, "by": "client"}, headers=bearer(sub="carol@firm")
         )
         assert demanded.status_code == 200, demanded.text
         loi_id = f"{deal_id}:{event_version(client, deal_id, 'LetterOfIntentSigned')}"
@@ -198,9 +199,11 @@ urgency = "urgent"
         text = condition["text"]
         # The condition is the policy's judgement, recorded by the service itself, not by carol.
         [raised] = [e for e in client.get(f"/deals/{deal_id}/events").json()["events"] if e["type"] == "WalkAwayConditionRaised"]
-        assert condition["event"] == raised
+        # Ops may not see the firm's private limit: the event it is sent is the recorded one, without it.
+        assert condition["event"]["data"]["evidence"] == {k: v for k, v in raised["data"]["evidence"].items() if k != "limit"}
+        assert {k: v for k, v in condition["event"].items() if k != "data"} == {k: v for k, v in raised.items() if k != "data"}
         assert f"By: {raised['actor']}" in text
-        assert "value=90" in text and "limit=60" in text
+        assert "value=90" in text and "limit=" not in text
         assert any(line.startswith("What to do next: ") for line in text.splitlines())
 
         # Email: the owner (ann) gets both, with the alert's title as Subject; the approver only the condition.
@@ -214,6 +217,9 @@ urgency = "urgent"
         [approver_mail] = smtp.to("approvals@firm.example")
         assert approver_mail.message["Subject"] == condition["title"]
         assert approver_mail.message["X-Dealflow-Alert-Id"] == f"{condition_id}/approver/email"
+        # The approver may see it (sees_private_limits, as in the sample rules); the owner may not.
+        assert "limit=60" in approver_mail.message.get_content()
+        assert "limit=" not in to_owner[f"{condition_id}/owner/email"].message.get_content()
         assert len(smtp.mails) == 3
 
         # Chat through Apprise (json://): the condition only, urgent.
@@ -473,7 +479,7 @@ notify = ["journal"]
         def serving() -> bool:
             assert up.poll() is None, log.read_text()[-3000:]
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", timeout=1).status_code == 200
+                return httpx.get(f"http://127.0.0.1:{port}/schema/openapi.json", headers=bearer(), timeout=1).status_code == 200
             except httpx.TransportError:
                 return False
 
@@ -481,8 +487,8 @@ notify = ["journal"]
         children = children_of(up.pid)
         assert len(children) == 3, children  # nats-server, the deal service, the notifier
         base = f"http://127.0.0.1:{port}"
-        deal_id = httpx.post(f"{base}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}).json()["id"]
-        assert httpx.post(f"{base}/deals/{deal_id}/letter-of-intent", headers={"X-Actor": "bob@firm"}).status_code == 200
+        deal_id = httpx.post(f"{base}/deals", headers=bearer(), json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}).json()["id"]
+        assert httpx.post(f"{base}/deals/{deal_id}/letter-of-intent", headers=bearer(sub="bob@firm")).status_code == 200
 
         alert_id = f"{deal_id}:2/journal/log"
         wait_until(lambda: statuses(var / "notifier.sqlite3").get(alert_id) == "delivered", timeout=30, what="the alert delivered", logs=[log])

@@ -32,12 +32,13 @@ from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Attribution
 from tests.nats_support import exactly_once_in_deal_order, stream, wait_for_count
 from tests.support import POLICY_FILE
+from tests.processes import clean_environment
 
 DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 
 
 def env_for(settings: Settings, nats_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_")}
+    env = clean_environment()
     env.update(NATS_URL=nats_url, DEALFLOW_POLICY=str(POLICY_FILE))
     if settings.database_url:
         env["DEALFLOW_DATABASE_URL"] = settings.database_url
@@ -267,7 +268,7 @@ def test_dealflow_up_says_loudly_when_its_relay_is_stalled(tmp_path: Path) -> No
         refused = store(deals, correlation_id="h" * 1_100_000)  # over the embedded server's 1 MB max_payload
     finally:
         deals.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    env = clean_environment()
     env.update(DEALFLOW_SQLITE_PATH=str(settings.sqlite_path), DEALFLOW_POLICY=str(POLICY_FILE))
     log = tmp_path / "up.log"
     with log.open("w") as out:

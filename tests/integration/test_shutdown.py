@@ -19,6 +19,7 @@ import httpx
 from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, free_port
 from tests.nats_support import wait_for_count
 from tests.processes import DEALFLOW, clean_environment, serving, wait_until_answering
+from tests.support import bearer
 
 # The bound: Ctrl-C on `dealflow up` stops everything in under 3 s.
 STOP_SECONDS = 3.0
@@ -52,7 +53,7 @@ def ctrl_c(process: subprocess.Popen[bytes]) -> float:
 
 
 def open_deal(url: str, title: str) -> str:
-    answer = httpx.post(f"{url}/deals", json={"title": title, "client_name": "Acme Ltd", "owner": "ann"}, headers={"X-Actor": "ann@firm"})
+    answer = httpx.post(f"{url}/deals", json={"title": title, "client_name": "Acme Ltd", "owner": "ann"}, headers=bearer(sub="ann@firm"))
     assert answer.status_code == 201, answer.text
     return str(answer.json()["id"])
 
@@ -62,7 +63,7 @@ def test_ctrl_c_stops_up_promptly_with_a_live_stream_open_and_logs_no_nats_error
     log = tmp_path / "up.log"
     with up(env, log, free_port()) as (process, url):
         open_deal(url, "Acme payroll")
-        with httpx.Client(timeout=httpx.Timeout(5, read=None)) as client, client.stream("GET", f"{url}/stream") as stream:
+        with httpx.Client(timeout=httpx.Timeout(5, read=None), headers=bearer("ops")) as client, client.stream("GET", f"{url}/stream") as stream:
             lines = stream.iter_lines()
             assert next(lines) == ": connected"  # the stream is open and served
             seconds = ctrl_c(process)

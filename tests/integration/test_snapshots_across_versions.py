@@ -35,9 +35,9 @@ def test_snapshots_written_before_the_change_load_and_agree_with_the_events(tmp_
         loaded = deals.get_deal(SIGNED)
         replayed = deals.project_from(deals.history(SIGNED))
         assert (loaded.version, loaded.stage) == (166, Stage.CONTRACT_SIGNED)
-        assert deal_view(loaded) == deal_view(replayed)
+        assert deal_view(loaded, limits=True) == deal_view(replayed, limits=True)
         # Every kind of Deal event the code knows is in the fixture, and each still reads.
-        types = {event_view(e)["type"] for deal_id in (SIGNED, WALKED_AWAY) for e in deals.history(deal_id)}
+        types = {event_view(e, limits=True)["type"] for deal_id in (SIGNED, WALKED_AWAY) for e in deals.history(deal_id)}
         assert types == {topic.rsplit(".", 1)[1] for topic in event_topics()}
         walked = deals.get_deal(WALKED_AWAY)
         assert walked.stage == Stage.WALKED_AWAY and walked.walk_away_cited == list(walked.conditions)

@@ -19,7 +19,7 @@ from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.entrypoints.http import live
 from dealflow.deal_lifecycle.entrypoints.http.live import Streams, TooManyStreams
 from tests.processes import clean_environment, serving
-from tests.support import POLICY_FILE, ctx, open_deal
+from tests.support import POLICY_FILE, bearer, ctx, open_deal, token
 
 
 class CountingRecorder:
@@ -51,7 +51,7 @@ def test_idle_streams_share_one_reader_of_the_log(service: DealService, monkeypa
 
     async def scenario() -> list[list[Any]]:
         streams = Streams(service, max_streams=clients, poll_seconds=0.05)
-        followers = [streams.follow(streams.reserve(), after=None) for _ in range(clients)]
+        followers = [streams.follow(streams.reserve(), after=None, limits=True) for _ in range(clients)]
         readers = [asyncio.create_task(take(f, 1)) for f in followers]
         while len(streams._subscribers) < clients:  # noqa: SLF001 - waiting for every stream to be connected
             await asyncio.sleep(0.01)
@@ -76,7 +76,7 @@ def test_a_stream_too_slow_to_keep_up_catches_up_from_the_log_missing_nothing(
 
     async def scenario() -> tuple[list[Any], list[Any]]:
         streams = Streams(service, poll_seconds=0.05)
-        slow = streams.follow(streams.reserve(), after=None)
+        slow = streams.follow(streams.reserve(), after=None, limits=True)
         first = await asyncio.wait_for(_first_after_connect(streams, slow), 30)
         # Twenty more events while the slow stream reads nothing: its queue overflows.
         deal_id = first[1]["deal_id"]
@@ -113,7 +113,7 @@ def test_a_stream_resuming_from_the_past_gets_history_then_live_events_once(serv
 
     async def scenario() -> list[Any]:
         streams = Streams(service, poll_seconds=0.05)
-        stream = streams.follow(streams.reserve(), after=0)
+        stream = streams.follow(streams.reserve(), after=0, limits=True)
         history = await asyncio.wait_for(take(stream, 2), 30)
         await asyncio.to_thread(service.handle, "walk_away", first, c.WalkAway(reason="no fit"), ctx())
         live_events = await asyncio.wait_for(take(stream, 1), 30)
@@ -138,7 +138,7 @@ def test_a_stream_still_joining_when_shutdown_begins_ends_at_once(service: DealS
             return await last_position()
 
         streams.last_position = held_last_position  # type: ignore[method-assign]
-        stream = streams.follow(streams.reserve(), after=None)
+        stream = streams.follow(streams.reserve(), after=None, limits=True)
         first = asyncio.create_task(anext(stream, "ended"))
         await asyncio.wait_for(reading.wait(), 10)
         await streams.close()
@@ -155,9 +155,9 @@ def test_the_cap_counts_streams_until_they_end(service: DealService) -> None:
         with pytest.raises(TooManyStreams):
             streams.reserve()
         # A stream that was never started (its client left before the first byte) gives its place back.
-        streams.follow(one, after=None)
+        streams.follow(one, after=None, limits=True)
         assert streams.open_streams == 1
-        started = streams.follow(two, after=None)
+        started = streams.follow(two, after=None, limits=True)
         reader = asyncio.create_task(take(started, 1))
         while not streams._subscribers:  # noqa: SLF001
             await asyncio.sleep(0.01)
@@ -187,18 +187,18 @@ def test_a_stream_opens_at_once_and_beyond_the_cap_the_answer_is_503(base_url: s
     with ExitStack() as held:
         readers = []  # kept: dropping a line iterator closes its connection
         for _ in range(MAX_STREAMS):
-            response = held.enter_context(httpx.stream("GET", f"{base_url}/stream", timeout=httpx.Timeout(5, read=5)))
+            response = held.enter_context(httpx.stream("GET", f"{base_url}/stream", headers=bearer(), timeout=httpx.Timeout(5, read=5)))
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             readers.append(response.iter_lines())
             assert next(readers[-1]).startswith(":"), "a comment first, before any event"
-        refused = httpx.get(f"{base_url}/stream", timeout=5)
+        refused = httpx.get(f"{base_url}/stream", headers=bearer(), timeout=5)
         assert refused.status_code == 503
         assert refused.json()["code"] == "too_many_streams" and "message" in refused.json()
     # Disconnected: the places are free again.
     deadline = time.monotonic() + 20
     while True:
-        with httpx.stream("GET", f"{base_url}/stream", timeout=5) as again:
+        with httpx.stream("GET", f"{base_url}/stream", headers=bearer(), timeout=5) as again:
             if again.status_code == 200:
                 break
         assert time.monotonic() < deadline, "a closed stream's place was never given back"
@@ -207,17 +207,53 @@ def test_a_stream_opens_at_once_and_beyond_the_cap_the_answer_is_503(base_url: s
 
 @pytest.mark.parametrize("last_event_id", ["1" + "0" * 23, "9223372036854775808", "5", "\u00b2", "-1", "1e3"])
 def test_a_last_event_id_that_cannot_be_resumed_is_refused_up_front(base_url: str, last_event_id: str) -> None:
-    httpx.post(f"{base_url}/deals", json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}).raise_for_status()
-    refused = httpx.get(f"{base_url}/stream", headers={"Last-Event-ID": last_event_id.encode()}, timeout=10)
+    httpx.post(f"{base_url}/deals", headers=bearer(), json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}).raise_for_status()
+    refused = httpx.get(f"{base_url}/stream", headers={**bearer(), "Last-Event-ID": last_event_id.encode()}, timeout=10)
     assert refused.status_code == 400, refused.text
     assert refused.json()["code"] == "invalid_header"
     assert refused.json()["errors"] == [{"field": "Last-Event-ID", "rule": "must be the id of an event this stream sent"}]
 
 
 def test_a_last_event_id_of_an_event_sent_resumes_after_it(base_url: str) -> None:
-    httpx.post(f"{base_url}/deals", json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}).raise_for_status()
-    httpx.post(f"{base_url}/deals", json={"title": "Beta", "client_name": "Beta Ltd", "owner": "ann"}).raise_for_status()
-    with httpx.stream("GET", f"{base_url}/stream", headers={"Last-Event-ID": "1"}, timeout=10) as response:
+    httpx.post(f"{base_url}/deals", headers=bearer(), json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}).raise_for_status()
+    httpx.post(f"{base_url}/deals", headers=bearer(), json={"title": "Beta", "client_name": "Beta Ltd", "owner": "ann"}).raise_for_status()
+    with httpx.stream("GET", f"{base_url}/stream", headers={**bearer(), "Last-Event-ID": "1"}, timeout=10) as response:
         assert response.status_code == 200
         data = next(line for line in response.iter_lines() if line.startswith("data: "))
     assert json.loads(data.removeprefix("data: "))["data"]["title"] == "Beta"
+
+
+def _stream_from_start(url: str, headers: dict[str, str], count: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{url}/stream", headers={**headers, "Last-Event-ID": "0"}, timeout=10) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+                if len(events) == count:
+                    return events
+    return events
+
+
+def test_the_stream_is_for_ops_auditors_and_admins_and_shows_limits_to_admins_only(base_url: str) -> None:
+    deal = httpx.post(f"{base_url}/deals", headers=bearer(), json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}).json()
+    for value in (90, 58):  # past the limit of 60 (raised), then within it (resolved: "within the limit of 60")
+        httpx.post(f"{base_url}/deals/{deal['id']}/terms", headers=bearer(), json={"term": "payment_terms_days", "value": value, "by": "client"})
+    assert httpx.get(f"{base_url}/stream", headers=bearer("emitter"), timeout=5).status_code == 403
+    # DealOpened, TermProposed, WalkAwayConditionRaised, TermProposed, WalkAwayConditionResolved
+    for role, shown in (("ops", False), ("auditor", False), ("admin", True)):
+        events = {e["type"]: e for e in _stream_from_start(base_url, bearer(role), 5)}
+        raised, resolved = events["WalkAwayConditionRaised"]["data"], events["WalkAwayConditionResolved"]["data"]
+        assert ("limit" in raised["evidence"], "of 60" in resolved["resolution"]) == (shown, shown), role
+        assert raised["evidence"]["value"] == 90 and "within the limit" in resolved["resolution"]
+
+
+def test_a_stream_ends_when_the_token_that_opened_it_expires(base_url: str) -> None:
+    # Valid for another 2 s (the 30 s leeway is for clocks at the start, not for keeping a stream open).
+    short = {"Authorization": f"Bearer {token('ops', ttl=2)}"}
+    started = time.monotonic()
+    with httpx.stream("GET", f"{base_url}/stream", headers=short, timeout=20) as response:
+        assert response.status_code == 200
+        lines = list(response.iter_lines())
+    assert time.monotonic() - started < 10
+    assert ": token expired: reconnect with a fresh token and Last-Event-ID" in lines

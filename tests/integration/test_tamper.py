@@ -17,7 +17,7 @@ from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
 from tests.integration.test_audit import a_deal_with_history, run_sql, stored_id
-from tests.support import BY, POLICY, ctx, open_deal
+from tests.support import TEST_KEYS, bearer, signed_in, BY, POLICY, ctx, open_deal
 
 
 def tables(service: DealService, settings: Settings) -> dict[str, str]:
@@ -119,7 +119,7 @@ def test_an_event_missing_in_the_middle_is_a_clear_409_not_a_500(service: DealSe
     run_sql(service, settings, "DELETE FROM EVENTS WHERE originator_id = ? AND originator_version = 3", (stored_id(settings, deal_id),))
     with pytest.raises(StoreDamaged):
         service.get_deal(deal_id)
-    with TestClient(service_app(settings, service=service)) as client:
+    with signed_in(TestClient(service_app(settings, service=service, keys=TEST_KEYS))) as client:
         response = client.get(f"/deals/{deal_id}")
     assert response.status_code == 409, response.text
     assert response.json()["code"] == "store_damaged"

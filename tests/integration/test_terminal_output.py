@@ -7,7 +7,6 @@ history written before today's validation may hold anything, and must still be s
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from dealflow.notifier.alerts import DealContext, compose
 from dealflow.notifier.rules import Target
 from dealflow.notifier.store import AlertStore
 from dealflow.terminal import printable
-from tests.support import POLICY, POLICY_FILE
+from tests.support import POLICY, POLICY_FILE, ROLES
+from tests.processes import clean_environment
 
 DEALFLOW = [sys.executable, "-m", "dealflow"]
 MARKUP = "[/bold][link=https://evil.example]click here[/link]"
@@ -37,7 +37,7 @@ RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k not in ("NATS_URL", "FORCE_COLOR")}
+    environment = {k: v for k, v in clean_environment().items() if k != "FORCE_COLOR"}
     environment.update(
         DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"),
         DEALFLOW_POLICY=str(POLICY_FILE),
@@ -54,7 +54,7 @@ def dealflow(env: dict[str, str], *arguments: str) -> subprocess.CompletedProces
 def hostile_deal(env: dict[str, str]) -> UUID:
     deals = DealService(env=Settings(sqlite_path=Path(env["DEALFLOW_SQLITE_PATH"])).eventsourcing_env(), policy=POLICY)
     try:
-        actor = c.CommandContext(actor=ANSI, correlation_id=OSC8)
+        actor = c.CommandContext(actor=ANSI, correlation_id=OSC8, roles=frozenset(ROLES))
         opened = deals.handle("open_deal", None, c.OpenDeal.model_construct(title=MARKUP, client_name=BIDI, owner=FORGED_LINE), actor)
         deal_id = opened.deal.id
         deals.handle("sign_letter_of_intent", deal_id, None, actor)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,14 +13,22 @@ from pathlib import Path
 import httpx
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
-from tests.processes import wait_until_answering
+from tests.processes import clean_environment, wait_until_answering
 
 DEALFLOW = [sys.executable, "-m", "dealflow.deal_lifecycle"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def token(env: dict[str, str], role: str, sub: str) -> str:
+    """As the README says: TOKEN=$(dealflow token --role ROLE --sub NAME), signed with the development key."""
+    minted = subprocess.run([*DEALFLOW, "token", "--role", role, "--sub", sub], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=True)
+    assert minted.stdout.count("\n") == 1 and minted.stdout.count(".") == 2, "the token alone on stdout"
+    return minted.stdout.strip()
+
+
 def test_up_starts_nats_and_the_service_and_watch_shows_the_events(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALFLOW_") and k != "NATS_URL"}
+    # Out of the box: no identity provider configured, so the development key signs and is trusted.
+    env = {k: v for k, v in clean_environment().items() if k != "DEALFLOW_AUTH_JWKS"}
     env["DEALFLOW_SQLITE_PATH"] = str(tmp_path / "var" / "deals.sqlite3")
     port, nats_port = free_port(), free_port()
     log = tmp_path / "up.log"
@@ -39,9 +46,11 @@ def test_up_starts_nats_and_the_service_and_watch_shows_the_events(tmp_path: Pat
         deal = httpx.post(
             f"http://127.0.0.1:{port}/deals",
             json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"},
-            headers={"X-Actor": "ann@firm"},
+            headers={"Authorization": f"Bearer {token(env, 'emitter', 'ann@firm')}"},
         ).json()
-        httpx.post(f"http://127.0.0.1:{port}/deals/{deal['id']}/letter-of-intent", headers={"X-Actor": "bob@firm"})
+        httpx.post(f"http://127.0.0.1:{port}/deals/{deal['id']}/letter-of-intent", headers={"Authorization": f"Bearer {token(env, 'emitter', 'bob@firm')}"})
+        assert httpx.get(f"http://127.0.0.1:{port}/deals").status_code == 401
+        assert "development key" in log.read_text()
 
         watched = subprocess.run(
             [*DEALFLOW, "watch", "--since", "all", "--json", "--limit", "2", "--deal", deal["id"]],

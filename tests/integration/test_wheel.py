@@ -35,6 +35,8 @@ class Installed:
 
     def env(self, **settings: str) -> dict[str, str]:
         env = clean_environment(**settings)
+        # Installed and started as is: no identity provider configured, so the development key is used.
+        env.pop("DEALFLOW_AUTH_JWKS", None)
         env.pop("PYTHONPATH", None)
         env.pop("VIRTUAL_ENV", None)
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -108,11 +110,18 @@ def test_serve_starts_in_an_empty_directory_on_the_built_in_policy(installed: In
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_answering(url, process, log)
-        opened = httpx.post(f"{url}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"}, timeout=10)
+        minted = installed.run("token", "--role", "emitter", "--sub", "crm")
+        assert minted.returncode == 0, minted.stderr
+        opened = httpx.post(
+            f"{url}/deals", json={"title": "Acme payroll", "client_name": "Acme Ltd", "owner": "ann"},
+            headers={"Authorization": f"Bearer {minted.stdout.strip()}"}, timeout=10,
+        )
         assert opened.status_code == 201, opened.text
+        assert opened.json()["id"] and httpx.get(f"{url}/deals", timeout=10).status_code == 401
     finally:
         stop(process)
     assert "policy built-in default (sha256:" in log.read_text()
+    assert "tokens verified with the development key in var" in log.read_text()
     assert (installed.home / "var" / "dealflow.sqlite3").exists()  # the store is where it was started
 
 

@@ -3,15 +3,17 @@ waived it, and a refused signing of a closed deal does not advise clearing block
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
 
 from dealflow.deal_lifecycle.application.views import event_view
-from dealflow.deal_lifecycle.domain.deal import APPROVER, Deal
+from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.errors import SigningRefused
 from dealflow.deal_lifecycle.domain.model import Side
-from dealflow.notifier.alerts import DealContext, describe
+from dealflow.notifier.alerts import DealContext, compose, describe
+from dealflow.notifier.rules import Target
 from dealflow.notifier.schemas import EventSchemas
 from tests.support import BY, POLICY, domain_deal_in_meeting
 from tests.unit.test_deal import signable
@@ -28,14 +30,14 @@ def test_a_waiver_alert_names_the_condition_its_evidence_who_waived_it_and_why()
     deal.propose_term(term="payment_terms_days", value=90, side=Side.CLIENT, policy=POLICY, by=BY)
     [condition_id] = list(deal.conditions)
     deal.collect_events()
-    deal.waive_condition(condition_id, reason="strategic logo, CFO signed off", role=APPROVER, by=APPROVER_BY)
-    [waived] = [event_view(e) for e in deal.collect_events()]
-    EventSchemas().check(waived, 2)
+    deal.waive_condition(condition_id, reason="strategic logo, CFO signed off", role="approver", by=APPROVER_BY)
+    [waived] = [event_view(e, limits=True) for e in deal.collect_events()]
+    EventSchemas().check(waived, 3)
 
     _, text = describe(waived, context(deal))
     assert f"Condition: term_beyond_limit on payment_terms_days (id {condition_id})" in text.splitlines()
     assert any(line.startswith("Evidence: ") and "90" in line for line in text.splitlines())
-    assert "Waived by: vic@firm" in text.splitlines()
+    assert "Waived by: vic@firm (as approver)" in text.splitlines()
     assert "Reason: strategic logo, CFO signed off" in text.splitlines()
 
 
@@ -69,3 +71,18 @@ def test_refusing_to_sign_a_closed_deal_does_not_advise_clearing_blockers(close:
     _, text = describe(event, context(deal))
     assert "clear every blocker" not in text
     assert "the deal is closed" in text
+
+
+def test_a_private_limit_is_in_alerts_only_to_recipients_who_may_see_it() -> None:
+    deal = domain_deal_in_meeting()
+    deal.collect_events()
+    deal.propose_term(term="payment_terms_days", value=90, side=Side.CLIENT, policy=POLICY, by=BY)  # limit 60: raised
+    deal.propose_term(term="payment_terms_days", value=58, side=Side.CLIENT, policy=POLICY, by=BY)  # within it: resolved
+    views = [event_view(e, limits=True) for e in deal.collect_events()]
+    raised, resolved = (next(v for v in views if v["type"] == kind) for kind in ("WalkAwayConditionRaised", "WalkAwayConditionResolved"))
+    for target, shown in ((Target("r", "ops", "chat", None, "urgent"), False), (Target("r", "approver", "mail", "a@firm", "urgent", True), True)):
+        for view in (raised, resolved):
+            alert = compose(view, "e1", context(deal), target)
+            limit_shown = re.search(r"(?<![\w.\-])60(?![\w.])", alert.text) is not None
+            assert (limit_shown, "limit" in alert.event["data"].get("evidence", {})) == (shown, shown and view is raised), (target.recipient, view["type"], alert.text)
+            assert ("value=90" in alert.text) == (view is raised)

@@ -208,8 +208,8 @@ def test_a_walk_away_conditions_evidence_quotes_caller_text_briefly() -> None:
 def test_a_commands_answer_shows_the_last_items_of_a_large_deal_and_counts_them_all() -> None:
     deal = domain_deal_in_meeting()
     promises = [deal.record_sales_promise(statement=f"promise {n} " + "x" * 1900, by=BY) for n in range(bounds.MAX_PROMISES)]
-    view = command_view(deal)
-    full = deal_view(deal)
+    view = command_view(deal, limits=True)
+    full = deal_view(deal, limits=True)
     assert set(full) <= set(view), "every key of the full view is kept"
     assert [p["id"] for p in view["promises"]] == promises[-COMMAND_VIEW_ITEMS:]
     assert view["counts"]["promises"] == bounds.MAX_PROMISES
@@ -221,9 +221,9 @@ def test_a_commands_answer_shows_the_last_items_of_a_large_deal_and_counts_them_
 def test_a_small_deals_answer_is_the_whole_deal() -> None:
     deal = domain_deal_in_meeting()
     deal.record_sales_promise(statement="go-live in 30 days", by=BY)
-    view = command_view(deal)
+    view = command_view(deal, limits=True)
     assert view["truncated"] is False
-    assert {k: v for k, v in view.items() if k not in ("truncated", "counts", "full_view")} == deal_view(deal)
+    assert {k: v for k, v in view.items() if k not in ("truncated", "counts", "full_view")} == deal_view(deal, limits=True)
 
 
 @pytest.mark.parametrize(
@@ -261,7 +261,7 @@ def test_a_v1_refused_signing_reads_as_v2_counting_the_blockers_it_listed() -> N
     mapper: Mapper[Any] = Mapper(transcoder=transcoder)
     log = SigningAttempts(deal_id="c007472b-55fa-4014-b7e1-07ad86ac3720")
     blockers = [{"code": "stage", "message": "not yet", "subject_id": None}] * 3
-    log._signing_refused(deal_id=log.deal_id, deal_version=4, blockers=blockers, blockers_total=3, actor="ann", correlation_id="c")  # noqa: SLF001
+    log._signing_refused(deal_id=log.deal_id, deal_version=4, blockers=blockers, blockers_total=3, actor="ann", correlation_id="c", on_behalf_of=None)  # noqa: SLF001
     stored = mapper.to_stored_event(log.collect_events()[-1])
     state = transcoder.decode(stored.state)
     assert state.pop("class_version") == 2

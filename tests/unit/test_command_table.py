@@ -9,6 +9,7 @@ from dealflow.deal_lifecycle.bootstrap import service_app
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle
 from dealflow.deal_lifecycle.entrypoints.nats_commands import MESSAGES
+from tests.support import TEST_KEYS
 
 NAMES = {command.name for command in COMMANDS}
 
@@ -23,7 +24,7 @@ def test_the_lifecycle_events_are_the_commands_of_the_table() -> None:
 
 
 def test_the_http_command_routes_are_the_commands_of_the_table_at_their_paths() -> None:
-    document = service_app(Settings()).openapi_schema.to_schema()
+    document = service_app(Settings(), keys=TEST_KEYS).openapi_schema.to_schema()
     posts = {
         operation["operationId"]: path for path, item in document["paths"].items() for method, operation in item.items() if method == "post"
     }

@@ -44,7 +44,8 @@ def test_the_readme_says_where_the_embedded_nats_listens_and_its_snippet_connect
     assert "`--nats-port PORT`" in text and "`var/nats.url`" in text
     snippet = re.search(r"```python\n(.*?)```", text, re.S)
     assert snippet is not None
-    assert 'nats.connect(Path("var/nats.url").read_text().strip())' in snippet.group(1)
+    assert 'nats.connect(Path("var/nats.url").read_text().strip(), nkeys_seed="var/nats/credentials/client.nk")' in snippet.group(1)
+    assert "asyncio.run(main())" in snippet.group(1), "runnable as written"
 
 
 def test_the_readme_command_table_has_not_drifted_from_the_command_table() -> None:

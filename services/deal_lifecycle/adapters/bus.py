@@ -24,6 +24,8 @@ from dealflow.deal_lifecycle.domain import attempts
 from dealflow.deal_lifecycle.domain.deal import event_topics
 from dealflow.nats_connection import connect
 from dealflow.nats_contract import (
+    ALERTS_STREAM,
+    ALERTS_SUBJECTS,
     ACTOR,
     CE_SOURCE,
     COMMANDS_PREFIX,
@@ -62,7 +64,7 @@ class Envelope:
 
 
 def envelope(domain_event: Any, notification_id: int) -> Envelope:
-    view = stream_view(domain_event)
+    view = stream_view(domain_event, limits=True)  # NATS is internal: the events whole (README: Identity)
     # Unique per stored event: its originator (the deal, or the deal's log of refused signings) and version.
     event_id = f"{domain_event.originator_id}:{domain_event.originator_version}"
     headers = {
@@ -109,12 +111,17 @@ def events_stream_config() -> StreamConfig:
     )
 
 
+def alerts_stream_config() -> StreamConfig:
+    """The notifier's dead letters (deals.alerts.>): kept by the deal service, so the notifier needs no right to make a stream."""
+    return StreamConfig(name=ALERTS_STREAM, subjects=[ALERTS_SUBJECTS], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_SECONDS)
+
+
 async def ensure_streams(js: JetStreamContext) -> None:
     """Create the streams, or bring an existing one's config up to date; safe to run at every start."""
-    config = events_stream_config()
-    try:
-        await js.stream_info(config.name or EVENTS_STREAM)
-    except NotFoundError:
-        await js.add_stream(config)
-    else:
-        await js.update_stream(config)
+    for config in (events_stream_config(), alerts_stream_config()):
+        try:
+            await js.stream_info(config.name or EVENTS_STREAM)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)

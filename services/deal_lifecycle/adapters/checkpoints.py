@@ -43,6 +43,8 @@ from nats.js.errors import NotFoundError
 from dealflow.deal_lifecycle.adapters.bus import DUPLICATE_WINDOW_SECONDS
 from dealflow.deal_lifecycle.application.integrity import Head, StoreFinding
 from dealflow.deal_lifecycle.config import Settings
+from dealflow.nats_connection import Credentials, shown
+from dealflow.secret_files import write_once
 
 log = structlog.get_logger("dealflow.checkpoints")
 
@@ -75,15 +77,8 @@ def key_file(settings: Settings, environ: Mapping[str, str] = os.environ) -> Pat
 
 def load_key(path: Path, *, create: bool = False) -> bytes | None:
     """The signing key (64 hex digits in the file); created once, atomically, when asked and missing."""
-    if create and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        else:
-            with os.fdopen(descriptor, "w") as file:
-                file.write(secrets.token_hex(32) + "\n")
+    if create:
+        write_once(path, (secrets.token_hex(32) + "\n").encode())
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
@@ -193,18 +188,23 @@ class CheckpointsUnreachable(Exception):
     pass
 
 
-async def read_checkpoints(servers: list[str], store_id: str, *, timeout: float = 5.0) -> list[Checkpoint]:
+async def read_checkpoints(
+    servers: list[str], store_id: str, *, timeout: float = 5.0, credentials: Credentials | None = None
+) -> list[Checkpoint]:
     """Every checkpoint published for this store, in publishing order."""
     async def quiet(_: Exception) -> None:
         pass  # the failure is reported once, below, not as a traceback per attempt
 
     try:
         nc = await asyncio.wait_for(
-            nats.connect(servers, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=1, error_cb=quiet),
+            nats.connect(
+                servers, connect_timeout=timeout, allow_reconnect=False, max_reconnect_attempts=1, error_cb=quiet,
+                **(credentials or Credentials()).options(),
+            ),
             timeout=timeout * 2,
         )
     except Exception as e:  # noqa: BLE001 - any failure to connect means "not compared"
-        raise CheckpointsUnreachable(f"cannot reach NATS at {', '.join(servers)}: {type(e).__name__}: {e}") from None
+        raise CheckpointsUnreachable(f"cannot reach NATS at {', '.join(shown(servers))}: {type(e).__name__}: {e}") from None
     try:
         js = nc.jetstream(timeout=timeout)
         subject = checkpoint_subject(store_id)

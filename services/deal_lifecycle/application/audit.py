@@ -136,7 +136,7 @@ class Audit:
             domain_event = self.deals.mapper.to_domain_event(stored)
             extra = {"attempt": attempt_number(domain_event)} if isinstance(domain_event, SigningAttempts.SigningRefused) else {}
             yield {
-                **event_view(domain_event),
+                **event_view(domain_event, limits=True),
                 **extra,
                 "log": log,
                 "originator_id": str(originator_id),

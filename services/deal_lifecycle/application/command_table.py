@@ -3,7 +3,8 @@
 Each row is the whole of a command outside the aggregate: its name (the NATS subject
 `deals.commands.<name>`, the HTTP operation and the application's log field), its body model,
 its HTTP path (whose `{ids}` are what the command takes besides its body), what it runs on the
-aggregate, what it creates, and the roles that may send it. The HTTP routes, the NATS
+aggregate, what it creates, and the roles that may send it (access.py judges them, on every
+door, before the body is read). The HTTP routes, the NATS
 responder, the command schemas, AsyncAPI and the README's command table are all derived from
 it; a test holds the table, the lifecycle's events, the HTTP routes and the NATS subjects to
 the same set of names.
@@ -21,6 +22,7 @@ from datetime import date
 from typing import Any
 
 from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.access import SENDS_COMMANDS, WAIVES_CONDITIONS, AccessRole
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Attribution, Participant
 from dealflow.deal_lifecycle.domain.policy import Policy
@@ -33,7 +35,7 @@ class Call:
     body: Any  # the row's body model, or None for a bodiless command
     ids: Mapping[str, str]  # the path's ids besides deal_id, e.g. {"promise_id": "..."}
     by: Attribution
-    role: str | None
+    role: str  # the role the caller sends it under (access.authorize): a waiver records it
     policy: Policy
     today: date
 
@@ -52,8 +54,8 @@ class DealCommand:
     summary: str  # one line for the OpenAPI document and the README
     creates: str | None = None  # what a 201 answer's `id` names ("promise", ...); None: 200 with the deal
     tag: str = "deals"
-    # Who may send it; empty until identity exists (every caller may, as today).
-    roles: frozenset[str] = frozenset()
+    # Who may send it: the roles of a caller's token, one of which must be here.
+    roles: frozenset[AccessRole] = SENDS_COMMANDS
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -194,7 +196,8 @@ COMMANDS: tuple[DealCommand, ...] = (
     DealCommand(
         "waive_condition", "/deals/{deal_id}/conditions/{condition_id}/waiver", c.WaiveCondition,
         lambda d, x: d.waive_condition(x.ids["condition_id"], reason=x.body.reason, role=x.role, by=x.by),
-        "Waive a walk-away condition (X-Actor-Role: approver)", tag="negotiation",
+        "Waive a walk-away condition, with the reason (the waiver records the role it was made under)", tag="negotiation",
+        roles=WAIVES_CONDITIONS,
     ),
 )
 

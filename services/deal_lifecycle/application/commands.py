@@ -192,11 +192,15 @@ class WaiveCondition(Command):
 
 @dataclass(frozen=True)
 class CommandContext:
-    """What travels with every command besides its payload (HTTP headers, NATS headers)."""
+    """What travels with every command besides its payload (HTTP headers, NATS headers).
+
+    `actor` and `roles` are the caller's verified token's (`sub`, `roles`), never a header;
+    `on_behalf_of` is who a system says it acts for (the X-On-Behalf-Of header).
+    """
 
     actor: str
     correlation_id: str
     idempotency_key: str | None = None
     expected_version: int | None = None
-    # The actor's role; only an approver may waive a walk-away condition (a header until authentication lands).
-    actor_role: str | None = None
+    roles: frozenset[str] = frozenset()
+    on_behalf_of: str | None = None

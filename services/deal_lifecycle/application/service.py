@@ -30,6 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from dealflow.deal_lifecycle.application import commands as c
 from dealflow.deal_lifecycle.application import transcodings
+from dealflow.deal_lifecycle.application.access import authorize
 from dealflow.deal_lifecycle.application.command_table import BY_NAME, Call, DealCommand
 from dealflow.deal_lifecycle.application.deal_locks import DealLocks
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
@@ -226,23 +227,28 @@ class DealService(Application[UUID]):
 
     # -- the command pipeline ------------------------------------------------------------
 
-    def _execute(self, command: DealCommand, deal_id: UUID | None, body: c.Command | None, ctx: c.CommandContext, ids: Mapping[str, str]) -> Outcome:
+    def _execute(
+        self, command: DealCommand, deal_id: UUID | None, body: c.Command | None, ctx: c.CommandContext, ids: Mapping[str, str]
+    ) -> Outcome:
         bound = log.bind(
             command=command.name,
             deal_id=str(deal_id) if deal_id else None,
             actor=ctx.actor,
+            on_behalf_of=ctx.on_behalf_of,
             correlation_id=ctx.correlation_id,
             idempotency_key=ctx.idempotency_key,
         )
         fingerprint = _fingerprint(command.name, deal_id, ids.get(command.target) if command.target else None, body)
         try:
+            # The doors ask too, before they read a body; asked here, no door can skip it.
+            role = authorize(command.roles, ctx.roles, command.name)
             # Opening a deal needs no lock: nobody else can be writing a deal that does not exist yet.
             with self.deal_locks.hold(deal_id) if deal_id is not None else nullcontext():
                 outcome = self._replayed(ctx, fingerprint)
                 if outcome is None:
                     for attempt in self._attempts(ctx, bound):
                         with attempt:
-                            outcome = self._run_once(command, deal_id, body, ctx, ids, fingerprint)
+                            outcome = self._run_once(command, deal_id, body, ctx, ids, role, fingerprint)
         except DealflowError as refusal:
             bound.info("command", outcome="refused", code=refusal.code, reason=refusal.message)
             raise
@@ -266,9 +272,10 @@ class DealService(Application[UUID]):
         body: c.Command | None,
         ctx: c.CommandContext,
         ids: Mapping[str, str],
+        role: str,
         fingerprint: str,
     ) -> Outcome:
-        call = Call(body=body, ids=ids, by=_by(ctx), role=ctx.actor_role, policy=self.policy, today=self.today())
+        call = Call(body=body, ids=ids, by=_by(ctx), role=role, policy=self.policy, today=self.today())
         if deal_id is None:
             deal, created_id = command.run(None, call), None
         else:
@@ -332,7 +339,7 @@ class DealService(Application[UUID]):
 
 
 def _by(ctx: c.CommandContext) -> Attribution:
-    return Attribution(actor=ctx.actor, correlation_id=ctx.correlation_id)
+    return Attribution(actor=ctx.actor, correlation_id=ctx.correlation_id, on_behalf_of=ctx.on_behalf_of)
 
 
 def _fingerprint(name: str, deal_id: UUID | None, target: str | None, payload: c.Command | None) -> str:

@@ -1,4 +1,10 @@
-"""How a deal and its events look from outside: the JSON other systems and auditors read."""
+"""How a deal and its events look from outside: the JSON other systems and auditors read.
+
+The firm's private limits are shown only where `limits` is true: to callers whose role may see
+them (access.SEES_PRIVATE_LIMITS), and to the store's own readers (the CLI, the relay). For
+every other caller a limit's number is left out wherever it could show: a term's `limit` in the
+policy, a condition's evidence, a resolution's words. The events keep it (see README).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ from uuid import UUID
 from dealflow.deal_lifecycle.application.read_model import DealSummary
 from dealflow.deal_lifecycle.domain.deal import Deal, event_type
 from dealflow.deal_lifecycle.domain.health import assess
+from dealflow.deal_lifecycle.domain.model import WalkAwayCondition
 from dealflow.deal_lifecycle.domain.policy import Policy
+from dealflow.private_limits import event_concealed, limit_unsaid, without_limit
 
 # Fields every stored event has that are not part of its business data.
-_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id", "deal_id"}
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "actor", "correlation_id", "on_behalf_of", "deal_id"}
 
 
 class BlockerView(TypedDict):
@@ -82,12 +90,16 @@ class EventView(TypedDict):
     type: str
     timestamp: str
     actor: str
+    on_behalf_of: str | None
     correlation_id: str
     data: dict[str, Any]
 
 
 class StreamEventView(EventView, total=False):
     attempt: int  # a refused signing's number in its deal's log
+
+
+EventViewT = TypeVar("EventViewT", EventView, StreamEventView)
 
 
 class RefusedSigningView(TypedDict):
@@ -97,6 +109,7 @@ class RefusedSigningView(TypedDict):
     deal_version: int
     timestamp: str
     actor: str
+    on_behalf_of: str | None
     correlation_id: str
     blockers: list[dict[str, Any]]
     blockers_total: int
@@ -118,8 +131,16 @@ def _json(value: Any) -> Any:
     return value
 
 
-def deal_view(deal: Deal) -> DealView:
-    return _deal_view(deal, None)
+def _condition_view(condition: WalkAwayCondition, *, limits: bool) -> dict[str, Any]:
+    shown = _json(asdict(condition))
+    if not limits:
+        shown["evidence"] = without_limit(shown["evidence"])
+        shown["closed_because"] = limit_unsaid(shown["closed_because"])
+    return shown
+
+
+def deal_view(deal: Deal, *, limits: bool) -> DealView:
+    return _deal_view(deal, None, limits=limits)
 
 
 # A command's answer shows this many items of each list: enough to see what the command did
@@ -128,7 +149,7 @@ COMMAND_VIEW_ITEMS = 10
 _Shown = TypeVar("_Shown")
 
 
-def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS) -> CommandDealView:
+def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS, *, limits: bool) -> CommandDealView:
     """The deal as a command's response shows it; `GET /deals/{id}` shows all of it."""
     open_conditions = sum(1 for c in deal.conditions.values() if c.is_open)
     blockers = deal.blockers
@@ -146,14 +167,14 @@ def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS) -> CommandDealView
         "blockers": len(blockers),
     }
     return {
-        **_deal_view(deal, items, blockers),
+        **_deal_view(deal, items, blockers, limits=limits),
         "truncated": any(count > items for count in counts.values()),
         "counts": counts,
         "full_view": f"/deals/{deal.id}",
     }
 
 
-def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None) -> DealView:
+def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None, *, limits: bool) -> DealView:
     def last(values: Iterable[_Shown]) -> list[_Shown]:
         shown = list(values)
         return shown if items is None else shown[-items:]
@@ -183,8 +204,8 @@ def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None)
         "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in last(deal.impasses.values())],
         "escalations": [_json(asdict(e)) for e in last(deal.escalations)],
         "conditions": {
-            "open": [_json(asdict(c)) for c in last(c for c in deal.conditions.values() if c.is_open)],
-            "closed": [_json(asdict(c)) for c in last(c for c in deal.conditions.values() if not c.is_open)],
+            "open": [_condition_view(c, limits=limits) for c in last(c for c in deal.conditions.values() if c.is_open)],
+            "closed": [_condition_view(c, limits=limits) for c in last(c for c in deal.conditions.values() if not c.is_open)],
         },
         "blockers": [
             {"code": b.code, "message": b.message, "subject_id": b.subject_id}
@@ -201,14 +222,14 @@ def _expectation_view(expectation: Any) -> dict[str, Any]:
     return shown
 
 
-def health_view(deal: Deal) -> HealthView:
+def health_view(deal: Deal, *, limits: bool) -> HealthView:
     health = assess(deal)
     return {
         "deal_id": str(deal.id),
         "stage": str(deal.stage),
         "concessions": {"given": health.given, "received": health.received, "by_stage": health.by_stage},
         "early_concessions": [_json(asdict(c)) for c in health.early_concessions],
-        "open_conditions": [_json(asdict(c)) for c in health.open_conditions],
+        "open_conditions": [_condition_view(c, limits=limits) for c in health.open_conditions],
         "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in health.impasses],
         "escalations": [_json(asdict(e)) for e in health.escalations],
         "warning_signs": health.warning_signs,
@@ -216,11 +237,12 @@ def health_view(deal: Deal) -> HealthView:
     }
 
 
-def policy_view(policy: Policy) -> dict[str, Any]:
+def policy_view(policy: Policy, *, limits: bool) -> dict[str, Any]:
+    """The policy: public positions for everyone, private limits only where `limits`."""
     return {
         "version": policy.version,
         "label": policy.label,
-        "terms": {name: _json(asdict(term)) for name, term in policy.terms.items()},
+        "terms": {name: _json(asdict(term) if limits else without_limit(asdict(term))) for name, term in policy.terms.items()},
         "non_negotiables": policy.non_negotiables,
         "nice_to_haves": policy.nice_to_haves,
         "right_client": {
@@ -231,8 +253,19 @@ def policy_view(policy: Policy) -> dict[str, Any]:
     }
 
 
-def event_view(domain_event: Any) -> EventView:
+def limits_concealed(view: EventViewT) -> EventViewT:
+    """The event as shown to a caller who may not see private limits (private_limits.event_concealed)."""
+    return event_concealed(view)
+
+
+def event_view(domain_event: Any, *, limits: bool) -> EventView:
+    view = _event_view(domain_event)
+    return view if limits else limits_concealed(view)
+
+
+def _event_view(domain_event: Any) -> EventView:
     state = vars(domain_event)
+    data = {k: _json(v) for k, v in state.items() if k not in _ENVELOPE}
     return {
         # A deal's own events come from the deal; its refused signing attempts name it.
         "deal_id": str(state.get("deal_id", domain_event.originator_id)),
@@ -241,8 +274,10 @@ def event_view(domain_event: Any) -> EventView:
         "timestamp": domain_event.timestamp.isoformat(),
         # A log of refused signings is opened by the service itself (its first event names no one).
         "actor": state.get("actor", "dealflow"),
+        # Who a system said it acted for; None when it said nothing (or the event predates X-On-Behalf-Of).
+        "on_behalf_of": state.get("on_behalf_of"),
         "correlation_id": state.get("correlation_id", ""),
-        "data": {k: _json(v) for k, v in state.items() if k not in _ENVELOPE},
+        "data": data,
     }
 
 
@@ -271,16 +306,17 @@ def refused_signing_view(domain_event: Any) -> RefusedSigningView:
         "deal_version": state["deal_version"],
         "timestamp": domain_event.timestamp.isoformat(),
         "actor": state["actor"],
+        "on_behalf_of": state.get("on_behalf_of"),
         "correlation_id": state["correlation_id"],
         "blockers": _json(state["blockers"]),
         "blockers_total": state["blockers_total"],
     }
 
 
-def stream_view(domain_event: Any) -> StreamEventView:
+def stream_view(domain_event: Any, *, limits: bool) -> StreamEventView:
     """An event as published (NATS body, SSE data): a refused signing's `version` is the deal version it
     was judged at, so it reads in order with the deal's own events; its place in the log is `attempt`."""
-    view = StreamEventView(**event_view(domain_event))
+    view = StreamEventView(**event_view(domain_event, limits=limits))
     if view["type"] == "SigningRefused":
         view["version"] = view["data"]["deal_version"]
         view["attempt"] = attempt_number(domain_event)

@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import uvicorn
 from litestar import Litestar
 
+from dealflow.deal_lifecycle.adapters.identity import TrustedKeys, dev_key
 from dealflow.deal_lifecycle.adapters.policy_file import load_policy
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
@@ -30,6 +31,16 @@ NO_POLICY = Policy(version="", terms={}, non_negotiables={})
 def build_deals(settings: Settings, policy: Policy | None = None) -> DealService:
     """The application service on the configured store, judging by `policy` or the configured policy file."""
     return DealService(env=settings.eventsourcing_env(), policy=load_policy(settings.policy_path) if policy is None else policy)
+
+
+def trusted_keys(settings: Settings) -> TrustedKeys:
+    """The keys bearer tokens are verified against: DEALFLOW_AUTH_JWKS (a file is read now, so a missing or
+    broken one stops start-up), or else the development key under var/."""
+    if settings.auth_jwks:
+        keys = TrustedKeys(settings.auth_jwks, issuer=settings.auth_issuer, audience=settings.auth_audience)
+        keys.load_now()
+        return keys
+    return dev_key(settings.state_dir, issuer=settings.auth_issuer, audience=settings.auth_audience)
 
 
 class NoStore(LookupError):
@@ -62,16 +73,18 @@ def _store_exists(settings: Settings) -> bool:
         raise StoreUnreachable(str(error).strip()) from None
 
 
-def service_app(settings: Settings | None = None, service: DealService | None = None) -> Litestar:
+def service_app(settings: Settings | None = None, service: DealService | None = None, keys: TrustedKeys | None = None) -> Litestar:
     """The HTTP app on its own service (or `service`, which stays the caller's to close), with the NATS
-    relay and command responder running beside it when NATS is configured."""
+    relay and command responder running beside it when NATS is configured; tokens are verified
+    with `keys`, or the configured ones."""
     settings = settings or Settings.from_env()
+    verifier = keys or trusted_keys(settings)
     companions: list[Callable[[DealService], AbstractAsyncContextManager[None]]] = []
     if settings.nats_servers:
 
         @asynccontextmanager
         async def messaging(deals: DealService) -> AsyncIterator[None]:
-            running = DealMessaging(deals, settings)
+            running = DealMessaging(deals, settings, verifier)
             await running.start()
             try:
                 yield
@@ -79,7 +92,7 @@ def service_app(settings: Settings | None = None, service: DealService | None = 
                 await running.stop()
 
         companions.append(messaging)
-    return create_app(settings, service if service is not None else lambda: build_deals(settings), companions)
+    return create_app(settings, service if service is not None else lambda: build_deals(settings), verifier, companions)
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:

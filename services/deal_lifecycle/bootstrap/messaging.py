@@ -19,9 +19,11 @@ from dealflow.deal_lifecycle.adapters.bus import connect
 from dealflow.deal_lifecycle.adapters.checkpoints import CheckpointPublisher, CheckpointSettings
 from dealflow.deal_lifecycle.adapters.leadership import FileLeadership, Leadership, PostgresLeadership
 from dealflow.deal_lifecycle.adapters.relay import EventRelay
+from dealflow.deal_lifecycle.application.access import Verifier
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.entrypoints.nats_commands import CommandResponder
+from dealflow.nats_connection import shown
 
 log = structlog.get_logger("dealflow.messaging")
 
@@ -32,10 +34,14 @@ RESTART_RESET_SECONDS = 60.0
 
 
 class DealMessaging:
-    def __init__(self, deals: DealService, settings: Settings, *, relay: bool = True, commands: bool = True) -> None:
+    def __init__(
+        self, deals: DealService, settings: Settings, verifier: Verifier | None, *, relay: bool = True, commands: bool = True
+    ) -> None:
         assert settings.nats_servers, "messaging needs NATS_URL"
+        assert verifier is not None or not commands, "answering commands needs a verifier of tokens"
         self.deals = deals
         self.settings = settings
+        self.verifier = verifier
         self.with_relay = relay
         self.with_commands = commands
         self.stop_event = asyncio.Event()
@@ -68,12 +74,15 @@ class DealMessaging:
             if relay is not None:
                 relay.retry_now()
 
-        nc = await connect(self.settings.nats_servers, name="dealflow-deal-lifecycle", on_reconnect=reconnected)
-        log.info("connected to NATS", servers=self.settings.nats_servers)
+        nc = await connect(
+            self.settings.nats_servers, name="dealflow-deal-lifecycle", credentials=self.settings.nats_credentials, on_reconnect=reconnected
+        )
+        log.info("connected to NATS", servers=shown(self.settings.nats_servers))
         tasks: list[asyncio.Task[None]] = []
         try:
             if self.with_commands:
-                await CommandResponder(self.deals, nc, self.settings.max_request_bytes).listen()
+                assert self.verifier is not None
+                await CommandResponder(self.deals, nc, self.verifier, self.settings.max_request_bytes).listen()
                 self.listening.set()
             if self.with_relay:
                 relay = events = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)

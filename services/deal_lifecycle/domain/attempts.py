@@ -44,6 +44,8 @@ class SigningAttempts(Aggregate):
         blockers_total: int
         actor: str
         correlation_id: str
+        # Who a system said it acted for; refusals stored before it existed have none.
+        on_behalf_of: str | None = None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -73,6 +75,7 @@ class SigningAttempts(Aggregate):
             blockers_total=max(len(blockers), blockers_total or 0),
             actor=by.actor,
             correlation_id=by.correlation_id,
+            on_behalf_of=by.on_behalf_of,
         )
 
     @event(SigningRefused)
@@ -85,6 +88,7 @@ class SigningAttempts(Aggregate):
         blockers_total: int,
         actor: str,
         correlation_id: str,
+        on_behalf_of: str | None = None,  # refusals stored before it existed are replayed without it
     ) -> None:
         self.refusals += 1
 

@@ -34,12 +34,6 @@ class NotFound(DealflowError):
     code = "not_found"
 
 
-class Forbidden(DealflowError):
-    """The actor lacks the authority the command needs (e.g. only an approver may waive)."""
-
-    code = "forbidden"
-
-
 class CommandRefused(DealflowError):
     """The command is well formed but the deal, as it stands, does not allow it."""
 

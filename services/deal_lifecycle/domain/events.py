@@ -42,15 +42,21 @@ TOPIC_PREFIX = "dealflow:Deal"
 Decided = TypeVar("Decided", SalesPromise, Expectation)
 
 
-def attributed(by: Attribution) -> dict[str, str]:
-    """Who did it and in which conversation, as every event carries it: the one place it is put on an event."""
-    return {"actor": by.actor, "correlation_id": by.correlation_id}
+def attributed(by: Attribution) -> dict[str, str | None]:
+    """Who did it, for whom, and in which conversation, as every event carries it: the one place it is put on an event."""
+    return {"actor": by.actor, "correlation_id": by.correlation_id, "on_behalf_of": by.on_behalf_of}
 
 
 class Event(Aggregate.Event):
     TOPIC = f"{TOPIC_PREFIX}.Event"
     actor: str
     correlation_id: str
+    on_behalf_of: str | None
+
+
+# Events stored before `on_behalf_of` existed do not carry it; replayed (without __init__) they
+# read it from here. A class attribute, not a dataclass default: every new event is given it.
+Event.on_behalf_of = None  # type: ignore[misc]
 
 
 class Created(Aggregate.Created, Event):
@@ -338,20 +344,27 @@ class WalkAwayConditionResolved(Event):
 
 
 class WalkAwayConditionWaived(Event):
-    """v2 names the waived condition (kind, subject, evidence), so whoever reads the waiver alone knows what was let pass."""
+    """v2 names the waived condition (kind, subject, evidence), so whoever reads the waiver alone knows what was let pass;
+    v3 the role the waiver was made under (approver or admin), as the waiver's verified token carried it."""
 
     TOPIC = f"{TOPIC_PREFIX}.WalkAwayConditionWaived"
-    class_version = 2
+    class_version = 3
     condition_id: str
     reason: str
     kind: str | None
     subject: str | None
     evidence: dict[str, Any] | None
+    role: str | None
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         # A v1 waiver named only the condition's id: the condition itself is in the deal's earlier events.
         state["kind"] = state["subject"] = state["evidence"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        # Before v3 a waiver's role was what the caller claimed (a header), never verified: none is recorded.
+        state["role"] = None
 
     def apply(self, deal: Deal) -> None:
         _close(deal, self.condition_id, ConditionStatus.WAIVED, self.reason)

@@ -57,10 +57,15 @@ class Decision(StrEnum):
 
 @dataclass(frozen=True)
 class Attribution:
-    """Who did it and in which conversation: stamped on every event."""
+    """Who did it, for whom, and in which conversation: stamped on every event.
+
+    `actor` is who was authenticated (a system or a person); `on_behalf_of` the person a system
+    says it acts for, when it says so (recorded as said: the system answers for it).
+    """
 
     actor: str
     correlation_id: str
+    on_behalf_of: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import uuid4
 
+from dealflow.deal_lifecycle.application.access import Caller, Unauthenticated, Verifier
 from dealflow.deal_lifecycle.application.commands import CommandContext
 from dealflow.deal_lifecycle.domain.errors import DealflowError, InvalidCommand
 
 REQUEST_ID = "X-Request-ID"
+AUTHORIZATION = "Authorization"
+ON_BEHALF_OF = "X-On-Behalf-Of"
+_BEARER = "bearer "
 
 # The longest value each header may carry, in characters. These are copied into events
-# (correlation id, actor) or receipts (idempotency key), so they must stay small.
+# (correlation id, on behalf of) or receipts (idempotency key), so they must stay small.
 HEADER_LIMITS: dict[str, int] = {
     REQUEST_ID: 200,
     "X-Correlation-ID": 200,
     "Idempotency-Key": 255,
-    "X-Actor": 200,
-    "X-Actor-Role": 50,
+    ON_BEHALF_OF: 200,
     "If-Match": 40,
+    # "Bearer " and a token (identity.MAX_TOKEN_CHARACTERS).
+    AUTHORIZATION: 8192 + len(_BEARER),
 }
 # All headers of one request or message together (HTTP: uvicorn's h11 limit; NATS: checked here).
 MAX_HEADER_BYTES = 16 * 1024
@@ -101,16 +106,29 @@ def request_id(values: Sequence[str | bytes]) -> str:
     return value or uuid4().hex
 
 
-def command_context(get: Callable[[str], Sequence[str | bytes]], request_id: str) -> CommandContext:
-    """What travels with a command, from its headers (`get` returns every value sent for a name)."""
-    actor = header("X-Actor", get("X-Actor"))
-    role = header("X-Actor-Role", get("X-Actor-Role"))
+async def authenticate(get: Callable[[str], Sequence[str | bytes]], verifier: Verifier) -> Caller:
+    """The caller a request's `Authorization: Bearer <token>` names, verified; Unauthenticated otherwise.
+    The same for HTTP and NATS. The token itself is never logged, echoed or kept."""
+    value = header(AUTHORIZATION, get(AUTHORIZATION))
+    if value is None:
+        raise Unauthenticated("send Authorization: Bearer <token> (a JWT from your identity provider, or `dealflow token`)")
+    if not value.lower().startswith(_BEARER) or not value[len(_BEARER) :].strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return await verifier.verify(value[len(_BEARER) :].strip())
+
+
+def command_context(get: Callable[[str], Sequence[str | bytes]], request_id: str, caller: Caller) -> CommandContext:
+    """What travels with a command: who (the verified caller), for whom, and its headers (`get` returns every value sent for a name)."""
+    on_behalf_of = (header(ON_BEHALF_OF, get(ON_BEHALF_OF)) or "").strip() or None
+    if on_behalf_of is not None and any(unicodedata.category(ch) == "Cf" for ch in on_behalf_of):
+        raise InvalidHeader(ON_BEHALF_OF, "must not contain invisible (format) characters")
     return CommandContext(
-        actor=(actor or "").strip() or "anonymous",
+        actor=caller.sub,
+        roles=caller.roles,
+        on_behalf_of=on_behalf_of,
         correlation_id=header("X-Correlation-ID", get("X-Correlation-ID")) or request_id,
         idempotency_key=header("Idempotency-Key", get("Idempotency-Key")) or None,
         expected_version=parse_version(header("If-Match", get("If-Match"))),
-        actor_role=(role or "").strip().lower() or None,
     )
 
 

@@ -2,9 +2,10 @@
 
 The message is the command's JSON payload (the same model the HTTP route decodes) plus
 the identifiers HTTP carries in its path (`deal_id`, `promise_id`, ...). Headers are the
-HTTP ones: `Idempotency-Key`, `If-Match`, `X-Actor`, `X-Actor-Role`, `X-Correlation-ID`.
-The reply is `{"deal": ..., "id": ...}`, or the same error body HTTP sends, with the
-status in the `Nats-Service-Error-Code` header.
+HTTP ones: `Authorization: Bearer <token>` (judged by the same table, before the payload is
+read), `Idempotency-Key`, `If-Match`, `X-On-Behalf-Of`, `X-Correlation-ID`. The reply is
+`{"deal": ..., "id": ...}`, or the same error body HTTP sends (401, 403, 422, 409...), with
+the status in the `Nats-Service-Error-Code` header: a refusal is always an explicit reply.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError, create_model
 
 from dealflow.deal_lifecycle.application import commands as c
+from dealflow.deal_lifecycle.application.access import Verifier, authorize
 from dealflow.deal_lifecycle.application.command_table import BY_NAME, COMMANDS, DealCommand
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.application.views import command_view
@@ -32,6 +34,9 @@ from dealflow.nats_contract import COMMANDS_PREFIX
 log = structlog.get_logger("dealflow.nats")
 
 QUEUE_GROUP = "deal-lifecycle"
+# Where replies may go: a requester's inbox (nats-py's `_INBOX.`, or a prefix of its own such as
+# `_INBOX_watcher.`), or `_R_.`, the server's mapping of a reply across accounts.
+REPLY_PREFIXES = ("_INBOX", "_R_.")
 ERROR_CODE = "Nats-Service-Error-Code"
 ERROR = "Nats-Service-Error"
 
@@ -50,9 +55,10 @@ MESSAGES: dict[str, type[BaseModel]] = {command.name: _message(command) for comm
 class CommandResponder:
     """Answers `deals.commands.*` requests; several processes share them through a queue group."""
 
-    def __init__(self, deals: DealService, nc: NATS, max_body_bytes: int = Settings.max_request_bytes) -> None:
+    def __init__(self, deals: DealService, nc: NATS, verifier: Verifier, max_body_bytes: int = Settings.max_request_bytes) -> None:
         self.deals = deals
         self.nc = nc
+        self.verifier = verifier
         # The same bound as an HTTP body (DEALFLOW_MAX_REQUEST_BYTES), though NATS would carry up to max_payload.
         self.max_body_bytes = max_body_bytes
 
@@ -68,6 +74,11 @@ class CommandResponder:
         except Exception as fault:  # noqa: BLE001 - answered as 500 and logged with its traceback
             body, headers = _internal(fault)
         if not msg.reply:
+            return
+        if not msg.reply.startswith(REPLY_PREFIXES):
+            # A reply goes to the requester's inbox (or, across accounts, the server's mapping of it),
+            # never to a subject the sender named: that could be a deal's events or checkpoints.
+            log.warning("command not answered: its reply subject is not an inbox", reply=msg.reply[:100])
             return
         try:
             await self.nc.publish(msg.reply, json.dumps(body).encode(), headers=headers or None)
@@ -98,9 +109,13 @@ class CommandResponder:
             return _error("request_too_large", f"the message is over {self.max_body_bytes} bytes", 413)
         try:
             edge.total_header_size(list(headers.items()))
+            # Who, and may they: before the payload is read, as on HTTP.
+            caller = await edge.authenticate(get, self.verifier)
+            structlog.contextvars.bind_contextvars(caller=caller.sub)
+            authorize(command.roles, caller.roles, command.name)
             edge.check_headers(get)
             message = MESSAGES[name].model_validate(edge.decode_json(data or b"{}"))
-            ctx = edge.command_context(get, request_id)
+            ctx = edge.command_context(get, request_id, caller)
         except DealflowError as refusal:
             return _refused(refusal)
         except ValidationError as e:
@@ -117,7 +132,7 @@ class CommandResponder:
             return _refused(refusal)
         # Opening creates the deal itself: its id is what HTTP's 201 answers with, so the reply carries it too.
         created = str(outcome.deal.id) if command.opens else outcome.created_id
-        return {"id": created, "replayed": outcome.replayed, "deal": command_view(outcome.deal)}, {}
+        return {"id": created, "replayed": outcome.replayed, "deal": command_view(outcome.deal, limits=caller.sees_private_limits)}, {}
 
 
 def _refused(refusal: DealflowError) -> tuple[dict[str, Any], dict[str, str]]:

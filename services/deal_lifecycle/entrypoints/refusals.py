@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from dealflow.deal_lifecycle.application.access import AuthUnavailable, Forbidden, Unauthenticated
 from dealflow.deal_lifecycle.application.service import IdempotencyKeyReused, VersionMismatch
-from dealflow.deal_lifecycle.domain.errors import CommandRefused, DealflowError, Forbidden, InvalidCommand, NotFound, SigningRefused
+from dealflow.deal_lifecycle.domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
 from dealflow.deal_lifecycle.entrypoints.edge import InvalidHeader, MalformedBody, TooManyStreams, UnexpectedBody, UnsupportedMediaType
 
 INTERNAL_ERROR = "internal_error"
 
 # First match wins: subclasses before their bases.
 _STATUS: list[tuple[type[DealflowError], int]] = [
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (AuthUnavailable, 503),
     (InvalidHeader, 400),
     (MalformedBody, 400),
     (UnexpectedBody, 400),
@@ -23,7 +27,6 @@ _STATUS: list[tuple[type[DealflowError], int]] = [
     (InvalidCommand, 422),
     (IdempotencyKeyReused, 422),
     (NotFound, 404),
-    (Forbidden, 403),
     (VersionMismatch, 412),
     (CommandRefused, 409),
     (TooManyStreams, 503),
@@ -38,6 +41,8 @@ def error_body(error: DealflowError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if isinstance(error, InvalidCommand):
         body["errors"] = [{"field": error.field, "rule": error.rule}]
+    if isinstance(error, Forbidden):
+        body["allowed_roles"] = error.allowed_roles  # the roles that may do it, so the caller knows whom to ask
     if isinstance(error, SigningRefused):
         body["blockers"] = [{"code": b.code, "message": b.message, "subject_id": b.subject_id} for b in error.blockers]
         body["blockers_total"] = error.blockers_total  # `blockers` names at most the first 50

@@ -24,6 +24,8 @@ from dealflow.deal_lifecycle.bootstrap import NoStore, StoreUnreachable, open_to
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.errors import DealflowError
 from dealflow.deal_lifecycle.entrypoints.cli.diagram import mermaid, svg
+from dealflow.deal_lifecycle.entrypoints.cli.local_nats import embedded_nats_url, nats_credentials
+from dealflow.nats_connection import shown
 from dealflow.terminal import printable, rich_text, value_text
 
 
@@ -55,7 +57,7 @@ def history(deal_id: str = typer.Argument(..., help="The deal's id.")) -> None:
         for column in ("version", "time (UTC)", "actor", "event", "data"):
             table.add_column(column, overflow="fold")
         for domain_event in deals.history(uuid):
-            view = event_view(domain_event)
+            view = event_view(domain_event, limits=True)
             data = ", ".join(f"{k}={value_text(v)}" for k, v in view["data"].items() if v not in (None, "", [], {}))
             # Callers wrote the actor and the data: cells are plain Text, never markup.
             table.add_row(*(rich_text(cell) for cell in (view["version"], view["timestamp"][:23], view["actor"], view["type"], data)))
@@ -94,7 +96,7 @@ def show(
         raise typer.BadParameter("give --as-of or --version, not both")
     deals = _deals()
     try:
-        typer.echo(json.dumps(deal_view(deals.get_deal(_deal_id(deal_id), version=version, as_of=as_of)), indent=2))
+        typer.echo(json.dumps(deal_view(deals.get_deal(_deal_id(deal_id), version=version, as_of=as_of), limits=True), indent=2))
     except DealflowError as e:
         _fail(e)
     finally:
@@ -200,17 +202,15 @@ def _coverage(store: StoreVerdict) -> str:
 
 def _compare_with_checkpoints(settings: Settings, store: StoreVerdict) -> tuple[bool, str, list[tuple[str, str, str, str]]]:
     """Whether the store was compared, the line that says how far, and what the checkpoints contradict."""
-    from dealflow.deal_lifecycle.entrypoints.cli.operate import _embedded_nats_url  # noqa: PLC0415 - cli imports this module
-
-    servers = settings.nats_servers or _embedded_nats_url(settings)
+    servers = settings.nats_servers or embedded_nats_url(settings)
     if store.head is None:
         return False, "checkpoints: not compared: the store has no store-wide chain", []
     try:
-        checkpoints = asyncio.run(read_checkpoints(servers, store.head.store_id))
+        checkpoints = asyncio.run(read_checkpoints(servers, store.head.store_id, credentials=nats_credentials(settings, "auditor")))
     except CheckpointsUnreachable as e:
         return False, f"checkpoints: not compared: {printable(str(e))} (run with --no-checkpoints to verify without them)", []
     if not checkpoints:
-        return False, f"checkpoints: not compared: none published for store {store.head.store_id} on {', '.join(servers)}", []
+        return False, f"checkpoints: not compared: none published for store {store.head.store_id} on {', '.join(shown(servers))}", []
     key_path = key_file(settings)
     key = load_key(key_path)
     comparison = compare(checkpoints, store.hashes, key)

@@ -14,16 +14,20 @@ from pathlib import Path
 import typer
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, port_is_free
+from dealflow.deal_lifecycle.adapters.identity import mint
 from dealflow.deal_lifecycle.adapters.policy_file import PolicyError, PolicyNotFound, load_policy
 from dealflow.deal_lifecycle.adapters.relay_status import Announcer as RelayAnnouncer
 from dealflow.deal_lifecycle.adapters.relay_status import report as relay_report
+from dealflow.deal_lifecycle.application.access import AccessRole
 from dealflow.deal_lifecycle.application.service import DealService
-from dealflow.deal_lifecycle.bootstrap import build_deals
+from dealflow.deal_lifecycle.bootstrap import build_deals, trusted_keys
 from dealflow.deal_lifecycle.bootstrap import serve as serve_http
 from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.policy import Policy
+from dealflow.deal_lifecycle.entrypoints.cli.local_nats import embedded_nats_dir, embedded_nats_url, nats_credentials, nats_url_file
 from dealflow.deal_lifecycle.entrypoints.cli.watch import watch as tail
+from dealflow.durations import DurationError, parse_duration
 from dealflow.logs import configure_logging
 from dealflow.terminal import printable
 
@@ -38,10 +42,11 @@ def serve(
     """Run the deal service's HTTP API."""
     settings = Settings.from_env()
     policy = _policy_or_exit(settings)
+    keys = _keys_or_exit(settings)
     store = settings.describe_store()
     typer.echo(
         f"dealflow: deal service on http://{host}:{port} (OpenAPI at /schema), events in {store}, "
-        f"policy {settings.describe_policy()} ({policy.version[:19]})",
+        f"policy {settings.describe_policy()} ({policy.version[:19]}), tokens verified with {keys}",
         err=True,
     )
     # Slow clients cut off, header size capped; on SIGINT/SIGTERM live streams end first, so it stops promptly.
@@ -64,6 +69,7 @@ def up(
     """
     settings = Settings.from_env()
     _policy_or_exit(settings)
+    _keys_or_exit(settings)
     embedded = None
     stopping = False
 
@@ -78,13 +84,28 @@ def up(
     relay_health = _RelayHealth(settings)
     try:
         if not settings.nats_servers:
-            store = settings.sqlite_path.parent / "nats"
-            embedded = EmbeddedNats(store, port=nats_port if port_is_free(nats_port) else None, max_payload=nats_max_payload)
+            store = embedded_nats_dir(settings)
+            embedded = EmbeddedNats(
+                store, port=nats_port if port_is_free(nats_port) else None, max_payload=nats_max_payload, secured=True
+            )
             env["NATS_URL"] = embedded.start()
-            _nats_url_file(settings).write_text(embedded.url)
-            typer.echo(f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}", err=True)
-        children.append(_spawn(["serve", "--host", host, "--port", str(port)], env))
-        children.append(_spawn(["notifier"], env))
+            nats_url_file(settings).write_text(embedded.url)
+            typer.echo(
+                f"dealflow: embedded NATS with JetStream on {embedded.url}, data in {store}; "
+                f"only its own users connect (nkey seeds in {store / 'credentials'})",
+                err=True,
+            )
+        # Each part proves who it is to the embedded NATS with its own nkey, allowed only its own subjects.
+        serve_env = env if embedded is None else {**env, **embedded.environment("deal-service")}
+        notifier_env = env if embedded is None else {**env, **embedded.environment("notifier")}
+        children.append(_spawn(["serve", "--host", host, "--port", str(port)], serve_env))
+        children.append(_spawn(["notifier"], notifier_env))
+        if not settings.auth_jwks:
+            typer.echo(
+                f"dealflow: open http://{host}:{port} with a token: TOKEN=$(dealflow token --role emitter --sub crm) "
+                f"(the development key; `dealflow token --help` for the roles)",
+                err=True,
+            )
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
             relay_health.check()
@@ -94,7 +115,7 @@ def up(
         relay_health.close()
         if embedded is not None:
             embedded.stop()
-            _nats_url_file(settings).unlink(missing_ok=True)
+            nats_url_file(settings).unlink(missing_ok=True)
     failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
     if failed and not stopping:
         raise typer.Exit(code=1)
@@ -157,7 +178,7 @@ def relay(
         typer.echo("dealflow relay: set NATS_URL", err=True)
         raise typer.Exit(code=2)
     deals = build_deals(settings, _policy_or_exit(settings))
-    messaging = DealMessaging(deals, settings, commands=False)
+    messaging = DealMessaging(deals, settings, None, commands=False)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -199,12 +220,13 @@ def watch(
     """Tail the lifecycle stream from JetStream, live."""
     settings = Settings.from_env()
     # Without NATS_URL, var/nats.url is read again on every reconnect: a restarted `dealflow up` may use a new port.
-    servers = settings.nats_servers or (lambda: _embedded_nats_url(settings))
+    servers = settings.nats_servers or (lambda: embedded_nats_url(settings))
     try:
         asyncio.run(
             tail(
                 servers, deal=deal, event_type=event_type, since=since, as_json=as_json, limit=limit,
                 write=_print, warn=lambda text: typer.echo(text, err=True),
+                credentials=nats_credentials(settings, "watcher"),
             )
         )
     except ValueError as e:
@@ -219,19 +241,6 @@ def _print(text: str) -> None:
     sys.stdout.flush()
 
 
-def _nats_url_file(settings: Settings) -> Path:
-    """Where `dealflow up` tells `dealflow watch` which NATS it started."""
-    return settings.sqlite_path.parent / "nats.url"
-
-
-def _embedded_nats_url(settings: Settings) -> list[str]:
-    """The NATS that `dealflow up` started, else the default local one."""
-    url_file = _nats_url_file(settings)
-    if url_file.exists():
-        return [url_file.read_text().strip()]
-    return ["nats://127.0.0.1:4222"]
-
-
 @app.command("rebuild-read-model")
 def rebuild_read_model() -> None:
     """Rebuild the deals listing from the event log (run while the service is stopped)."""
@@ -242,6 +251,57 @@ def rebuild_read_model() -> None:
         typer.echo(f"rebuilt the read model from the event log: {deals.rebuild_read_model()} deals")
     finally:
         deals.close()
+
+
+@app.command()
+def token(
+    role: list[AccessRole] = typer.Option(..., "--role", help="A role the token carries (repeat for more): emitter, ops, auditor, approver, admin."),
+    sub: str = typer.Option(..., "--sub", help="Who the token names: the actor recorded on every event it causes."),
+    ttl: str = typer.Option("1h", "--ttl", help="How long it is valid: a number and a unit, e.g. 90m, 1h, 7d."),
+) -> None:
+    """Print a bearer token signed with the development key under var/ (for `dealflow up` without DEALFLOW_AUTH_JWKS)."""
+    settings = Settings.from_env()
+    if settings.auth_jwks:
+        typer.echo(
+            f"dealflow token: tokens come from your identity provider here (DEALFLOW_AUTH_JWKS={printable(settings.auth_jwks)}); "
+            "this command signs with the development key only",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    try:
+        seconds = parse_duration(ttl).total_seconds()
+    except DurationError as e:
+        typer.echo(f"dealflow token: --ttl {e}", err=True)
+        raise typer.Exit(code=2) from None
+    if not sub.strip() or len(sub) > 200 or not sub.isprintable():
+        typer.echo("dealflow token: --sub must be a printable name of 1 to 200 characters", err=True)
+        raise typer.Exit(code=2)
+    # The token alone on stdout, so TOKEN=$(dealflow token ...) captures it.
+    typer.echo(
+        mint(
+            settings.state_dir,
+            sub=sub.strip(),
+            roles=[str(r) for r in dict.fromkeys(role)],
+            ttl_seconds=int(seconds),
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+        )
+    )
+
+
+def _keys_or_exit(settings: Settings) -> str:
+    """Refuse to start without keys to verify tokens with; say which are trusted."""
+    try:
+        keys = trusted_keys(settings)
+    except (OSError, ValueError) as e:
+        typer.echo(f"dealflow: cannot start, DEALFLOW_AUTH_JWKS: {printable(str(e))}", err=True)
+        raise typer.Exit(code=2) from None
+    except Exception as e:  # noqa: BLE001 - e.g. a JWKS with no usable key: one line, no traceback
+        typer.echo(f"dealflow: cannot start, the trusted keys: {printable(str(e))}", err=True)
+        raise typer.Exit(code=2) from None
+    if settings.auth_jwks:
+        return f"the keys of {printable(keys.describe())}"
+    return f"the development key in {settings.state_dir} (mint tokens with `dealflow token`)"
 
 
 def _policy_or_exit(settings: Settings) -> Policy:

@@ -14,6 +14,7 @@ import nats.errors
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM, event_subject
+from dealflow.nats_connection import Credentials, shown
 from dealflow.terminal import printable, value_text
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -60,6 +61,7 @@ async def watch(
     write: Callable[[str], None],
     warn: Callable[[str], None] = lambda text: None,
     retry_seconds: float = 1.0,
+    credentials: Credentials | None = None,
 ) -> None:
     """Tail the stream; when NATS goes away, say so once, reconnect and carry on after the last event shown.
 
@@ -75,11 +77,11 @@ async def watch(
         try:
             nc = await nats.connect(
                 urls, name="dealflow-watch", allow_reconnect=False, connect_timeout=2,
-                error_cb=_quiet, disconnected_cb=_quiet, closed_cb=_quiet,
+                error_cb=_quiet, disconnected_cb=_quiet, closed_cb=_quiet, **(credentials or Credentials()).options(),
             )
         except (OSError, TimeoutError, nats.errors.NoServersError):
             if not outage:
-                warn(f"dealflow watch: NATS at {printable(', '.join(urls))} is not answering; retrying until it is back")
+                warn(f"dealflow watch: NATS at {printable(', '.join(shown(urls)))} is not answering; retrying until it is back")
             outage = True
             await asyncio.sleep(retry_seconds)
             continue
@@ -97,7 +99,7 @@ async def watch(
                 config=config,
             )
             if outage:
-                warn(f"dealflow watch: reconnected to {printable(', '.join(urls))}")
+                warn(f"dealflow watch: reconnected to {printable(', '.join(shown(urls)))}")
                 outage = False
             while not nc.is_closed:
                 try:
@@ -115,6 +117,6 @@ async def watch(
         finally:
             await nc.close()
         if not outage:
-            warn(f"dealflow watch: lost NATS at {printable(', '.join(urls))}; reconnecting, events resume after the last one shown")
+            warn(f"dealflow watch: lost NATS at {printable(', '.join(shown(urls)))}; reconnecting, events resume after the last one shown")
         outage = True
         await asyncio.sleep(retry_seconds)

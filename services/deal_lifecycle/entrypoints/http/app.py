@@ -7,18 +7,20 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any
 
 import structlog
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
 
+from dealflow.deal_lifecycle.application.access import Unauthenticated, Verifier
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.errors import DealflowError
 from dealflow.deal_lifecycle.entrypoints.http.audit import stream, verify_deal
 from dealflow.deal_lifecycle.entrypoints.http.commands import COMMAND_ROUTES
-from dealflow.deal_lifecycle.entrypoints.http.context import REQUEST_ID, StrictRequest, bind_request, echo_request_id
+from dealflow.deal_lifecycle.entrypoints.http.context import OPEN_ROUTE, OPENAPI_PATH, REQUEST_ID, StrictRequest, bind_request, echo_request_id, the_caller
 from dealflow.deal_lifecycle.entrypoints.http.live import Streams
 from dealflow.deal_lifecycle.entrypoints.http.negotiation import NegotiationController, active_policy
 from dealflow.deal_lifecycle.entrypoints.http.routes import DealController
@@ -43,7 +45,12 @@ def _answer(request: Request[Any, Any, Any], body: dict[str, Any], status: int, 
 
 
 def _refusal(request: Request[Any, Any, Any], error: DealflowError) -> Response[dict[str, Any]]:
-    return _answer(request, error_body(error), status_of(error))
+    # RFC 6750: a 401 names the scheme it wants (and, when a token was sent, that it was not good).
+    challenge = None
+    if isinstance(error, Unauthenticated):
+        sent = "Authorization" in request.headers
+        challenge = {"WWW-Authenticate": 'Bearer realm="dealflow"' + (', error="invalid_token"' if sent else "")}
+    return _answer(request, error_body(error), status_of(error), challenge)
 
 
 def _invalid(request: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
@@ -79,22 +86,30 @@ def _internal(request: Request[Any, Any, Any], error: Exception) -> Response[dic
 
 
 Companion = Callable[[DealService], AbstractAsyncContextManager[None]]
+BEARER = "BearerToken"
+
+
+@get("/health/live", tags=["health"], summary="The process is up (for orchestrators); open to all", sync_to_thread=False, opt=OPEN_ROUTE, security=[{}])
+def live() -> dict[str, str]:
+    return {"status": "live"}
 
 
 def create_app(
     settings: Settings,
     deals: DealService | Callable[[], DealService],
+    verifier: Verifier,
     companions: Sequence[Companion] = (),
 ) -> Litestar:
     """The HTTP API on `deals` (a service the caller keeps and closes, or a factory whose service the
-    app opens at start-up and closes at shutdown); each companion runs beside it (NATS messaging).
-    The composition root (bootstrap.service_app) decides which."""
+    app opens at start-up and closes at shutdown), its callers' tokens verified by `verifier`; each
+    companion runs beside it (NATS messaging). The composition root (bootstrap.service_app) decides which."""
     configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         service = deals if isinstance(deals, DealService) else deals()
         app.state.deals = service
+        app.state.verifier = verifier
         app.state.streams = streams = Streams(service, max_streams=settings.max_streams)
         async with AsyncExitStack() as running:
             if not isinstance(deals, DealService):
@@ -110,8 +125,8 @@ def create_app(
         return request.app.state.deals
 
     return Litestar(
-        route_handlers=[DealController, *COMMAND_ROUTES, NegotiationController, active_policy, verify_deal, stream],
-        dependencies={"deals": Provide(provide_deals, sync_to_thread=False)},
+        route_handlers=[DealController, *COMMAND_ROUTES, NegotiationController, active_policy, verify_deal, stream, live],
+        dependencies={"deals": Provide(provide_deals, sync_to_thread=False), "caller": Provide(the_caller, sync_to_thread=False)},
         lifespan=[lifespan],
         before_request=bind_request,
         after_request=echo_request_id,
@@ -124,6 +139,22 @@ def create_app(
         request_class=StrictRequest,
         middleware=[body_deadline(settings.body_timeout)],
         request_max_body_size=settings.max_request_bytes,
-        openapi_config=OpenAPIConfig(title="dealflow", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="dealflow",
+            version="0.1.0",
+            path=OPENAPI_PATH,
+            components=Components(
+                security_schemes={
+                    BEARER: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="A JWT signed by a key of DEALFLOW_AUTH_JWKS (or the development key: `dealflow token`); "
+                        "`sub` is the actor, `roles` the roles (emitter, ops, auditor, approver, admin)",
+                    )
+                }
+            ),
+            security=[{BEARER: []}],
+        ),
         logging_config=None,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
@@ -11,14 +13,16 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from dealflow.deal_lifecycle.application.access import Caller
 from dealflow.deal_lifecycle.application.audit import Audit
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.domain.errors import NotFound
 from dealflow.deal_lifecycle.entrypoints.edge import InvalidHeader
+from dealflow.deal_lifecycle.entrypoints.http.context import ERROR_RESPONSES, read_route
 from dealflow.deal_lifecycle.entrypoints.http.live import Streams, parse_last_event_id, sse_data
 
 
-@get("/deals/{deal_id:uuid}/verify", tags=["audit"], sync_to_thread=True, summary="Recompute the deal's hash chain")
+@get("/deals/{deal_id:uuid}/verify", tags=["audit"], sync_to_thread=True, summary="Recompute the deal's hash chain", opt=read_route("verify_deal"), responses=ERROR_RESPONSES)
 def verify_deal(deals: NamedDependency[DealService], deal_id: FromPath[UUID]) -> dict[str, Any]:
     verdict = Audit(deals).verify(deal_id)
     if verdict.events == 0 and verdict.intact:
@@ -30,11 +34,14 @@ def verify_deal(deals: NamedDependency[DealService], deal_id: FromPath[UUID]) ->
     "/stream",
     tags=["audit"],
     summary="Lifecycle events, live (Server-Sent Events), resumable with Last-Event-ID",
-    description="At most DEALFLOW_MAX_STREAMS streams per instance (default 100): beyond, 503 `too_many_streams`.",
+    description="For ops, auditor and admin. At most DEALFLOW_MAX_STREAMS streams per instance (default 100): beyond, 503 `too_many_streams`.",
+    opt=read_route("stream"),
+    responses=ERROR_RESPONSES,
 )
 async def stream(
     request: Request[Any, Any, Any],
     deals: NamedDependency[DealService],
+    caller: NamedDependency[Caller],
     deal: Annotated[str | None, QueryParameter(description="Only this deal's events", max_length=200)] = None,
     event_type: Annotated[str | None, QueryParameter(name="type", description="Only this event type", max_length=200)] = None,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", description="Resume after this event")] = None,
@@ -47,13 +54,26 @@ async def stream(
         if after is None or after > await streams.last_position():
             raise InvalidHeader("Last-Event-ID", "must be the id of an event this stream sent")
     slot = streams.reserve()
-    events = streams.follow(slot, after=after, deal_id=deal, event_type=event_type)
+    events = streams.follow(slot, after=after, deal_id=deal, event_type=event_type, limits=caller.sees_private_limits)
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         # At once, so the client sees the stream open (and its headers) before the first event.
         # A comment only (no data line), which EventSource clients ignore.
         yield ServerSentEventMessage(comment="connected", data=None)
-        async for item in events:
+        following = aiter(events)
+        while True:
+            # A stream lives no longer than the token that opened it: the client reconnects with a
+            # fresh one (and Last-Event-ID), and its roles are judged again.
+            remaining = None if caller.expires_at is None else caller.expires_at - time.time()
+            try:
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError
+                item = await asyncio.wait_for(anext(following), remaining)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="token expired: reconnect with a fresh token and Last-Event-ID", data=None)
+                return
             if item is None:
                 yield ServerSentEventMessage(comment="keep-alive", data=None)
             else:

@@ -19,11 +19,12 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from dealflow.deal_lifecycle.application.access import Caller
 from dealflow.deal_lifecycle.application.command_table import COMMANDS, DealCommand
 from dealflow.deal_lifecycle.application.commands import CommandContext
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.application.views import CommandDealView
-from dealflow.deal_lifecycle.entrypoints.http.context import ERROR_RESPONSES, command_context
+from dealflow.deal_lifecycle.entrypoints.http.context import ERROR_RESPONSES, command_context, command_route
 from dealflow.deal_lifecycle.entrypoints.http.routes import CreatedView, created_response, deal_response
 
 
@@ -33,15 +34,15 @@ def _litestar_path(path: str) -> str:
 
 
 def _route(command: DealCommand) -> HTTPRouteHandler:
-    def handler(deals: DealService, ctx: CommandContext, **arguments: Any) -> Response[Any]:
+    def handler(deals: DealService, ctx: CommandContext, caller: Caller, **arguments: Any) -> Response[Any]:
         deal_id = arguments.pop("deal_id", None)
         body = arguments.pop("data", None)
         outcome = deals.handle(command.name, deal_id, body, ctx, **arguments)
         if command.opens:
-            response = deal_response(outcome, HTTP_201_CREATED)
+            response = deal_response(outcome, caller, HTTP_201_CREATED)
             response.headers["Location"] = f"/deals/{outcome.deal.id}"
             return response
-        return created_response(outcome) if command.creates else deal_response(outcome)
+        return created_response(outcome, caller) if command.creates else deal_response(outcome, caller)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
@@ -50,6 +51,7 @@ def _route(command: DealCommand) -> HTTPRouteHandler:
         *(inspect.Parameter(name, keyword, annotation=FromPath[str]) for name in command.ids),
         *([] if command.body is None else [inspect.Parameter("data", keyword, annotation=JSONBody[command.body])]),  # type: ignore[name-defined]
         inspect.Parameter("ctx", keyword, annotation=NamedDependency[CommandContext]),
+        inspect.Parameter("caller", keyword, annotation=NamedDependency[Caller]),
     ]
     answer = Response[CreatedView] if command.creates else Response[CommandDealView]
     handler.__name__ = handler.__qualname__ = command.name
@@ -63,6 +65,7 @@ def _route(command: DealCommand) -> HTTPRouteHandler:
         tags=[command.tag],
         responses=ERROR_RESPONSES,
         dependencies={"ctx": Provide(command_context, sync_to_thread=False)},
+        opt=command_route(command.name),
     )(handler)
 
 

@@ -23,7 +23,7 @@ import structlog
 
 from dealflow.deal_lifecycle.adapters.bus import PUBLISHED_TOPICS
 from dealflow.deal_lifecycle.application.service import DealService
-from dealflow.deal_lifecycle.application.views import EventView, stream_view
+from dealflow.deal_lifecycle.application.views import EventView, limits_concealed, stream_view
 from dealflow.deal_lifecycle.entrypoints.edge import TooManyStreams
 
 log = structlog.get_logger("dealflow.live")
@@ -110,14 +110,15 @@ class Streams:
         return await asyncio.to_thread(self.deals.recorder.max_notification_id) or 0
 
     def follow(
-        self, slot: _Slot, *, after: int | None, deal_id: str | None = None, event_type: str | None = None
+        self, slot: _Slot, *, after: int | None, deal_id: str | None = None, event_type: str | None = None, limits: bool
     ) -> AsyncIterator[Live | None]:
-        """(position, event) for each matching event after `after` (None: from now on), then live.
+        """(position, event) for each matching event after `after` (None: from now on), then live;
+        private limits shown only where `limits` (the follower reads every event whole, for all streams).
 
         Yields None when idle for `keepalive_seconds`, so the caller can send a keep-alive.
         The slot is released when the stream ends, or when it is dropped without ever starting.
         """
-        stream = self._follow(slot, after, deal_id, event_type)
+        stream = self._shown(self._follow(slot, after, deal_id, event_type), limits=limits)
         weakref.finalize(stream, slot.release)
         return stream
 
@@ -135,6 +136,14 @@ class Streams:
                 self.deals.remove_recorded_listener(self._woken)
 
     # -- one stream ----------------------------------------------------------------------
+
+    @staticmethod
+    async def _shown(stream: AsyncIterator[Live | None], *, limits: bool) -> AsyncIterator[Live | None]:
+        try:
+            async for item in stream:
+                yield item if item is None or limits else (item[0], limits_concealed(item[1]))
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
 
     async def _follow(
         self, slot: _Slot, after: int | None, deal_id: str | None, event_type: str | None
@@ -189,7 +198,7 @@ class Streams:
                 return
             for notification in notifications:
                 position = notification.id
-                yield position, stream_view(self.deals.mapper.to_domain_event(notification))
+                yield position, stream_view(self.deals.mapper.to_domain_event(notification), limits=True)
 
     # -- the follower ----------------------------------------------------------------------
 
@@ -230,7 +239,7 @@ class Streams:
                     inclusive_of_start=False,
                 )
                 for notification in notifications:
-                    item = (notification.id, stream_view(self.deals.mapper.to_domain_event(notification)))
+                    item = (notification.id, stream_view(self.deals.mapper.to_domain_event(notification), limits=True))
                     self._position = notification.id
                     for subscriber in list(self._subscribers):
                         subscriber.offer(item)

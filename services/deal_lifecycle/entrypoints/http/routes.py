@@ -12,11 +12,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from dealflow.deal_lifecycle.application.access import Caller
 from dealflow.deal_lifecycle.application.service import DealService, Outcome
 from dealflow.deal_lifecycle.application.views import CommandDealView, DealSummaryView, DealView, EventView, RefusedSigningView, command_view, deal_view, event_view, refused_signing_view, summary_view
 from dealflow.deal_lifecycle.domain.errors import InvalidCommand
 from dealflow.deal_lifecycle.domain.model import Stage
-from dealflow.deal_lifecycle.entrypoints.http.context import ERROR_RESPONSES, etag
+from dealflow.deal_lifecycle.entrypoints.http.context import ERROR_RESPONSES, etag, read_route
 
 # Versions are stored as 64-bit integers.
 MAX_VERSION = 2**63 - 1
@@ -58,15 +59,16 @@ class History(TypedDict):
     refused_signings: list[RefusedSigningView]
 
 
-def deal_response(outcome: Outcome, status: int = HTTP_200_OK) -> Response[CommandDealView]:
+def deal_response(outcome: Outcome, caller: Caller, status: int = HTTP_200_OK) -> Response[CommandDealView]:
     # Bounded however large the deal grows; GET /deals/{id} has all of it.
-    return Response(command_view(outcome.deal), status_code=status, headers={"ETag": etag(outcome.deal.version)})
+    view = command_view(outcome.deal, limits=caller.sees_private_limits)
+    return Response(view, status_code=status, headers={"ETag": etag(outcome.deal.version)})
 
 
-def created_response(outcome: Outcome) -> Response[CreatedView]:
+def created_response(outcome: Outcome, caller: Caller) -> Response[CreatedView]:
     assert outcome.created_id is not None
     return Response(
-        {"id": outcome.created_id, "deal": command_view(outcome.deal)},
+        {"id": outcome.created_id, "deal": command_view(outcome.deal, limits=caller.sees_private_limits)},
         status_code=HTTP_201_CREATED,
         headers={"ETag": etag(outcome.deal.version)},
     )
@@ -77,7 +79,7 @@ class DealController(Controller):
     tags = ["deals"]
 
     # Named here: sharing its path with the open_deal route made from the command table, Litestar would name it after its wrapper.
-    @get("/", sync_to_thread=True, summary="List deals by stage or owner (from the read model)", responses=ERROR_RESPONSES, operation_id="DealsListDeals")
+    @get("/", sync_to_thread=True, summary="List deals by stage or owner (from the read model)", responses=ERROR_RESPONSES, operation_id="DealsListDeals", opt=read_route("list_deals"))
     def list_deals(
         self,
         deals: NamedDependency[DealService],
@@ -89,10 +91,11 @@ class DealController(Controller):
         page = deals.list_deals(stage=stage, owner=owner, limit=limit, cursor=cursor)
         return {"items": [summary_view(s) for s in page.items], "next_cursor": page.next_cursor}
 
-    @get("/{deal_id:uuid}", sync_to_thread=True, summary="A deal now, or as of a version or a moment", responses=ERROR_RESPONSES)
+    @get("/{deal_id:uuid}", sync_to_thread=True, summary="A deal now, or as of a version or a moment", responses=ERROR_RESPONSES, opt=read_route("get_deal"))
     def get_deal(
         self,
         deals: NamedDependency[DealService],
+        caller: NamedDependency[Caller],
         deal_id: FromPath[UUID],
         as_of_version: Annotated[int | None, QueryParameter(ge=1, le=MAX_VERSION)] = None,
         as_of: Annotated[
@@ -103,9 +106,9 @@ class DealController(Controller):
         if as_of_version is not None and as_of is not None:
             raise InvalidCommand("as_of", "give either as_of or as_of_version, not both")
         deal = deals.get_deal(deal_id, version=as_of_version, as_of=_moment(as_of))
-        return Response(deal_view(deal), headers={"ETag": etag(deal.version)})
+        return Response(deal_view(deal, limits=caller.sees_private_limits), headers={"ETag": etag(deal.version)})
 
-    @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first", responses=ERROR_RESPONSES)
-    def history(self, deals: NamedDependency[DealService], deal_id: FromPath[UUID]) -> History:
-        events = [event_view(e) for e in deals.history(deal_id)]
+    @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first", responses=ERROR_RESPONSES, opt=read_route("history"))
+    def history(self, deals: NamedDependency[DealService], caller: NamedDependency[Caller], deal_id: FromPath[UUID]) -> History:
+        events = [event_view(e, limits=caller.sees_private_limits) for e in deals.history(deal_id)]
         return {"deal_id": str(deal_id), "events": events, "refused_signings": [refused_signing_view(e) for e in deals.refused_signings(deal_id)]}
