@@ -69,6 +69,14 @@ def test_up_starts_nats_and_the_service_and_watch_shows_the_events(tmp_path: Pat
         assert "LetterOfIntentSigned" in readable.stdout
         assert "by bob@firm" in readable.stdout
         assert deal["id"][:8] in readable.stdout
+
+        # `dealflow watch --json | head -1`: once its reader has gone, watch ends (NATS is fine).
+        piped = subprocess.Popen([*DEALFLOW, "watch", "--since", "all", "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert piped.stdout is not None and json.loads(piped.stdout.readline())["type"] == "DealOpened"
+        piped.stdout.close()
+        httpx.post(f"http://127.0.0.1:{port}/deals/{deal['id']}/walk-away", json={"reason": "no fit"}, headers={"Authorization": f"Bearer {token(env, 'emitter', 'ann@firm')}"})
+        assert piped.wait(timeout=15) == 0
+        assert piped.stderr is not None and "lost NATS" not in piped.stderr.read().decode()
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=20)
@@ -77,6 +85,16 @@ def test_up_starts_nats_and_the_service_and_watch_shows_the_events(tmp_path: Pat
     while listening(nats_port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not listening(nats_port), log.read_text()[-2000:]
+
+    # With `up` stopped, watch and verify say there is no NATS here, rather than asking localhost:4222.
+    waiting = subprocess.Popen([*DEALFLOW, "watch"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    waiting.terminate()
+    _, said = waiting.communicate(timeout=10)
+    assert "no NATS to watch: `dealflow up` is not running here (no var/nats.url)" in said
+    verified = subprocess.run([*DEALFLOW, "verify", "--all"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert verified.returncode == 3, verified.stdout + verified.stderr
+    assert "checkpoints: not compared: no NATS to read them from" in verified.stdout
 
 
 def listening(port: int) -> bool:

@@ -205,6 +205,11 @@ def _compare_with_checkpoints(settings: Settings, store: StoreVerdict) -> tuple[
     servers = settings.nats_servers or embedded_nats_url(settings)
     if store.head is None:
         return False, "checkpoints: not compared: the store has no store-wide chain", []
+    if not servers:
+        return False, (
+            "checkpoints: not compared: no NATS to read them from (`dealflow up` is not running here: no var/nats.url; "
+            "set NATS_URL, or run with --no-checkpoints)"
+        ), []
     try:
         checkpoints = asyncio.run(read_checkpoints(servers, store.head.store_id, credentials=nats_credentials(settings, "auditor")))
     except CheckpointsUnreachable as e:

@@ -23,11 +23,12 @@ def embedded_nats_dir(settings: Settings) -> Path:
 
 
 def embedded_nats_url(settings: Settings) -> list[str]:
-    """The NATS that `dealflow up` started, else the default local one."""
+    """The NATS that `dealflow up` started here; none while it is not running (never a guess at
+    localhost:4222, which could be any other NATS)."""
     url_file = nats_url_file(settings)
     if url_file.exists():
         return [url_file.read_text().strip()]
-    return ["nats://127.0.0.1:4222"]
+    return []
 
 
 def nats_credentials(settings: Settings, user: str) -> Credentials:

@@ -26,6 +26,7 @@ from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.deal_lifecycle.entrypoints.cli.local_nats import embedded_nats_dir, embedded_nats_url, nats_credentials, nats_url_file
+from dealflow.deal_lifecycle.entrypoints.cli.watch import ReaderGone, WatchRefused
 from dealflow.deal_lifecycle.entrypoints.cli.watch import watch as tail
 from dealflow.durations import DurationError, parse_duration
 from dealflow.logs import configure_logging
@@ -229,9 +230,12 @@ def watch(
                 credentials=nats_credentials(settings, "watcher"),
             )
         )
-    except ValueError as e:
-        typer.echo(f"dealflow watch: {e}", err=True)
+    except (ValueError, WatchRefused) as e:
+        typer.echo(f"dealflow watch: {printable(str(e))}", err=True)
         raise typer.Exit(code=2) from None
+    except ReaderGone:
+        # stdout is a closed pipe: point it at /dev/null so Python's own flush at exit does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except KeyboardInterrupt:
         pass
 

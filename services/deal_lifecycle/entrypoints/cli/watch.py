@@ -50,6 +50,14 @@ async def _quiet(*_: Any) -> None:
     """nats-py's default callbacks log a traceback per failed attempt; watch says one line itself."""
 
 
+class ReaderGone(Exception):
+    """The reader of watch's output went away (a closed pipe): stop, quietly."""
+
+
+class WatchRefused(Exception):
+    """NATS will not let this watcher in: say so and stop (retrying cannot help)."""
+
+
 async def watch(
     servers: list[str] | Callable[[], list[str]],
     *,
@@ -74,11 +82,23 @@ async def watch(
     outage = False
     while True:
         urls = resolve()
+        if not urls:
+            if not outage:
+                warn("dealflow watch: no NATS to watch: `dealflow up` is not running here (no var/nats.url) and NATS_URL "
+                     "is not set; waiting for it")
+            outage = True
+            await asyncio.sleep(retry_seconds)
+            continue
         try:
             nc = await nats.connect(
                 urls, name="dealflow-watch", allow_reconnect=False, connect_timeout=2,
                 error_cb=_quiet, disconnected_cb=_quiet, closed_cb=_quiet, **(credentials or Credentials()).options(),
             )
+        except nats.errors.Error as refused:
+            if "authorization" not in str(refused).lower():
+                raise
+            # Not an outage: waiting would not help.
+            raise WatchRefused(f"NATS at {', '.join(shown(urls))} refused this watcher's credentials (NATS_CREDS, NATS_NKEY_SEED)") from None
         except (OSError, TimeoutError, nats.errors.NoServersError):
             if not outage:
                 warn(f"dealflow watch: NATS at {printable(', '.join(shown(urls)))} is not answering; retrying until it is back")
@@ -107,7 +127,11 @@ async def watch(
                 except TimeoutError:
                     continue
                 event = json.loads(msg.data)
-                write(json.dumps(event) if as_json else line(event))
+                try:
+                    write(json.dumps(event) if as_json else line(event))
+                except BrokenPipeError:
+                    # Whoever read our output (`| head`, `| jq` ...) has gone: we are done, NATS is fine.
+                    raise ReaderGone from None
                 next_sequence = msg.metadata.sequence.stream + 1
                 seen += 1
                 if limit is not None and seen >= limit:
