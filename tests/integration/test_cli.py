@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -87,3 +88,18 @@ def test_serve_refuses_to_start_on_a_malformed_policy_naming_the_file_and_line(
     assert "policy is malformed" in done.stderr
     assert f"{policy}:{lines.index('limit = ') + 1}:" in done.stderr
     assert not (tmp_path / "deals.sqlite3").exists()
+
+
+def test_a_relay_that_stopped_says_so_in_relay_status(environment: dict[str, str], tmp_path: Path, nats_server: Any) -> None:
+    env = {**environment, "NATS_URL": nats_server.url}
+    with serving(env, tmp_path / "serve.log") as url:
+        httpx.post(f"{url}/deals", json={"title": "Acme", "client_name": "Acme Ltd", "owner": "ann"}, headers=bearer()).raise_for_status()
+        deadline = time.monotonic() + 10
+        while json.loads(_relay_status(env).stdout)["lag"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+    status = json.loads(_relay_status(env).stdout)
+    assert (status["relay"]["state"], status["lag"], status["stale"]) == ("stopped", 0, False)
+
+
+def _relay_status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DEALFLOW, "relay", "--status", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False)

@@ -42,7 +42,21 @@ from nats.js.errors import APIError, NotFoundError
 
 from dealflow.deal_lifecycle.adapters.bus import EVENTS_STREAM, NOTIFICATION_ID, PUBLISHED_TOPICS, Envelope, ensure_streams, envelope
 from dealflow.deal_lifecycle.adapters.leadership import Leadership
-from dealflow.deal_lifecycle.adapters.relay_status import RELAY_NAME, RELAYING, RESTARTING, RESUMED_SUBJECT, STALLED, STALLED_SUBJECT, STOPPED, WAITING, RelayState, Stall, StatusTable, now
+from dealflow.deal_lifecycle.adapters.relay_status import (
+    HEARTBEAT_SECONDS,
+    RELAY_NAME,
+    RELAYING,
+    RESTARTING,
+    RESUMED_SUBJECT,
+    STALLED,
+    STALLED_SUBJECT,
+    STOPPED,
+    WAITING,
+    RelayState,
+    Stall,
+    StatusTable,
+    now,
+)
 from dealflow.deal_lifecycle.application.service import DealService
 
 log = structlog.get_logger("dealflow.relay")
@@ -100,7 +114,7 @@ class EventRelay:
         poll_seconds: float = 1.0,
         stalled_retry_seconds: float = 30.0,
         stalled_log_seconds: float = 60.0,
-        heartbeat_seconds: float = 15.0,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.deals = deals
         self.nc = nc
@@ -144,6 +158,10 @@ class EventRelay:
             except Exception as e:
                 await self._report(RESTARTING, last_error=f"{type(e).__name__}: {e}")
                 raise
+            else:
+                if stop.is_set():
+                    # Said while still leading, so no relay that takes over after us is overwritten.
+                    await self._report(STOPPED, last_error=None)
             finally:
                 await leadership.release()
 

@@ -29,6 +29,9 @@ RESUMED_SUBJECT = RELAY_RESUMED_SUBJECT
 
 # What the relay is doing: waiting means for NATS or the store (the last error says which).
 RELAYING, WAITING, STALLED, RESTARTING, STOPPED = "relaying", "waiting", "stalled", "restarting", "stopped"
+# A running relay reports at least this often; a report much older says no relay runs on the store now.
+HEARTBEAT_SECONDS = 15.0
+STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 def now() -> datetime:
@@ -151,8 +154,17 @@ class Report:
     def stalled(self) -> bool:
         return self.relay is not None and self.relay.state == STALLED
 
+    @property
+    def stale(self) -> bool:
+        """The last report is too old for a relay that is still running: none runs on this store now."""
+        return (
+            self.relay is not None
+            and self.relay.state != STOPPED
+            and (self.at - self.relay.updated_at).total_seconds() > STALE_AFTER_SECONDS
+        )
+
     def as_json(self) -> dict[str, Any]:
-        return _jsonable({**asdict(self), "stalled": self.stalled})
+        return _jsonable({**asdict(self), "stalled": self.stalled, "stale": self.stale})
 
     def lines(self) -> list[str]:
         out = []
@@ -172,6 +184,11 @@ class Report:
         ]
         if relay is None:
             out.append("relay:       has never reported (none has run on this store yet)")
+        elif self.stale:
+            out.append(
+                f"relay:       not running: no report for {_ago(self.at, relay.updated_at)} (it reports every "
+                f"{HEARTBEAT_SECONDS:g} s); the last said {relay.state}, led by {relay.holder}. Nothing is published until a relay runs"
+            )
         else:
             out.append(f"relay:       {relay.state}, led by {relay.holder}, last report {_ago(self.at, relay.updated_at)} ago")
             if relay.last_error and relay.state != RELAYING:

@@ -98,6 +98,9 @@ class DealMessaging:
             # More parts on this connection go here, each under self._supervised(...).
             await self.stop_event.wait()
         finally:
+            # Each part sees the stop and ends on its own (the relay records that it stopped); then what is left is cancelled.
+            if tasks:
+                await asyncio.wait(tasks, timeout=2)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
