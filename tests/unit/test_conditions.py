@@ -297,6 +297,16 @@ def test_health_names_the_classic_sign_of_a_relationship_going_wrong() -> None:
     assert any("classic sign" in sign for sign in health.warning_signs)
 
 
+def test_a_walked_away_deal_is_closed_and_its_health_advises_nothing() -> None:
+    deal = prospect()
+    deal.propose_term(term="payment_terms_days", value=120, side=Side.CLIENT, policy=POLICY, by=BY)
+    [condition] = [c.id for c in deal.conditions.values()]
+    deal.walk_away(reason="beyond our limits", cited_conditions=[condition], by=BY)
+    verdict = assess(deal).verdict
+    assert verdict == "Closed: the firm walked away, with 1 walk-away condition(s) open when it did; the firm has given 0 concession(s) and received 0."
+    assert "walk away" not in verdict and "Resolve" not in verdict
+
+
 def test_health_watches_early_concessions_without_open_conditions() -> None:
     deal = prospect()
     deal.record_concession(side=Side.PROVIDER, what="free workshop", policy=POLICY, by=BY)

@@ -48,7 +48,7 @@ def assess(deal: Deal) -> Health:
         impasses=list(deal.impasses.values()),
         escalations=list(deal.escalations),
         warning_signs=signs,
-        verdict=_verdict(given, received, early, open_conditions, signs),
+        verdict=_verdict(deal.stage, given, received, early, open_conditions, signs),
     )
 
 
@@ -71,9 +71,13 @@ def _warning_signs(deal: Deal, open_conditions: list[WalkAwayCondition]) -> list
 
 
 def _verdict(
-    given: int, received: int, early: list[Concession], open_conditions: list[WalkAwayCondition], signs: list[str]
+    stage: str, given: int, received: int, early: list[Concession], open_conditions: list[WalkAwayCondition], signs: list[str]
 ) -> str:
     balance = f"the firm has given {given} concession(s) and received {received}"
+    if stage == Stage.WALKED_AWAY:
+        # Nothing left to resolve or sign: advising either would be advice about a deal that is over.
+        still_open = f", with {len(open_conditions)} walk-away condition(s) open when it did" if open_conditions else ""
+        return f"Closed: the firm walked away{still_open}; {balance}."
     if open_conditions:
         kinds = ", ".join(sorted({str(c.kind) for c in open_conditions}))
         return (
