@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 from dataclasses import asdict
+from uuid import UUID
 
 import typer
 
@@ -62,6 +63,13 @@ def alerts(
     show: str | None = typer.Option(None, "--show", help="Print what one alert said (its id, as --json lists it), with its delivery."),
 ) -> None:
     """List the alerts the notifier delivered or dead-lettered, with their attempts."""
+    if deal is not None:
+        try:
+            deal = str(UUID(deal))
+        except ValueError:
+            # The listing shows the first 8 characters only: say so, rather than list nothing.
+            typer.echo(f"dealflow alerts: --deal takes a deal's whole id, not {printable(deal[:60])!r} (`dealflow alerts --json` shows them)", err=True)
+            raise typer.Exit(code=2) from None
     settings = NotifierSettings.from_env()
     # Listing alerts reads: a missing store is named, never created empty (nothing listed looks like no alerts).
     store = _open_to_read(settings)
@@ -95,9 +103,9 @@ def _open_to_read(settings: NotifierSettings) -> AlertStore:
     try:
         return AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url, create=False)
     except NoAlertStore:
-        typer.echo(f"dealflow: no alert store at {where} (set DEALFLOW_NOTIFIER_DB or DEALFLOW_NOTIFIER_DATABASE_URL)", err=True)
+        typer.echo(f"dealflow: no alert store: {where} (set DEALFLOW_NOTIFIER_DB or DEALFLOW_NOTIFIER_DATABASE_URL)", err=True)
     except AlertStoreUnreachable as error:
-        typer.echo(f"dealflow: cannot reach the alert store at {where}: {printable(str(error))}", err=True)
+        typer.echo(f"dealflow: cannot reach the alert store, {where}: {printable(str(error))}", err=True)
     raise typer.Exit(code=2)
 
 

@@ -63,3 +63,16 @@ def test_an_alert_stored_before_texts_were_kept_says_so(env: dict[str, str]) -> 
     shown = dealflow(env, "alerts", "--show", "a/owner/journal")
     assert shown.returncode == 0, shown.stderr
     assert "its text was not kept" in shown.stdout
+
+
+def test_alerts_of_a_deal_take_its_whole_id_and_say_so_for_a_short_one(env: dict[str, str]) -> None:
+    alert = compose(WAIVED, "5f0c2b1e:7", DealContext(WAIVED["deal_id"], "Acme payroll", "Acme Ltd", "ann"), TARGET)
+    store = AlertStore(sqlite_path=Path(env["DEALFLOW_NOTIFIER_DB"]))
+    try:
+        store.record_outcome(alert, "delivered", 1, None)
+    finally:
+        store.close()
+    assert "5f0c2b1e" in dealflow(env, "alerts", "--deal", WAIVED["deal_id"]).stdout
+    short = dealflow(env, "alerts", "--deal", "5f0c2b1e")  # the listing shows 8 characters: a user copies those
+    assert (short.returncode, short.stdout) == (2, "")
+    assert "--deal takes a deal's whole id, not '5f0c2b1e'" in short.stderr

@@ -265,7 +265,7 @@ def test_refused_signings_are_their_own_log_in_events_history_export_and_on_the_
     assert everything.returncode == 0, everything.stdout + everything.stderr
     assert "2 streams, 7 events, intact" in everything.stdout
     one = dealflow(no_policy, "verify", deal_id, "--no-checkpoints")
-    assert "1 stream, 4 events, intact" in one.stdout, one.stdout
+    assert "2 streams (the deal's and its refused signings), 7 events, intact" in one.stdout, one.stdout
 
 
 def test_history_says_beside_the_listing_when_the_deal_chain_is_broken(base_url: str, env: dict[str, str]) -> None:
@@ -300,12 +300,12 @@ def test_read_only_commands_on_an_empty_postgres_schema_say_no_store_and_create_
     )
     deal_id = "00000000-0000-4000-8000-000000000001"
     for arguments, says in (
-        (("verify", "--all", "--no-checkpoints"), "no store at PostgreSQL"),
-        (("verify", deal_id, "--no-checkpoints"), "no store at PostgreSQL"),
-        (("history", deal_id), "no store at PostgreSQL"),
-        (("show", deal_id), "no store at PostgreSQL"),
-        (("export", deal_id), "no store at PostgreSQL"),
-        (("alerts",), "no alert store at PostgreSQL"),
+        (("verify", "--all", "--no-checkpoints"), "no store: PostgreSQL"),
+        (("verify", deal_id, "--no-checkpoints"), "no store: PostgreSQL"),
+        (("history", deal_id), "no store: PostgreSQL"),
+        (("show", deal_id), "no store: PostgreSQL"),
+        (("export", deal_id), "no store: PostgreSQL"),
+        (("alerts",), "no alert store: PostgreSQL"),
     ):
         result = dealflow(environment, *arguments)
         assert result.returncode == 2, (arguments, result.stdout, result.stderr)

@@ -20,6 +20,7 @@ from dealflow.deal_lifecycle.application.audit import Audit, StoreVerdict
 from dealflow.deal_lifecycle.application.integrity import verify_export
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.application.views import deal_view, event_view, refused_signing_view
+from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 from dealflow.deal_lifecycle.bootstrap import NoStore, StoreUnreachable, open_to_read
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.errors import DealflowError
@@ -35,9 +36,9 @@ def _deals() -> DealService:
     try:
         return open_to_read(settings)
     except NoStore:
-        typer.echo(f"dealflow: no store at {printable(settings.describe_store())} (set DEALFLOW_SQLITE_PATH or DEALFLOW_DATABASE_URL)", err=True)
+        typer.echo(f"dealflow: no store: {printable(settings.describe_store())} (set DEALFLOW_SQLITE_PATH or DEALFLOW_DATABASE_URL)", err=True)
     except StoreUnreachable as error:
-        typer.echo(f"dealflow: cannot reach the store at {printable(settings.describe_store())}: {printable(str(error))}", err=True)
+        typer.echo(f"dealflow: cannot reach the store, {printable(settings.describe_store())}: {printable(str(error))}", err=True)
     raise typer.Exit(code=2)
 
 
@@ -60,7 +61,8 @@ def history(deal_id: str = typer.Argument(..., help="The deal's id.")) -> None:
             view = event_view(domain_event, limits=True)
             data = ", ".join(f"{k}={value_text(v)}" for k, v in view["data"].items() if v not in (None, "", [], {}))
             # Callers wrote the actor and the data: cells are plain Text, never markup.
-            table.add_row(*(rich_text(cell) for cell in (view["version"], view["timestamp"][:23], view["actor"], view["type"], data)))
+            actor = view["actor"] + (f" (for {view['on_behalf_of']})" if view["on_behalf_of"] else "")
+            table.add_row(*(rich_text(cell) for cell in (view["version"], view["timestamp"][:23], actor, view["type"], data)))
         console = Console(width=200)
         console.print(table)
         refused = deals.refused_signings(uuid)
@@ -165,12 +167,16 @@ def verify(
             problems += [(v.originator_id, f" at version {v.finding.version}", v.finding.problem, v.finding.detail) for v in sweep.broken if v.finding]
             checked = ", ".join(filter(None, [checked, _count(sweep.streams, "stream"), _count(sweep.events, "event")]))
         elif deal_id is not None:
-            verdict = audit.verify(_deal_id(deal_id))
+            uuid = _deal_id(deal_id)
+            verdict = audit.verify(uuid)
             if verdict.events == 0 and verdict.finding is None:
                 _fail(DealflowError(f"no deal {deal_id}"))
-            checked = ", ".join(filter(None, [checked, "1 stream", _count(verdict.events, "event")]))
-            if verdict.finding is not None:
-                problems.append((verdict.originator_id, f" at version {verdict.finding.version}", verdict.finding.problem, verdict.finding.detail))
+            # The deal's own stream and, when signing was ever refused, its log of refused signings (as export has them).
+            verdicts = [verdict, audit.verify(SigningAttempts.create_id(str(uuid)))]
+            verdicts = [v for v in verdicts if v.events or v.finding]
+            streams = "1 stream (the deal's)" if len(verdicts) == 1 else f"{len(verdicts)} streams (the deal's and its refused signings)"
+            checked = ", ".join(filter(None, [checked, streams, _count(sum(v.events for v in verdicts), "event")]))
+            problems += [(v.originator_id, f" at version {v.finding.version}", v.finding.problem, v.finding.detail) for v in verdicts if v.finding]
         elif not read_model:
             raise typer.BadParameter("name a deal, or give --all, --read-model or --export")
         compared = True
