@@ -92,6 +92,23 @@ def test_ctrl_c_stops_up_promptly_without_a_stream(tmp_path: Path) -> None:
     assert "Traceback" not in text, text[-3000:]
 
 
+def test_sigterm_to_up_alone_stops_everything_promptly_and_says_so(tmp_path: Path) -> None:
+    # As a service manager stops it: the signal reaches `up` only, which stops its parts.
+    env = clean_environment(DEALFLOW_SQLITE_PATH=str(tmp_path / "var" / "deals.sqlite3"))
+    log = tmp_path / "up.log"
+    with up(env, log, free_port()) as (process, url):
+        open_deal(url, "Acme payroll")
+        started = time.monotonic()
+        process.terminate()
+        process.wait(timeout=30)
+        seconds = time.monotonic() - started
+    text = log.read_text()
+    assert seconds < STOP_SECONDS, f"took {seconds:.1f} s:\n{text[-3000:]}"
+    assert "dealflow: stopping the notifier and the deal service, then the embedded NATS" in text
+    assert "dealflow: stopped in " in text
+    assert "Traceback" not in text, text[-3000:]
+
+
 def test_watch_survives_a_restart_of_up_on_a_new_nats_port(tmp_path: Path) -> None:
     env = clean_environment(DEALFLOW_SQLITE_PATH=str(tmp_path / "var" / "deals.sqlite3"))
     log = tmp_path / "up.log"

@@ -111,12 +111,20 @@ def up(
             time.sleep(0.2)
             relay_health.check()
     finally:
-        for child in reversed(children):
+        began = time.monotonic()
+        parts = "the notifier and the deal service" + (", then the embedded NATS" if embedded is not None else "")
+        typer.echo(f"dealflow: stopping {parts}", err=True)
+        # Both at once (each finishes what it has in hand), and NATS only after both: its users never lose it.
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
             _stop(child)
         relay_health.close()
         if embedded is not None:
             embedded.stop()
             nats_url_file(settings).unlink(missing_ok=True)
+        typer.echo(f"dealflow: stopped in {time.monotonic() - began:.1f} s", err=True)
     failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
     if failed and not stopping:
         raise typer.Exit(code=1)
