@@ -24,6 +24,8 @@ def schemas(check: bool = typer.Option(False, "--check", help="Only report files
         advice = "run `dealflow schemas`" if checkout else "this installed package is inconsistent: reinstall dealflow"
         for path in differing:
             typer.echo(f"{contracts.SCHEMAS / path if checkout is None else 'schemas/' + path} differs from the code: {advice}")
+        if not differing:
+            typer.echo(f"{'schemas/' if checkout else contracts.SCHEMAS} matches the code ({len(contracts.generate())} files)")
         raise typer.Exit(code=1 if differing else 0)
     try:
         changed = contracts.write()
