@@ -350,7 +350,7 @@ def serve_process(
     process = spawn([*dealflow_command(profile_to, variant), "serve", "--port", str(port)], child_env(extra), log)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{base}/policy", process, log)
+        wait_http(f"{base}/health/live", process, log)  # open to all: the rest needs a token
         if profile_to:
             reset_profile(profile_to)
         yield base, process
