@@ -37,7 +37,6 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
 PROFILES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "write_in_process": lambda ctx: write_path.profile_in_process(ctx, ctx.size(100, 2000)),
     "write_http": lambda ctx: write_path.profile_http(ctx, ctx.size(0.5, 3.0)),
-    "write_whatif": write_path.whatif_memo_permit,
     "event_to_alert": lambda ctx: event_to_alert.profile(ctx, ctx.extra.get("e2a_sustained_rate", ctx.size(50.0, 300.0)), ctx.size(1.0, 8.0)),
     "relay": lambda ctx: relay.profile(ctx, ctx.size(1000, 20_000)),
     "replay": lambda ctx: replay.profile(ctx, ctx.size(1000, 10_000), ctx.size(3, 20)),

@@ -65,47 +65,35 @@ def _ops(results: dict[str, Any], impl: str, clients: str, field: str = "ops_per
     return _g(results, "scenarios", "write_path", "stores", "sqlite", impl, clients, field)
 
 
-def _memo(results: dict[str, Any]) -> str:
-    w = _g(results, "profiles", "write_whatif")
-    if not w:
-        return ""
-    parts = []
-    for clients in ("1", "64"):
-        a = _ops(results, "a_raw", clients)
-        bm, cm = _g(w, "b_memo", clients, "ops_per_s"), _g(w, "c_memo", clients, "ops_per_s")
-        if a and bm and cm:
-            parts.append(f"{clients} client(s): b/a {bm / a:.2f}, c/a {cm / a:.2f}")
-    return ("Measured in this run with `permit()` answered from a cache (the what-if table below): " + "; ".join(parts) + ".\n\n") if parts else ""
+def _top(profile: dict[str, Any] | None, count: int = 4) -> str:
+    """The project's functions that took the most time (cumulative), as prose."""
+    rows = [r for r in (profile or {}).get("project_cumulative", []) if "services/" in r["function"]]
+    picked = [r for r in rows if not any(w in r["function"] for w in ("handle (", "_execute (", "_run_once (", "handler ("))][:count]
+    return ", ".join(f"`{r['function'].split(' (')[0]}` {_n(r['cumtime_s'])} s" for r in picked) or "–"
+
+
+def _libraries(profile: dict[str, Any] | None, count: int = 4) -> str:
+    rows = (profile or {}).get("by_library", [])[:count]
+    return ", ".join(f"{r['where']} {_pct(r['share'])}" for r in rows) or "–"
 
 
 def _write_b(results: dict[str, Any]) -> str:
     prof = _g(results, "profiles", "write_in_process") or {}
     a, b = prof.get("raw_a") or {}, prof.get("service_b") or {}
-    permit = _share(b, "permit (services/deal_lifecycle/domain/lifecycle.py")
-    total = _share(b, "record_concession (services/deal_lifecycle/application.py")
-    get = _share(b, "get_deal (services")
-    sm = _lib(b, "statemachine")
     a1, b1 = _ops(results, "a_raw", "1", "p50_ms"), _ops(results, "b_service", "1", "p50_ms")
     return (
         f"One command costs the raw floor {_n(a1)} ms and DealService {_n(b1)} ms (p50, one client, unprofiled). "
         f"In the single-thread profile ({prof.get('ops', '–')} commands; {_n(a.get('per_op_ms', '–'))} vs {_n(b.get('per_op_ms', '–'))} ms per "
-        f"command with the profiler on), `permit()` (domain/lifecycle.py) takes {_n(permit or '–')} s of DealService's "
-        f"{_n(total or '–')} s: **it builds a new python-statemachine `DealLifecycle` StateChart for every command** just "
-        "to learn whether `record_concession` is allowed at the deal's stage. python-statemachine's own code is "
-        f"{_pct(sm)} of the busy time (registering callbacks and listeners, `dir()` on the model, resolving callbacks). "
-        f"Loading the deal (`get_deal`: snapshot lookup, events, every value transcoded) takes {_n(get or '–')} s; the rest "
-        "(the hash chain's extra SELECT and INSERT, the read-model upsert, tenacity, pydantic, one JSON log line) is "
-        "small item by item. With 64 threads b/a is "
+        f"command with the profiler on), the service's largest items are {_top(b)}; by where the time is spent: "
+        f"{_libraries(b)}. A DealService command does what the floor does (load, one event, save) and more: it loads a "
+        "deal whose state is larger (every concession is kept, and decoded on every load), checks the idempotency "
+        "receipt, writes the read-model row and the hash chains (the stream's and the store-wide one) in the same "
+        "transaction, and logs one JSON line. With 64 threads b/a is "
         f"{_n(_g(results, 'scenarios', 'write_path', 'stores', 'sqlite', 'ratios', '64', 'b/a'))}: SQLite takes one writer at a "
-        "time and the GIL one thread at a time, so throughput is bounded by the single-threaded cost per command, "
-        "and the longer a command holds the GIL the more the 64 threads convoy behind it.\n\n"
-        + _memo(results)
-        + "**What would fix it:** answer `permit()` from a table computed once from the machine's transitions "
-        "(`{(stage, event): target}`, built at import), running the StateChart only for commands with validators "
-        "(`sign_contract`), or keep one machine per thread and set its state. Then make the domain's per-event work "
-        "O(1) (`concession_counts()` sums the whole list on every concession and `_concession_recorded` copies it), "
-        "and cache loaded aggregates (`AGGREGATE_CACHE_MAXSIZE` with fast-forward) so a hot deal is not re-read and "
-        "re-transcoded for every command.\n"
+        "time and the GIL one thread at a time, so the threads convoy behind the one committing.\n\n"
+        "**What would fix it:** commit concurrent commands together (one transaction and one fsync for every "
+        "command that is ready); keep only what decisions need in the deal's state, so loading it stops growing with "
+        "its history; and cache loaded aggregates (with fast-forward) so a hot deal is not re-read for every command.\n"
     )
 
 
@@ -114,27 +102,20 @@ def _write_c(results: dict[str, Any]) -> str:
     d1 = _g(results, "scenarios", "write_path", "ceiling_d", "1", "p50_ms")
     c1, b1 = _ops(results, "c_http", "1", "p50_ms"), _ops(results, "b_service", "1", "p50_ms")
     cpu64 = _g(results, "scenarios", "write_path", "stores", "sqlite", "c_http", "64", "cpu_percent") or {}
-    lit = _lib(prof, "litestar")
-    sm = _lib(prof, "statemachine")
-    view = _share(prof, "deal_view (services")
     return (
         f"At one client a command over HTTP takes {_n(c1)} ms (p50) against {_n(b1)} ms in-process: the HTTP path adds "
         f"{_n((c1 or 0) - (b1 or 0))} ms, where the whole round trip to the trivial Litestar endpoint (the load generator's "
-        f"own httpx cost included) is {_n(d1)} ms. In the serve process's profile python-statemachine is {_pct(sm)} "
-        f"of the busy time, uvicorn {_pct(_lib(prof, 'uvicorn'))}, Litestar {_pct(lit)}"
-        + (f", and rendering the response (`deal_view`: the whole deal, every concession, the signing blockers computed "
-           f"again) {_n(view)} s cumulative" if view else "")
-        + "; each sync handler also hops to an anyio worker thread and back, and the load generator, the server and "
-        "(for PostgreSQL) the database take turns on two cores. At 64 clients the serve "
+        f"own httpx cost included) is {_n(d1)} ms. In the serve process's profile the largest items are {_top(prof)}; by "
+        f"where the time is spent: {_libraries(prof)}. Each command is authenticated (an ES256/EdDSA signature checked), "
+        "its sync handler hops to an anyio worker thread and back, and the load generator, the server and (for "
+        "PostgreSQL) the database take turns on two cores. At 64 clients the serve "
         f"process uses {_n(cpu64.get('server_process', '–'))} % of a core and the load generator {_n(cpu64.get('bench_process', '–'))} %: "
         "one Python process with one GIL is the limit, and it shares the two cores with the load generator. "
-        "(On PostgreSQL c is much slower than b at one client: each command is several round trips to the "
-        "server, and over HTTP three processes, the load generator, serve and postgres, take turns on two cores.)\n\n"
-        + _memo(results)
-        + "**What would fix it:** the `permit()` fix first (it is the largest single item on both paths). Then answer a "
-        "command with what the client needs (the created id, the new version as the ETag, the stage) rather than the "
-        "whole deal view; and run more than one worker process (uvicorn `--workers`; the store already refuses "
-        "conflicting writes and the relay elects one leader).\n"
+        "(On PostgreSQL each command is several round trips to the server, and over HTTP three processes, the load "
+        "generator, serve and postgres, take turns on two cores.)\n\n"
+        "**What would fix it:** group commit and lean deal state (above); more than one worker process "
+        "(the store already refuses conflicting writes and the relay elects one leader); and a load generator that is "
+        "not itself the limit (wrk), to see the server's own ceiling.\n"
     )
 
 
@@ -169,7 +150,7 @@ def _e2a(results: dict[str, Any]) -> str:
         "The medians are a few milliseconds; the p99 is pauses and queueing: four busy processes take turns on two "
         "cores, the relay publishes from the event loop that also serves requests, and the notifier's batch of up to "
         "10 events is handled one after the other, so the last waits for the nine before it.\n\n"
-        "**Garbage collection** is one source of the pauses. Both processes start through `services.cli`, which imports "
+        "**Garbage collection** is one source of the pauses. Both processes start through `dealflow.cli`, which imports "
         "both services, Litestar, uvicorn and rich: about 90,000 long-lived container objects that every full (generation 2) "
         "collection walks, 43 ms for one collection measured after start-up. Measured in isolation while building this "
         "benchmark, the notifier alone, fed from JetStream at 200 events/s, had a p99 of 36 ms as is, 2.4 ms with the "
@@ -209,7 +190,7 @@ def _e2a(results: dict[str, Any]) -> str:
         "**What would fix it:** in the notifier, deliver a batch's events concurrently across deals (in order within "
         "a deal) and make one store write per alert; `gc.freeze()` once start-up is done in `serve` and `notifier`, and a "
         "notifier that imports only what it uses; run the relay apart from the HTTP workers (`dealflow relay` exists) "
-        "or give the service more than one worker process; and the `permit()` fix, which frees CPU on the shared cores. "
+        "or give the service more than one worker process. "
         "A p99 of 25 ms at 300 commands/s also needs more than two cores for four busy processes.\n"
     )
     return text
@@ -259,7 +240,7 @@ def _relay(results: dict[str, Any]) -> str:
 def _replay(results: dict[str, Any]) -> str:
     r = _g(results, "scenarios", "replay", "stores", "sqlite") or {}
     prof = _g(results, "profiles", "replay") or {}
-    decode = _share(prof, "decode (services/deal_lifecycle/storage/transcodings.py")
+    decode = _share(prof, "decode (services/deal_lifecycle/application/transcodings.py")
     json_share = _lib(prof, "stdlib: decoder")
     return (
         f"Loading the 10,000-event deal from its snapshot takes {_n(_g(r, 'with_snapshots', 'latest', 'p50_ms'))} ms although no event "
@@ -288,30 +269,17 @@ def _listing(results: dict[str, Any]) -> str:
 
 FINDINGS = """\
 - **Garbage-collection pauses in the service processes.** `dealflow notifier` and `dealflow serve` start through
-  `services.cli`, which imports both services, Litestar, uvicorn, rich and more: about 90,000 long-lived objects
+  `dealflow.cli`, which imports both services, Litestar, uvicorn, rich and more: about 90,000 long-lived objects
   that the cyclic collector walks on every full collection (43 ms measured). In isolation they are the notifier's
   p99 (36 ms at 200 events/s, 5 ms with `gc.freeze()` after start-up); in the full pipeline they cost capacity near
   saturation (scenario 2a's `gc.freeze()` what-if).
-- **The notifier takes 30 s to stop.** On SIGTERM (or Ctrl-C) an idle notifier leaves its fetch loop at once but
-  then blocks in `nc.drain()` (services/notifier/cli.py) until nats-py's 30 s drain timeout gives up
-  (`DrainTimeoutError`, reported through the error callback): after a `fetch()` has timed out, the server's late
-  status reply to the lingering pull request stays in the subscription's pending queue, and `drain()` waits for
-  that queue to empty. Reproduced with nats-py alone (one timed-out `fetch`, then `drain()`: 30.0 s). `dealflow up` gives each child 15 s and then
-  SIGKILLs it, so stopping the system always takes 15 s and kills the notifier. Fix: unsubscribe the pull
-  subscription before draining, or connect with a short `drain_timeout`, or `close()` instead of `drain()`
-  (the notifier acks explicitly, so nothing is lost). The benchmark stops notifiers with SIGTERM and a 0.5 s grace, then SIGKILL.
-- **`permit()` builds a python-statemachine StateChart on every command** (domain/lifecycle.py). It is the largest
-  single cost of a command (see the write-path profile) for an answer that depends only on (stage, command)
-  except for `sign_contract`'s validator.
 - **Aggregate state and snapshots grow with the history.** The Deal keeps every concession, promise,
-  expectation and condition; `_concession_recorded` copies the list on each event (quadratic replay) and
+  expectation and condition; `ConcessionRecorded.apply` copies the list on each event (quadratic replay) and
   `concession_counts()` scans it on each concession (quadratic recording); snapshots of long deals are megabytes, which is
   why a 10,000-event deal does not load in 10 ms even from a snapshot at its head.
 - **The relay saves its position after every batch, however small** (`EventRelay._publish` → `_advance`, one
   write transaction on the event store each time). Under a steady trickle of commands that is hundreds of extra
   writes competing with the commands for SQLite's single writer (scenario 2a's serve profile).
-- **Every command's HTTP response is the whole deal** (all concessions, promises, expectations, conditions, plus the
-  blockers computed for it), so a command's response time and size grow with the deal.
 - **PostgreSQL does not use the (stage, opened_at, deal_id) index for a stage listing** in these runs: it walks
   the (opened_at, deal_id) index and filters by stage (see the plans in scenario 4). With stages spread evenly over
   time that is cheap; for a stage that is rare among recent or old deals it would read many rows per page.

@@ -190,7 +190,7 @@ class Store:
         return Settings(database_url=self.database_url, policy_path=POLICY_FILE)
 
     def env(self) -> dict[str, str]:
-        """The environment variables a `python -m services ...` process needs for this store."""
+        """The environment variables a `python -m dealflow ...` process needs for this store."""
         if self.kind == "sqlite":
             return {"DEALFLOW_SQLITE_PATH": str(self.sqlite_path)}
         return {"DEALFLOW_DATABASE_URL": str(self.database_url)}
@@ -341,7 +341,7 @@ def tail(path: Path, chars: int = 3000) -> str:
 def serve_process(
     store: Store, workdir: Path, *, nats_url: str | None = None, profile_to: Path | None = None, variant: list[str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m services serve --port P` (uvicorn with uvloop and httptools) on this store."""
+    """`python -m dealflow serve --port P` (uvicorn with uvloop and httptools) on this store."""
     port = free_port()
     extra = store.env()
     if nats_url:

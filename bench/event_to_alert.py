@@ -1,7 +1,7 @@
 """Scenario 2a, event to alert: from an HTTP command's response to its alert at a webhook.
 
-Separate processes, as deployed: an EmbeddedNats, `python -m services serve` with NATS_URL
-(its relay publishes to JetStream) and `python -m services notifier` with a rules file that
+Separate processes, as deployed: an EmbeddedNats, `python -m dealflow serve` with NATS_URL
+(its relay publishes to JetStream) and `python -m dealflow notifier` with a rules file that
 sends ConcessionRecorded to one webhook recipient: a tiny asyncio receiver in this process,
 whose clock also times the commands. Commands are offered open-loop at a fixed rate.
 

@@ -96,10 +96,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             add(text)
     add(notifier_text(results))
     for name, prof in results.get("profiles", {}).items():
-        if name == "write_whatif":
-            _whatif(add, prof, results)
-        else:
-            _profile(add, name, prof)
+        _profile(add, name, prof)
     add("## Bugs and surprises noticed in the service\n")
     add(FINDINGS)
     add("## Method\n")
@@ -113,7 +110,7 @@ def _write_path(add: Any, w: dict[str, Any]) -> None:
     add("## 1. Write path\n")
     add(f"Durable commands per second with 1 and 64 concurrent clients ({w['window_s']:g} s measured after {w['warmup_s']:g} s warm-up each). "
         "a: raw `eventsourcing` Application, trivial aggregate, get + one `@event` + save; b: `DealService.record_concession` in-process "
-        "(threads); c: the same command over HTTP (`python -m services serve`: uvicorn, uvloop, httptools; async httpx load from the "
+        "(threads); c: the same command over HTTP (`python -m dealflow serve`: uvicorn, uvloop, httptools; async httpx load from the "
         "benchmark process); d: a trivial Litestar POST endpoint served the same way. 256 pre-opened deals are shared out among the clients, round robin, so clients never conflict and no deal grows long.\n")
     rows = []
     for kind, per in w["stores"].items():
@@ -250,27 +247,6 @@ def _notifier(add: Any, r: dict[str, Any]) -> None:
     add(table(["floor", "per second"], rows))
     rows = [[STORE_NAMES[k], x["two/one"], x["one/raw_fetch_post_ack"], x["one/raw_webhook_posts"]] for k, x in r["stores"].items()]
     add(table(["notifier store", "two / one", "one / minimal consumer", "one / raw POSTs"], rows))
-
-
-def _whatif(add: Any, w: dict[str, Any], results: dict[str, Any]) -> None:
-    main = _g(results, "scenarios", "write_path", "stores", "sqlite") or {}
-    add("### What-if, measured: `permit()` answered from a cache\n")
-    add("The same commands on SQLite, with the lifecycle's `permit(stage, command)` memoized for commands without a "
-        "validator context (in-process for b; in the serve process through `bench/variant.py` for c). "
-        "a, b and c are the scenario's own figures from this run.\n")
-    rows = []
-    for clients in ("1", "64"):
-        a = _g(main, "a_raw", clients, "ops_per_s")
-        b = _g(main, "b_service", clients, "ops_per_s")
-        c = _g(main, "c_http", clients, "ops_per_s")
-        bm = _g(w, "b_memo", clients, "ops_per_s")
-        cm = _g(w, "c_memo", clients, "ops_per_s")
-        rows.append([clients, a, b, bm, _r(b, a), _r(bm, a), c, cm, _r(c, a), _r(cm, a)])
-    add(table(["clients", "a ops/s", "b", "b memo", "b/a", "b memo/a", "c", "c memo", "c/a", "c memo/a"], rows))
-
-
-def _r(x: Any, y: Any) -> Any:
-    return round(x / y, 2) if x and y else None
 
 
 def _profile(add: Any, name: str, prof: dict[str, Any]) -> None:

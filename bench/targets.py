@@ -29,9 +29,9 @@ def evaluate(results: dict[str, Any], *, quick: bool) -> list[dict[str, Any]]:
 
     ratios = _get(s, "write_path", "stores", "sqlite", "ratios") or {}
     add("b/a", "write_path", "DealService in-process / raw eventsourcing (b/a) >= 0.7 on SQLite",
-        {f"{c} client(s)": _get(ratios, c, "b/a") for c in ("1", "64")}, lambda v: v >= 0.7, ["write_in_process", "write_whatif"])
+        {f"{c} client(s)": _get(ratios, c, "b/a") for c in ("1", "64")}, lambda v: v >= 0.7, ["write_in_process"])
     add("c/a", "write_path", "dealflow over HTTP / raw eventsourcing (c/a) >= 0.5 on SQLite",
-        {f"{c} client(s)": _get(ratios, c, "c/a") for c in ("1", "64")}, lambda v: v >= 0.5, ["write_in_process", "write_http", "write_whatif"])
+        {f"{c} client(s)": _get(ratios, c, "c/a") for c in ("1", "64")}, lambda v: v >= 0.5, ["write_in_process", "write_http"])
     e2a = _get(s, "event_to_alert", "stores", "sqlite") or {}
     e2a_values = {f"p99 ms at {e2a.get('offered_per_s', 300):g}/s": _get(e2a, "response_to_alert", "p99_ms")}
     if e2a.get("lowered"):

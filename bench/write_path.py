@@ -2,7 +2,7 @@
 
   a  raw eventsourcing Application, trivial aggregate, one event per call (get, trigger, save): the floor
   b  DealService in-process: record_concession on pre-opened deals
-  c  dealflow over HTTP: `python -m services serve` (uvicorn, uvloop, httptools), async httpx load
+  c  dealflow over HTTP: `python -m dealflow serve` (uvicorn, uvloop, httptools), async httpx load
   d  a trivial Litestar POST endpoint served the same way: the HTTP ceiling
 
 A pool of 256 pre-opened deals (aggregates) is shared out: client k of n works round robin on
@@ -15,7 +15,6 @@ In-process concurrency is threads (the service is synchronous).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -346,38 +345,3 @@ def profile_http(ctx: Context, duration: float) -> dict[str, Any]:
     return {"load": result, **summarise(prof_file, top=16), "by_library": by_library(prof_file)}
 
 
-# -- what-if: the largest cost removed, measured ---------------------------------------------------
-
-
-@contextlib.contextmanager
-def memoized_permit() -> Iterator[None]:
-    """In this process: permit(stage, command) answered from a cache (see bench/variant.py); restored after."""
-    from dealflow.deal_lifecycle.domain import deal as deal_module  # noqa: PLC0415
-
-    from .variant import memoize_permit  # noqa: PLC0415
-
-    original = deal_module.permit
-    memoize_permit()
-    try:
-        yield
-    finally:
-        deal_module.permit = original  # type: ignore[assignment]
-
-
-def whatif_memo_permit(ctx: Context) -> dict[str, Any]:
-    """b and c again on SQLite, with permit() memoized: how much of the gap the StateChart per command is."""
-    warmup, duration = ctx.size((0.05, 0.25), (0.5, 2.5))
-    out: dict[str, Any] = {"window_s": duration, "b_memo": {}, "c_memo": {}}
-    for clients in CONCURRENCY:
-        with memoized_permit():
-            out["b_memo"][str(clients)] = measure_service(ctx, "sqlite", clients, warmup, duration)
-    with fresh_store(ctx, "sqlite", "http-memo") as store:
-        service = deal_service(store)
-        ids = [str(d) for d in open_deals(service, POOL)]
-        service.close()
-        with serve_process(store, ctx.workdir, variant=["--memo-permit"]) as (base, _process):
-            for clients in CONCURRENCY:
-                out["c_memo"][str(clients)] = run_async(
-                    http_load(base, lambda k, i, n=clients: f"/deals/{ids[_slot(k, i, n)]}/concessions", lambda k, i: {"by": "client", "what": f"gift {i}"}, clients, warmup, duration)
-                )
-    return out
