@@ -40,6 +40,10 @@ class Settings:
     auth_audience: str | None = None
     # How this process proves who it is to NATS (NATS_CREDS, NATS_NKEY_SEED, or user:password in NATS_URL).
     nats_credentials: Credentials = Credentials()
+    # Group commit: concurrent commands are saved in one transaction; a batch waits at most this long
+    # for the saves of commands still under way (0: every command commits alone), and holds at most so many.
+    group_commit_ms: float = 2.0
+    group_commit_max: int = 64
 
     @property
     def nats_servers(self) -> list[str]:
@@ -61,6 +65,8 @@ class Settings:
             auth_issuer=environ.get("DEALFLOW_AUTH_ISSUER") or None,
             auth_audience=environ.get("DEALFLOW_AUTH_AUDIENCE") or None,
             nats_credentials=Credentials.from_env(environ),
+            group_commit_ms=float(environ.get("DEALFLOW_GROUP_COMMIT_MS", cls.group_commit_ms)),
+            group_commit_max=int(environ.get("DEALFLOW_GROUP_COMMIT_MAX", cls.group_commit_max)),
         )
 
     @property
@@ -78,7 +84,11 @@ class Settings:
         return f"PostgreSQL at {url.hostname}:{url.port or 5432}{url.path}"  # never the password
 
     def eventsourcing_env(self) -> dict[str, str]:
-        """The eventsourcing library's own settings (PERSISTENCE_MODULE and friends)."""
+        """The eventsourcing library's own settings (PERSISTENCE_MODULE and friends), and the store's group commit."""
+        group = {"DEALFLOW_GROUP_COMMIT_MS": str(self.group_commit_ms), "DEALFLOW_GROUP_COMMIT_MAX": str(self.group_commit_max)}
+        return {**group, **self._store_env()}
+
+    def _store_env(self) -> dict[str, str]:
         if self.database_url is None:
             from dealflow.deal_lifecycle.adapters.storage import sqlite  # noqa: PLC0415
 

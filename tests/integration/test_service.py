@@ -312,7 +312,7 @@ def test_negotiation_state_survives_the_store_and_its_snapshots(service: DealSer
     assert service.snapshots is not None and list(service.snapshots.get(deal_id))
     in_memory = service.get_deal(deal_id)
     from_events_only = DealService.project_from(service.history(deal_id))
-    for attribute in ("conditions", "terms", "concessions", "client_facts", "impasses", "escalations", "non_negotiables"):
+    for attribute in ("conditions", "terms", "concession_balance", "term_concessions", "recent_concessions", "client_facts", "impasses", "escalations", "non_negotiables"):
         assert getattr(in_memory, attribute) == getattr(from_events_only, attribute), attribute
     assert sorted((str(c.kind), c.subject) for c in in_memory.conditions.values() if c.is_open) == [
         ("non_negotiable_refused", "msa_signed_first"),

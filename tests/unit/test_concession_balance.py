@@ -29,7 +29,7 @@ def test_agreeing_a_term_again_replaces_its_concession_and_says_so() -> None:
     assert events.count("ConcessionRecorded") == 3
     assert events.count("ConcessionWithdrawn") == 2
     assert deal.concession_counts() == (1, 0)
-    assert [c.what for c in deal.concessions] == ["payment_terms_days agreed at 58 (public position 45)"]
+    assert [c.what for c in deal.recent_concessions] == ["payment_terms_days agreed at 58 (public position 45)"]
     assert assess(deal).given == 1
     assert not imbalance_open(deal)
     assert "concession_imbalance" not in [b.code for b in deal.blockers]

@@ -85,7 +85,7 @@ def test_agreeing_beyond_the_limit_raises_and_agreeing_within_resolves_with_a_co
     deal.agree_term(term="discount_percent", value=5, policy=POLICY, by=BY)
     assert open_conditions(deal) == []
     # The second agreement replaces the first: one term, one concession.
-    assert [(c.by, c.term, c.what) for c in deal.concessions] == [
+    assert [(c.by, c.term, c.what) for c in deal.recent_concessions] == [
         (Side.PROVIDER, "discount_percent", "discount_percent agreed at 5 (public position 0)")
     ]
 
@@ -93,7 +93,7 @@ def test_agreeing_beyond_the_limit_raises_and_agreeing_within_resolves_with_a_co
 def test_agreeing_better_than_the_public_position_is_a_concession_by_the_client() -> None:
     deal = prospect()
     deal.agree_term(term="payment_terms_days", value=30, policy=POLICY, by=BY)
-    assert [(c.by, c.what) for c in deal.concessions] == [
+    assert [(c.by, c.what) for c in deal.recent_concessions] == [
         (Side.CLIENT, "payment_terms_days agreed at 30 (public position 45)")
     ]
 
@@ -185,7 +185,7 @@ def test_a_concession_while_still_a_prospect_is_flagged_early() -> None:
     deal.record_concession(side=Side.PROVIDER, what="free discovery workshop", policy=POLICY, by=BY)
     deal.sign_letter_of_intent(by=BY)
     deal.record_concession(side=Side.PROVIDER, what="extra report", policy=POLICY, by=BY)
-    assert [(c.stage, c.early) for c in deal.concessions] == [("prospect", True), ("letter_of_intent", False)]
+    assert [(c.stage, c.early) for c in deal.recent_concessions] == [("prospect", True), ("letter_of_intent", False)]
 
 
 # -- client_disqualified ---------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_health_names_the_classic_sign_of_a_relationship_going_wrong() -> None:
     health = assess(deal)
     assert (health.given, health.received) == (3, 1)
     assert health.by_stage["prospect"] == {"given": 3, "received": 1}
-    assert len(health.early_concessions) == 4
+    assert health.early_concessions == 4
     assert health.verdict.startswith("At risk: 1 walk-away condition(s) open (term_beyond_limit)")
     assert any("classic sign" in sign for sign in health.warning_signs)
 

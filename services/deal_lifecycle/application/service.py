@@ -34,10 +34,11 @@ from dealflow.deal_lifecycle.application.access import authorize
 from dealflow.deal_lifecycle.application.command_table import BY_NAME, Call, DealCommand
 from dealflow.deal_lifecycle.application.deal_locks import DealLocks
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
+from dealflow.deal_lifecycle.application.views import standing_concessions
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
-from dealflow.deal_lifecycle.domain.model import Attribution
+from dealflow.deal_lifecycle.domain.model import Attribution, Concession
 from dealflow.deal_lifecycle.domain.policy import Policy
 
 log = structlog.get_logger("dealflow.deals")
@@ -77,6 +78,11 @@ class Outcome:
 # workload. If it ever does, the caller gets 409 `concurrent_write` and nothing was stored.
 CONFLICT_ATTEMPTS = 50
 
+# Group commit, set in the store's environment (config.Settings): how long a batch waits for the
+# saves of commands still under way (0: each command commits alone), and how many saves at most.
+GROUP_COMMIT_MS, GROUP_COMMIT_MAX = "DEALFLOW_GROUP_COMMIT_MS", "DEALFLOW_GROUP_COMMIT_MAX"
+DEFAULT_GROUP_COMMIT_MS, DEFAULT_GROUP_COMMIT_MAX = 2.0, 64
+
 
 def _conflict_retries(attempts: int, on: type[BaseException], logger: Any = log) -> Retrying:
     def say(state: RetryCallState) -> None:
@@ -103,6 +109,19 @@ class DealService(Application[UUID]):
         self.policy = policy
         self.deal_locks = DealLocks()
         self._recorded_listeners: list[Callable[[], None]] = []
+        # Group commit (storage/group_commit.py): concurrent commands saved in one transaction.
+        wait_ms = float(self.env.get(GROUP_COMMIT_MS, DEFAULT_GROUP_COMMIT_MS))
+        self.group_commit = wait_ms > 0 and hasattr(self.recorder, "enable_group_commit")
+        if self.group_commit:
+            self.recorder.enable_group_commit(  # type: ignore[attr-defined]
+                max_batch=int(self.env.get(GROUP_COMMIT_MAX, DEFAULT_GROUP_COMMIT_MAX)), wait_seconds=wait_ms / 1000
+            )
+
+    def close(self) -> None:
+        group = getattr(self.recorder, "group", None)
+        if group is not None:
+            group.close()
+        super().close()
 
     def on_recorded(self, listener: Callable[[], None]) -> None:
         """Call `listener` (from the writing thread) each time events are stored: wakes the relay."""
@@ -171,6 +190,10 @@ class DealService(Application[UUID]):
         if version is not None and deal.version < version:
             raise InvalidCommand("as_of_version", f"must be at most {deal.version}, the deal's latest version")
         return deal
+
+    def standing_concessions(self, deal_id: UUID, *, version: int | None = None) -> list[Concession]:
+        """The deal's concessions that stand (at `version`), from its history: the deal itself keeps only their counts."""
+        return standing_concessions(self.events.get(deal_id, lte=version))
 
     def history(self, deal_id: UUID) -> list[CanMutateAggregate[UUID]]:
         events = list(self.events.get(deal_id))
@@ -243,7 +266,7 @@ class DealService(Application[UUID]):
             # The doors ask too, before they read a body; asked here, no door can skip it.
             role = authorize(command.roles, ctx.roles, command.name)
             # Opening a deal needs no lock: nobody else can be writing a deal that does not exist yet.
-            with self.deal_locks.hold(deal_id) if deal_id is not None else nullcontext():
+            with self._under_way(), self.deal_locks.hold(deal_id) if deal_id is not None else nullcontext():
                 outcome = self._replayed(ctx, fingerprint)
                 if outcome is None:
                     for attempt in self._attempts(ctx, bound):
@@ -260,6 +283,11 @@ class DealService(Application[UUID]):
             version=outcome.deal.version,
         )
         return outcome
+
+    def _under_way(self) -> Any:
+        """While a command runs, a batch being gathered may wait for its save (group commit)."""
+        group = getattr(self.recorder, "group", None)
+        return group.command() if group is not None else nullcontext()
 
     def _attempts(self, ctx: c.CommandContext, logger: Any) -> Retrying:
         # A command that stated its expected version must not be re-applied to a newer one.

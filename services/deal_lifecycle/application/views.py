@@ -17,7 +17,7 @@ from uuid import UUID
 from dealflow.deal_lifecycle.application.read_model import DealSummary
 from dealflow.deal_lifecycle.domain.deal import Deal, event_type
 from dealflow.deal_lifecycle.domain.health import assess
-from dealflow.deal_lifecycle.domain.model import WalkAwayCondition
+from dealflow.deal_lifecycle.domain.model import Concession, Side, WalkAwayCondition
 from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.private_limits import event_concealed, limit_unsaid, without_limit
 
@@ -139,8 +139,20 @@ def _condition_view(condition: WalkAwayCondition, *, limits: bool) -> dict[str, 
     return shown
 
 
-def deal_view(deal: Deal, *, limits: bool) -> DealView:
-    return _deal_view(deal, None, limits=limits)
+def deal_view(deal: Deal, *, concessions: Sequence[Concession], limits: bool) -> DealView:
+    """The whole deal; its concessions, which the deal keeps only as counts, from its history (standing_concessions)."""
+    return _deal_view(deal, None, concessions=concessions, limits=limits)
+
+
+def standing_concessions(history: Iterable[Any]) -> list[Concession]:
+    """The concessions that stand after these events (a deal's history, up to some version), oldest first."""
+    standing: dict[str, Concession] = {}
+    for fact in history:
+        if isinstance(fact, Deal.ConcessionRecorded):
+            standing[fact.concession_id] = Concession(fact.concession_id, Side(fact.by), fact.what, fact.stage, fact.early, fact.term)
+        elif isinstance(fact, Deal.ConcessionWithdrawn):
+            standing.pop(fact.concession_id, None)
+    return list(standing.values())
 
 
 # A command's answer shows this many items of each list: enough to see what the command did
@@ -159,7 +171,7 @@ def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS, *, limits: bool) -
         "expectations": len(deal.expectations),
         "walk_away_cited": len(getattr(deal, "walk_away_cited", [])),
         "terms": len(deal.terms),
-        "concessions": len(deal.concessions),
+        "concessions": deal.standing_concessions(),
         "impasses": len(deal.impasses),
         "escalations": len(deal.escalations),
         "conditions_open": open_conditions,
@@ -167,14 +179,16 @@ def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS, *, limits: bool) -
         "blockers": len(blockers),
     }
     return {
-        **_deal_view(deal, items, blockers, limits=limits),
+        **_deal_view(deal, items, blockers, concessions=deal.recent_concessions, limits=limits),
         "truncated": any(count > items for count in counts.values()),
         "counts": counts,
         "full_view": f"/deals/{deal.id}",
     }
 
 
-def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None, *, limits: bool) -> DealView:
+def _deal_view(
+    deal: Deal, items: int | None, blockers: list[Any] | None = None, *, concessions: Sequence[Concession], limits: bool
+) -> DealView:
     def last(values: Iterable[_Shown]) -> list[_Shown]:
         shown = list(values)
         return shown if items is None else shown[-items:]
@@ -198,7 +212,7 @@ def _deal_view(deal: Deal, items: int | None, blockers: list[Any] | None = None,
         # Deals snapshotted before v2 of WalkedAway have no citations.
         "walk_away_cited": last(getattr(deal, "walk_away_cited", [])),
         "terms": [_json(asdict(t)) for t in last(deal.terms.values())],
-        "concessions": [_json(asdict(c)) for c in last(deal.concessions)],
+        "concessions": [_json(asdict(c)) for c in last(concessions)],
         "non_negotiables": dict(deal.non_negotiables),
         "client_facts": dict(deal.client_facts),
         "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in last(deal.impasses.values())],
@@ -222,13 +236,14 @@ def _expectation_view(expectation: Any) -> dict[str, Any]:
     return shown
 
 
-def health_view(deal: Deal, *, limits: bool) -> HealthView:
+def health_view(deal: Deal, *, concessions: Sequence[Concession], limits: bool) -> HealthView:
+    """Health, judged on the deal's state; the early concessions listed from its history (standing_concessions)."""
     health = assess(deal)
     return {
         "deal_id": str(deal.id),
         "stage": str(deal.stage),
         "concessions": {"given": health.given, "received": health.received, "by_stage": health.by_stage},
-        "early_concessions": [_json(asdict(c)) for c in health.early_concessions],
+        "early_concessions": [_json(asdict(c)) for c in concessions if c.early],
         "open_conditions": [_condition_view(c, limits=limits) for c in health.open_conditions],
         "impasses": [{**_json(asdict(i)), "open": i.is_open} for i in health.impasses],
         "escalations": [_json(asdict(e)) for e in health.escalations],

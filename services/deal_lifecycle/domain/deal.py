@@ -49,6 +49,22 @@ Fact = TypeVar("Fact", bound=events.Event)
 
 class Deal(Aggregate):
     TOPIC = TOPIC_PREFIX
+    # v2 keeps the concessions as decisions need them (counts, each term's own, the last few), not the
+    # whole list: a snapshot no longer grows with the history. Snapshots of v1 are upcast on load.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        concessions = state.pop("concessions")
+        counted = {"concession_balance": {}, "early_concessions": 0}
+        for concession in concessions:
+            events.count_concession(counted, concession, +1)
+        state.update(counted)
+        state["term_concessions"] = {}
+        for concession in concessions:
+            if concession.term is not None:
+                state["term_concessions"].setdefault(concession.term, []).append(concession)
+        state["recent_concessions"] = concessions[-events.RECENT_CONCESSIONS :]
 
     # The facts of a deal, named as its own: Deal.DealOpened, isinstance(e, Deal.WalkedAway)...
     # In this order: the order of the published schemas.
@@ -94,7 +110,10 @@ class Deal(Aggregate):
         walk_away_reason: str | None
         walk_away_cited: list[str]
         terms: dict[str, NegotiatedTerm]
-        concessions: list[Concession]
+        concession_balance: dict[str, dict[str, int]]
+        early_concessions: int
+        term_concessions: dict[str, list[Concession]]
+        recent_concessions: list[Concession]
         non_negotiables: dict[str, str]
         client_facts: dict[str, Any]
         impasses: dict[str, Impasse]
@@ -229,9 +248,9 @@ class Deal(Aggregate):
         permit(self.stage, "agree_term")
         conceded = rule.concedes(value) or rule.wins(value)
         # One term is one give: agreeing it again replaces the concession it made before.
-        earlier = [c for c in self.concessions if c.term == term]
+        earlier = list(self.term_concessions.get(term, []))
         if conceded:
-            bounds.room_for("concessions", len(self.concessions) - len(earlier) + 1, bounds.MAX_CONCESSIONS)
+            bounds.room_for("concessions", self.standing_concessions() - len(earlier) + 1, bounds.MAX_CONCESSIONS)
         facts: list[events.Event] = [self._record(self.TermAgreed, by, term=term, value=value, policy_version=policy.version)]
         for concession in earlier:
             reason = f"{term} agreed again at {value:g}"
@@ -243,7 +262,7 @@ class Deal(Aggregate):
 
     def record_concession(self, *, side: Side, what: str, policy: Policy, by: Attribution) -> str:
         permit(self.stage, "record_concession")
-        bounds.room_for("concessions", len(self.concessions) + 1, bounds.MAX_CONCESSIONS)
+        bounds.room_for("concessions", self.standing_concessions() + 1, bounds.MAX_CONCESSIONS)
         conceded = self._concede(side, what, None, by)
         self._judge_conditions(conceded, policy=policy, by=by)
         return conceded.concession_id
@@ -263,9 +282,14 @@ class Deal(Aggregate):
         )
 
     def concession_counts(self) -> tuple[int, int]:
-        """(given by the firm, received from the client)."""
-        given = sum(1 for c in self.concessions if c.by is Side.PROVIDER)
-        return given, len(self.concessions) - given
+        """(given by the firm, received from the client), of the concessions that stand."""
+        return (
+            sum(counts["given"] for counts in self.concession_balance.values()),
+            sum(counts["received"] for counts in self.concession_balance.values()),
+        )
+
+    def standing_concessions(self) -> int:
+        return sum(self.concession_counts())
 
     def refuse_non_negotiable(self, *, name: str, reason: str | None, policy: Policy, by: Attribution) -> None:
         policy.non_negotiable(name)

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from .deal import Deal
 
 TOPIC_PREFIX = "dealflow:Deal"
+# How many of the latest standing concessions the deal keeps whole (a one-sided run longer than this
+# reads as this long; a command's answer shows fewer).
+RECENT_CONCESSIONS = 50
 Decided = TypeVar("Decided", SalesPromise, Expectation)
 
 
@@ -84,7 +87,13 @@ class DealOpened(Created):
         deal.walk_away_reason = None
         deal.walk_away_cited = []
         deal.terms = {}
-        deal.concessions = []
+        # The concessions that stand, kept as decisions need them: counted by stage and side, each
+        # agreed term's own (to withdraw when it is agreed again), and the last few (how one-sided the
+        # run is; a command's answer). The whole list is the history's (views.standing_concessions).
+        deal.concession_balance = {}  # stage -> {"given": n, "received": n}
+        deal.early_concessions = 0
+        deal.term_concessions = {}  # term -> its standing concessions
+        deal.recent_concessions = []  # the last RECENT_CONCESSIONS standing, oldest first
         deal.non_negotiables = {}  # name -> "refused" | "accepted"
         deal.client_facts = {}
         deal.impasses = {}
@@ -239,7 +248,11 @@ class ConcessionRecorded(Event):
 
     def apply(self, deal: Deal) -> None:
         concession = Concession(self.concession_id, Side(self.by), self.what, self.stage, self.early, self.term)
-        deal.concessions = [*deal.concessions, concession]
+        _count(deal, concession, +1)
+        if self.term is not None:
+            deal.term_concessions.setdefault(self.term, []).append(concession)
+        deal.recent_concessions.append(concession)
+        del deal.recent_concessions[:-RECENT_CONCESSIONS]
 
 
 class ConcessionWithdrawn(Event):
@@ -252,7 +265,16 @@ class ConcessionWithdrawn(Event):
 
     def apply(self, deal: Deal) -> None:
         # The balance counts the concessions that stand; the withdrawn one stays in the history.
-        deal.concessions = [c for c in deal.concessions if c.id != self.concession_id]
+        standing = deal.term_concessions.get(self.term or "", [])
+        withdrawn = next((c for c in standing if c.id == self.concession_id), None)
+        if withdrawn is None:
+            return  # only a term's concession is withdrawn (its term agreed again)
+        standing.remove(withdrawn)
+        if not standing:
+            del deal.term_concessions[withdrawn.term or ""]
+        _count(deal, withdrawn, -1)
+        if withdrawn in deal.recent_concessions:
+            deal.recent_concessions.remove(withdrawn)
 
 
 class NonNegotiableRefused(Event):
@@ -397,6 +419,18 @@ class WalkedAway(Event):
         deal.stage = Stage.WALKED_AWAY
         deal.walk_away_reason = self.reason
         deal.walk_away_cited = self.cited_conditions
+
+
+def _count(deal: Deal, concession: Concession, change: int) -> None:
+    count_concession(vars(deal), concession, change)
+
+
+def count_concession(state: dict[str, Any], concession: Concession, change: int) -> None:
+    """Count a concession in (or, -1, out of) a deal's balance: by its stage, by who gave it, early or not."""
+    counts = state["concession_balance"].setdefault(str(concession.stage), {"given": 0, "received": 0})
+    counts["given" if concession.by is Side.PROVIDER else "received"] += change
+    if concession.early:
+        state["early_concessions"] += change
 
 
 def _decide(items: dict[str, Decided], item_id: str, decision: Decision, reason: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .model import Concession, ConditionKind, Escalation, Impasse, Side, Stage, WalkAwayCondition
+from .model import ConditionKind, Escalation, Impasse, Side, Stage, WalkAwayCondition
 
 if TYPE_CHECKING:
     from .deal import Deal
@@ -19,7 +19,7 @@ class Health:
     given: int
     received: int
     by_stage: dict[str, dict[str, int]]
-    early_concessions: list[Concession]
+    early_concessions: int  # how many of those that stand were made while still a prospect
     open_conditions: list[WalkAwayCondition]
     impasses: list[Impasse]
     escalations: list[Escalation]
@@ -30,13 +30,10 @@ class Health:
 def assess(deal: Deal) -> Health:
     given, received = deal.concession_counts()
     by_stage = {
-        str(stage): {
-            "given": sum(1 for c in deal.concessions if c.stage == stage and c.by is Side.PROVIDER),
-            "received": sum(1 for c in deal.concessions if c.stage == stage and c.by is Side.CLIENT),
-        }
+        str(stage): dict(deal.concession_balance.get(str(stage), {"given": 0, "received": 0}))
         for stage in (Stage.PROSPECT, Stage.LETTER_OF_INTENT, Stage.TRANSITION_MEETING)
     }
-    early = [c for c in deal.concessions if c.early]
+    early = deal.early_concessions
     open_conditions = [c for c in deal.conditions.values() if c.is_open]
     signs = _warning_signs(deal, open_conditions)
     return Health(
@@ -55,7 +52,7 @@ def assess(deal: Deal) -> Health:
 def _warning_signs(deal: Deal, open_conditions: list[WalkAwayCondition]) -> list[str]:
     signs = []
     run = 0
-    for concession in reversed(deal.concessions):
+    for concession in reversed(deal.recent_concessions):
         if concession.by is not Side.PROVIDER:
             break
         run += 1
@@ -71,7 +68,7 @@ def _warning_signs(deal: Deal, open_conditions: list[WalkAwayCondition]) -> list
 
 
 def _verdict(
-    stage: str, given: int, received: int, early: list[Concession], open_conditions: list[WalkAwayCondition], signs: list[str]
+    stage: str, given: int, received: int, early: int, open_conditions: list[WalkAwayCondition], signs: list[str]
 ) -> str:
     balance = f"the firm has given {given} concession(s) and received {received}"
     if stage == Stage.WALKED_AWAY:
@@ -86,7 +83,7 @@ def _verdict(
         )
     worries = [*signs]
     if early:
-        worries.append(f"{len(early)} concession(s) made while still a prospect")
+        worries.append(f"{early} concession(s) made while still a prospect")
     if given > received:
         worries.append(balance)
     if worries:

@@ -66,6 +66,14 @@ class ChainTables:
         cursor.execute(f"UPDATE {self.head} SET seq = {p}, hash = {p} WHERE id = 1", (entries[-1].seq, entries[-1].hash))
         self._uncommitted.count = getattr(self._uncommitted, "count", 0) + len(entries)
 
+    def mark(self) -> int:
+        """How many entries this thread's open transaction has chained so far (see rewind)."""
+        return getattr(self._uncommitted, "count", 0)
+
+    def rewind(self, mark: int) -> None:
+        """A savepoint was rolled back: its entries were never written."""
+        self._uncommitted.count = mark
+
     @contextmanager
     def counting(self) -> Iterator[None]:
         """Around one write transaction: what it chained is counted in `appended` once it committed."""

@@ -8,13 +8,15 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from dealflow.deal_lifecycle.adapters.storage import links_for
+from dealflow.deal_lifecycle.adapters.storage.group_commit import GroupCommit, Save
 from dealflow.deal_lifecycle.adapters.storage.chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
 from dealflow.deal_lifecycle.application.integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, DealSummary
@@ -80,9 +82,35 @@ class DealRecorder(PostgresApplicationRecorder):
             ).format(t=self.hashes),
         ]
 
+    group: GroupCommit | None = None
+
+    def enable_group_commit(self, *, max_batch: int, wait_seconds: float) -> None:
+        self.group = GroupCommit(self._write_batch, max_batch=max_batch, wait_seconds=wait_seconds)
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if self.group is not None:
+            return self.group.save((stored_events, kwargs))  # type: ignore[no-any-return]
         with self.chain.counting():
             return super().insert_events(stored_events, **kwargs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _write_batch(self, batch: Sequence[Save]) -> None:
+        """Every save of the batch in one transaction, each in a savepoint: a conflict rolls back that save alone.
+        A connection lost before the commit loses nothing that was answered: the batch is written again."""
+        for pending in batch:
+            pending.result = pending.error = None
+        with self.chain.counting(), self.datastore.get_connection() as conn, conn.transaction():
+            for pending in batch:
+                stored_events, kwargs = pending.work
+                mark = self.chain.mark()
+                try:
+                    with conn.transaction(), conn.cursor() as curs:  # nested: a savepoint
+                        self._insert_events(curs, stored_events, **kwargs)
+                        self._insert_stored_events(curs, stored_events, **kwargs)
+                        pending.result = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                except psycopg.IntegrityError as conflict:
+                    self.chain.rewind(mark)
+                    pending.error = IntegrityError(conflict)
 
     def _insert_events(
         self,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteAggregateRecorder, SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from dealflow.deal_lifecycle.adapters.storage import links_for
+from dealflow.deal_lifecycle.adapters.storage.group_commit import GroupCommit, Save
 from dealflow.deal_lifecycle.adapters.storage.chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
 from dealflow.deal_lifecycle.application.integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, DealSummary
@@ -52,9 +54,31 @@ class DealRecorder(SQLiteApplicationRecorder):
             "previous_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (originator_id, originator_version))",
         ]
 
+    group: GroupCommit | None = None
+
+    def enable_group_commit(self, *, max_batch: int, wait_seconds: float) -> None:
+        self.group = GroupCommit(self._write_batch, max_batch=max_batch, wait_seconds=wait_seconds)
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if self.group is not None:
+            return self.group.save((stored_events, kwargs))  # type: ignore[no-any-return]
         with self.chain.counting():
             return super().insert_events(stored_events, **kwargs)
+
+    def _write_batch(self, batch: Sequence[Save]) -> None:
+        """Every save of the batch in one transaction, each in a savepoint: a conflict rolls back that save alone."""
+        with self.chain.counting(), self.datastore.transaction(commit=True) as c:
+            for n, pending in enumerate(batch):
+                stored_events, kwargs = pending.work
+                mark = self.chain.mark()
+                c.execute(f"SAVEPOINT save_{n}")
+                try:
+                    pending.result = self._insert_events(c, stored_events, **kwargs)
+                except sqlite3.IntegrityError as conflict:
+                    c.execute(f"ROLLBACK TO save_{n}")
+                    self.chain.rewind(mark)
+                    pending.error = IntegrityError(conflict)
+                c.execute(f"RELEASE save_{n}")
 
     def _insert_events(
         self,

@@ -98,7 +98,9 @@ def show(
         raise typer.BadParameter("give --as-of or --version, not both")
     deals = _deals()
     try:
-        typer.echo(json.dumps(deal_view(deals.get_deal(_deal_id(deal_id), version=version, as_of=as_of), limits=True), indent=2))
+        deal = deals.get_deal(_deal_id(deal_id), version=version, as_of=as_of)
+        concessions = deals.standing_concessions(deal.id, version=deal.version)
+        typer.echo(json.dumps(deal_view(deal, concessions=concessions, limits=True), indent=2))
     except DealflowError as e:
         _fail(e)
     finally:

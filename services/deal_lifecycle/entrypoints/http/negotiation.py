@@ -21,7 +21,8 @@ class NegotiationController(Controller):
 
     @get("/health", sync_to_thread=True, summary="Concession balance, open conditions, impasses and a verdict", responses=ERROR_RESPONSES, opt=read_route("health"))
     def health(self, deals: NamedDependency[DealService], caller: NamedDependency[Caller], deal_id: FromPath[UUID]) -> HealthView:
-        return health_view(deals.get_deal(deal_id), limits=caller.sees_private_limits)
+        deal = deals.get_deal(deal_id)
+        return health_view(deal, concessions=deals.standing_concessions(deal_id, version=deal.version), limits=caller.sees_private_limits)
 
 
 @get(

@@ -106,7 +106,8 @@ class DealController(Controller):
         if as_of_version is not None and as_of is not None:
             raise InvalidCommand("as_of", "give either as_of or as_of_version, not both")
         deal = deals.get_deal(deal_id, version=as_of_version, as_of=_moment(as_of))
-        return Response(deal_view(deal, limits=caller.sees_private_limits), headers={"ETag": etag(deal.version)})
+        concessions = deals.standing_concessions(deal_id, version=deal.version)
+        return Response(deal_view(deal, concessions=concessions, limits=caller.sees_private_limits), headers={"ETag": etag(deal.version)})
 
     @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first", responses=ERROR_RESPONSES, opt=read_route("history"))
     def history(self, deals: NamedDependency[DealService], caller: NamedDependency[Caller], deal_id: FromPath[UUID]) -> History:
