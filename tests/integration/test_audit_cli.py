@@ -263,7 +263,7 @@ def test_refused_signings_are_their_own_log_in_events_history_export_and_on_the_
 
     everything = dealflow(no_policy, "verify", "--all", "--no-checkpoints")
     assert everything.returncode == 0, everything.stdout + everything.stderr
-    assert "2 streams, 7 events, intact" in everything.stdout
+    assert "2 streams (deals and their logs of refused signings), 7 events, intact" in everything.stdout
     one = dealflow(no_policy, "verify", deal_id, "--no-checkpoints")
     assert "2 streams (the deal's and its refused signings), 7 events, intact" in one.stdout, one.stdout
 

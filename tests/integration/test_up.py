@@ -70,11 +70,10 @@ def test_up_starts_nats_and_the_service_and_watch_shows_the_events(tmp_path: Pat
         assert "by bob@firm" in readable.stdout
         assert deal["id"][:8] in readable.stdout
 
-        # `dealflow watch --json | head -1`: once its reader has gone, watch ends (NATS is fine).
+        # `dealflow watch --json | head -1`: once its reader has gone, watch ends (NATS is fine), even with nothing new to show.
         piped = subprocess.Popen([*DEALFLOW, "watch", "--since", "all", "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert piped.stdout is not None and json.loads(piped.stdout.readline())["type"] == "DealOpened"
         piped.stdout.close()
-        httpx.post(f"http://127.0.0.1:{port}/deals/{deal['id']}/walk-away", json={"reason": "no fit"}, headers={"Authorization": f"Bearer {token(env, 'emitter', 'ann@firm')}"})
         assert piped.wait(timeout=15) == 0
         assert piped.stderr is not None and "lost NATS" not in piped.stderr.read().decode()
     finally:

@@ -125,6 +125,7 @@ def export(
             sys.stdout.write(text)
         else:
             output.write_text(text)
+            typer.echo(f"dealflow: wrote {_count(len(lines), 'event')} of deal {deal_id} to {output}", err=True)
     finally:
         deals.close()
 
@@ -152,7 +153,7 @@ def verify(
             finding = verify_export(lines)
             if finding is not None:
                 problems.append((f"{exported} ({originator_id})", f" at version {finding.version}", finding.problem, finding.detail))
-        _report(problems, f"{_count(len(streams), 'stream')}, {_count(len(entries), 'exported event')}")
+        _report(problems, f"{_count(len(streams), 'stream')}, {_count(len(entries), 'exported event')}", "the exported events")
         return
     settings = Settings.from_env()
     deals = _deals()
@@ -167,7 +168,8 @@ def verify(
                 task = progress.add_task("verifying", total=audit.streams())
                 sweep = audit.sweep(lambda done, total: progress.update(task, completed=done, total=total))
             problems += [(v.originator_id, f" at version {v.finding.version}", v.finding.problem, v.finding.detail) for v in sweep.broken if v.finding]
-            checked = ", ".join(filter(None, [checked, _count(sweep.streams, "stream"), _count(sweep.events, "event")]))
+            streams = _count(sweep.streams, "stream") + " (deals and their logs of refused signings)"
+            checked = ", ".join(filter(None, [checked, streams, _count(sweep.events, "event")]))
         elif deal_id is not None:
             uuid = _deal_id(deal_id)
             verdict = audit.verify(uuid)
@@ -230,10 +232,10 @@ def _compare_with_checkpoints(settings: Settings, store: StoreVerdict) -> tuple[
     found = [("checkpoints", f" at entry {f.seq}", f.problem, f.detail) for f in comparison.findings]
     signatures = f"signatures checked with {key_path}" if key is not None else f"signatures not checked: no key at {key_path}"
     if comparison.latest is None:
-        return True, f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM} ({signatures}); none matches", found
+        return True, f"checkpoints: compared with {_count(comparison.checkpoints, 'checkpoint')} on {CHECKPOINTS_STREAM} ({signatures}); none matches", found
     latest = comparison.latest
     line = (
-        f"checkpoints: compared with {comparison.checkpoints} checkpoints on {CHECKPOINTS_STREAM} ({signatures}); "
+        f"checkpoints: compared with {_count(comparison.checkpoints, 'checkpoint')} on {CHECKPOINTS_STREAM} ({signatures}); "
         f"the latest that matches, of {latest.at}, anchors entries 1 to {latest.seq} of {store.entries}"
     )
     if latest.seq < store.entries:
@@ -254,10 +256,10 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _report(problems: list[tuple[str, str, str, str]], checked: str) -> None:
+def _report(problems: list[tuple[str, str, str, str]], checked: str, source: str = "the stored events") -> None:
     if not problems:
         # What was checked comes first: "0 streams, 0 events, intact" is not mistaken for a verified record.
-        typer.echo(f"{checked}, intact: every hash chain recomputes from the stored events")
+        typer.echo(f"{checked}, intact: every hash chain recomputes from {source}")
         return
     for stream, where, problem, detail in problems:
         typer.echo(printable(f"{stream}: {problem}{where}: {detail}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -103,7 +104,7 @@ def up(
         children.append(_spawn(["notifier"], notifier_env))
         if not settings.auth_jwks:
             typer.echo(
-                f"dealflow: open http://{host}:{port} with a token: TOKEN=$(dealflow token --role emitter --sub crm) "
+                f"dealflow: open http://{host}:{port} with a token: TOKEN=$({_invoked_as()} token --role emitter --sub crm) "
                 f"(the development key; `dealflow token --help` for the roles)",
                 err=True,
             )
@@ -156,6 +157,12 @@ class _RelayHealth:
     def close(self) -> None:
         if self.deals is not None:
             self.deals.close()
+
+
+def _invoked_as() -> str:
+    """How to run dealflow again as this process was run (.venv/bin/dealflow, say), for advice on start-up."""
+    program = sys.argv[0]
+    return program if Path(program).name == "dealflow" else "dealflow"
 
 
 def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -235,7 +242,7 @@ def watch(
             tail(
                 servers, deal=deal, event_type=event_type, since=since, as_json=as_json, limit=limit,
                 write=_print, warn=lambda text: typer.echo(text, err=True),
-                credentials=nats_credentials(settings, "watcher"),
+                credentials=nats_credentials(settings, "watcher"), reader_gone=_stdout_closed,
             )
         )
     except (ValueError, WatchRefused) as e:
@@ -246,6 +253,16 @@ def watch(
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except KeyboardInterrupt:
         pass
+
+
+def _stdout_closed() -> bool:
+    """Whether whoever reads our standard output has gone (a pipe whose reader closed reports an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _print(text: str) -> None:

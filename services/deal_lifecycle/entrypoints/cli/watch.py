@@ -40,9 +40,12 @@ def line(event: dict[str, Any]) -> str:
     """One event as one line: whatever the event holds, it cannot start another line or drive the terminal.
     Values read as JSON (`null`, `false`, `{"term": ...}`, `60`), as in the other views."""
     data = ", ".join(f"{k}={value_text(v)}" for k, v in event["data"].items() if v not in (None, "", [], {}))
+    # A refused signing is read beside the deal's events at the version it was judged at; its place in its own log is `attempt`.
+    attempt = f"  attempt {event['attempt']}" if "attempt" in event else ""
+    by = event["actor"] + (f" for {event['on_behalf_of']}" if event.get("on_behalf_of") else "")
     return printable(
         f"{event['timestamp'][:19]}Z  {event['deal_id'][:8]}  v{event['version']:<4} "
-        f"{event['type']:<28} by {event['actor']}" + (f"  {data}" if data else "")
+        f"{event['type']:<28} by {by}{attempt}" + (f"  {data}" if data else "")
     )
 
 
@@ -70,6 +73,7 @@ async def watch(
     warn: Callable[[str], None] = lambda text: None,
     retry_seconds: float = 1.0,
     credentials: Credentials | None = None,
+    reader_gone: Callable[[], bool] = lambda: False,
 ) -> None:
     """Tail the stream; when NATS goes away, say so once, reconnect and carry on after the last event shown.
 
@@ -121,10 +125,14 @@ async def watch(
             if outage:
                 warn(f"dealflow watch: reconnected to {printable(', '.join(shown(urls)))}")
                 outage = False
+            elif seen == 0:
+                warn(f"dealflow watch: following the lifecycle on {printable(', '.join(shown(urls)))}; Ctrl-C to stop")
             while not nc.is_closed:
                 try:
                     msg = await subscription.next_msg(timeout=retry_seconds)
                 except TimeoutError:
+                    if reader_gone():  # `watch | head`: the reader left while nothing was happening
+                        raise ReaderGone from None
                     continue
                 event = json.loads(msg.data)
                 try:
