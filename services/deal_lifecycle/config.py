@@ -44,6 +44,9 @@ class Settings:
     # for the saves of commands still under way (0: every command commits alone), and holds at most so many.
     group_commit_ms: float = 2.0
     group_commit_max: int = 64
+    # Deals kept loaded between commands (eventsourcing's aggregate cache, fast-forwarded from the
+    # store on every use, so another process's writes are seen); 0: every command loads its deal.
+    aggregate_cache: int = 1000
 
     @property
     def nats_servers(self) -> list[str]:
@@ -67,6 +70,7 @@ class Settings:
             nats_credentials=Credentials.from_env(environ),
             group_commit_ms=float(environ.get("DEALFLOW_GROUP_COMMIT_MS", cls.group_commit_ms)),
             group_commit_max=int(environ.get("DEALFLOW_GROUP_COMMIT_MAX", cls.group_commit_max)),
+            aggregate_cache=int(environ.get("DEALFLOW_AGGREGATE_CACHE", cls.aggregate_cache)),
         )
 
     @property
@@ -86,7 +90,9 @@ class Settings:
     def eventsourcing_env(self) -> dict[str, str]:
         """The eventsourcing library's own settings (PERSISTENCE_MODULE and friends), and the store's group commit."""
         group = {"DEALFLOW_GROUP_COMMIT_MS": str(self.group_commit_ms), "DEALFLOW_GROUP_COMMIT_MAX": str(self.group_commit_max)}
-        return {**group, **self._store_env()}
+        # Fast-forward: a cached deal is brought up to date with the events stored after it, whoever wrote them.
+        cache = {"AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache), "AGGREGATE_CACHE_FASTFORWARD": "y"} if self.aggregate_cache > 0 else {}
+        return {**group, **cache, **self._store_env()}
 
     def _store_env(self) -> dict[str, str]:
         if self.database_url is None:

@@ -171,6 +171,29 @@ def test_parallel_commands_from_two_processes_are_all_applied(service: DealServi
     assert len(other.get_deal(deal_id).sales_promises) == 50
 
 
+def test_a_deal_kept_loaded_is_brought_up_to_date_with_another_process_s_commands(service: DealService, other: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    kept = service.get_deal(deal_id)  # now in this process's cache
+    other.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="from the other process"), ctx())
+
+    seen = service.get_deal(deal_id)
+    assert seen.version == kept.version + 1
+    assert [p.statement for p in seen.sales_promises.values()] == ["from the other process"]
+    # and this process's next command lands on that version, without losing a race first
+    outcome = service.handle("record_sales_promise", deal_id, c.RecordSalesPromise(statement="from this one"), ctx(expected=seen.version))
+    assert outcome.deal.version == seen.version + 1
+
+
+def test_a_refused_command_leaves_the_kept_deal_as_it_was(service: DealService) -> None:
+    deal_id = in_transition_meeting(service)
+    before = service.get_deal(deal_id)
+    with pytest.raises(SigningRefused):
+        service.handle("sign_contract", deal_id, None, ctx())  # refused: nothing agreed yet
+    after = service.get_deal(deal_id)
+    assert (after.version, after.stage) == (before.version, before.stage)
+    assert after is not before  # each use gets its own copy of the kept deal
+
+
 def interleave_other_writer(
     monkeypatch: pytest.MonkeyPatch, service: DealService, write: Callable[[], object]
 ) -> list[int]:

@@ -233,12 +233,15 @@ def test_two_relays_on_one_store_publish_each_event_once_even_when_the_leader_di
 def test_a_new_command_wakes_the_relay_in_another_process(
     service: DealService, settings: Settings, nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
-    relay = relay_process(settings, nats_server.url, tmp_path / "relay.log")
+    log = tmp_path / "relay.log"
+    relay = relay_process(settings, nats_server.url, log)
     try:
-        time.sleep(1.5)  # let it start and find nothing to do
+        deadline = time.monotonic() + 30  # started, and found nothing to do (however slow the machine)
+        while '"relay leading"' not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.1)
         open_deal(service)
         service.handle("sign_letter_of_intent", open_deal(service), None, ctx())
-        assert wait_for_count(nats_server.url, 3, timeout=10) == 3
+        assert wait_for_count(nats_server.url, 3, timeout=10) == 3, log.read_text()[-3000:]
     finally:
         relay.terminate()
         relay.wait(timeout=10)

@@ -116,16 +116,26 @@ def test_an_edited_receipt_is_detected(service: DealService, settings: Settings)
 
 def test_an_event_missing_in_the_middle_is_a_clear_409_not_a_500(service: DealService, settings: Settings) -> None:
     deal_id = a_deal_with_history(service)
+    before = service.get_deal(deal_id).version
     run_sql(service, settings, "DELETE FROM EVENTS WHERE originator_id = ? AND originator_version = 3", (stored_id(settings, deal_id),))
-    with pytest.raises(StoreDamaged):
-        service.get_deal(deal_id)
-    with signed_in(TestClient(service_app(settings, service=service, keys=TEST_KEYS))) as client:
-        response = client.get(f"/deals/{deal_id}")
-    assert response.status_code == 409, response.text
-    assert response.json()["code"] == "store_damaged"
-    # The read-model check reports the deal instead of crashing.
-    [(reported, detail)] = Audit(service).read_model_problems()
-    assert reported == str(deal_id) and "cannot be replayed" in detail
+    # A process that loads the deal now (started after the damage, or without it in its cache) reports it.
+    loading = DealService(env=settings.eventsourcing_env(), policy=POLICY)
+    try:
+        with pytest.raises(StoreDamaged):
+            loading.get_deal(deal_id)
+        with signed_in(TestClient(service_app(settings, service=loading, keys=TEST_KEYS))) as client:
+            response = client.get(f"/deals/{deal_id}")
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "store_damaged"
+        # The read-model check reports the deal instead of crashing.
+        [(reported, detail)] = Audit(loading).read_model_problems()
+        assert reported == str(deal_id) and "cannot be replayed" in detail
+    finally:
+        loading.close()
+    # The process that had it in its cache goes on serving the deal as it last read it, whole (never half);
+    # verify (which reads the store itself) reports the damage from any process.
+    assert service.get_deal(deal_id).version == before
+    assert not Audit(service).verify(deal_id).intact
 
 
 @pytest.mark.postgres
