@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -311,3 +312,34 @@ def test_parallel_requests_to_two_service_processes_are_all_applied(two_servers:
         f"{second}/deals/{deal_id}/promises", json={"statement": "late"}, headers={**actor, "If-Match": str(start)}
     )
     assert (stale.status_code, stale.json()["code"]) == (412, "version_mismatch")
+
+
+def test_processes_opening_a_new_store_at_once_all_start(settings: Settings) -> None:
+    """Workers and instances start together on a new database: each creates the tables if they are not there."""
+    for _ in range(3):
+        with _a_new_store(settings) as fresh:
+            opened = in_parallel(6, lambda n: DealService(env=fresh.eventsourcing_env(), policy=POLICY))
+            try:
+                assert [type(o).__name__ for o in opened] == ["DealService"] * 6, [repr(o) for o in opened if isinstance(o, Exception)]
+            finally:
+                for o in opened:
+                    if isinstance(o, DealService):
+                        o.close()
+
+
+@contextmanager
+def _a_new_store(settings: Settings) -> Iterator[Settings]:
+    if settings.database_url is None:
+        yield replace(settings, sqlite_path=settings.sqlite_path.with_name(f"new-{uuid4().hex[:8]}.sqlite3"))
+        return
+    import psycopg  # noqa: PLC0415
+
+    schema = f"{settings.database_url.rsplit('schema=', 1)[1]}_{uuid4().hex[:6]}"
+    base = settings.database_url.split("?", 1)[0]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield replace(settings, database_url=f"{base}?schema={schema}")
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from pydantic import BaseModel, Field
 
 from dealflow.deal_lifecycle.adapters.bus import PUBLISHED_TOPICS, RELAY_RESUMED_SUBJECT, RELAY_STALLED_SUBJECT
+from dealflow.deal_lifecycle.adapters.storage.postgres import created_alone
 
 RELAY_NAME = "deals.events.relay"
 # Published on core NATS when the relay stalls (again at most once a minute while it stays
@@ -100,6 +101,7 @@ class StatusTable:
         statement = SQL(text.replace("?", self.mark)).format(**names)
         return statement if isinstance(self.datastore, PostgresDatastore) else statement.as_string(None)
 
+    @created_alone  # two processes creating it at once on PostgreSQL
     def create(self) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(self._sql("CREATE TABLE IF NOT EXISTS {t} (name TEXT PRIMARY KEY, document TEXT NOT NULL)", t=self.table))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -85,8 +85,12 @@ class ChainTables:
         finally:
             self._uncommitted.count = 0
 
-    def start(self, cursor: Any, existing: Iterable[Item]) -> None:
-        """Once per store, on open: the head row, and every entry already stored chained as found now."""
+    def start(self, cursor: Any, existing: Callable[[], Iterable[Item]]) -> None:
+        """Once per store, on open: the head row, and every entry already stored chained as found now.
+
+        `existing` is read only once the head row is written (so under the store's write lock: a
+        process opening the store at the same moment waits instead of finding the store changed
+        under its read) and only if the store was never chained (not on every open)."""
         p = self.p
         cursor.execute(
             f"INSERT INTO {self.head} (id, seq, hash, store_id) VALUES (1, 0, {p}, {p}) ON CONFLICT (id) DO NOTHING",
@@ -95,7 +99,7 @@ class ChainTables:
         head = self.locked_head(cursor)
         if head.backfilled_at is not None:
             return
-        items = list(existing)
+        items = list(existing())
         self.append(cursor, items)
         cursor.execute(
             f"UPDATE {self.head} SET backfilled_entries = {p}, backfilled_at = {p} WHERE id = 1",

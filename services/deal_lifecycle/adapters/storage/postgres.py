@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,31 @@ from dealflow.deal_lifecycle.adapters.storage.group_commit import GroupCommit, S
 from dealflow.deal_lifecycle.adapters.storage.chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
 from dealflow.deal_lifecycle.application.integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, DealSummary
+
+def created_alone(create: Callable[..., None]) -> Callable[..., None]:
+    """A recorder's table creation, run by one process at a time (a PostgreSQL advisory lock per schema).
+
+    Two processes starting at once on a new database (two workers, two instances) would both run
+    CREATE TABLE IF NOT EXISTS and the rest: PostgreSQL does not serialise those, and the loser
+    fails on the catalog (a duplicate pg_type name, a tuple concurrently updated). Waiting for the
+    other process instead finds the tables there. On SQLite the database's write lock does this."""
+
+    @wraps(create)
+    def alone(recorder: Any) -> None:
+        datastore = recorder.datastore
+        if not isinstance(datastore, PostgresDatastore):
+            create(recorder)
+            return
+        lock = ("SELECT pg_advisory_lock(hashtext(%s))", (f"dealflow: creating the tables of {datastore.schema}",))
+        with datastore.get_connection() as conn:  # its own connection, held while the others create
+            conn.execute(*lock)
+            try:
+                create(recorder)
+            finally:
+                conn.execute(lock[0].replace("pg_advisory_lock", "pg_advisory_unlock"), lock[1])
+
+    return alone
+
 
 _SUMMARY_COLUMNS = SQL("deal_id, title, client_name, owner, stage, version, opened_at, updated_at")
 _RECEIPT_COLUMNS = SQL("idempotency_key, fingerprint, deal_id, version, created_id")
@@ -136,10 +162,11 @@ class DealRecorder(PostgresApplicationRecorder):
         with curs.connection.cursor() as head_cursor:
             self.chain.append(head_cursor, items)
 
+    @created_alone
     def create_table(self) -> None:
         super().create_table()
         with self.datastore.transaction(commit=True) as curs:
-            self.chain.start(curs, self._existing_items(curs))
+            self.chain.start(curs, lambda: self._existing_items(curs))
 
     def _existing_items(self, curs: Cursor[DictRow]) -> list[Item]:
         """What a store written before the store-wide chain holds, in the order it was written."""
@@ -293,6 +320,10 @@ class SnapshotRecorder(PostgresAggregateRecorder):
     def __init__(self, datastore: PostgresDatastore, chain: ChainTables, *, events_table_name: str) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.chain = chain
+
+    @created_alone
+    def create_table(self) -> None:
+        super().create_table()
 
     def select_stored(self, originator_id: UUID) -> Sequence[StoredEvent]:
         """Every snapshot of a stream as stored, trusted or not (for verify)."""

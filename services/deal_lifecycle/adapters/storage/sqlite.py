@@ -116,7 +116,7 @@ class DealRecorder(SQLiteApplicationRecorder):
     def create_table(self) -> None:
         super().create_table()
         with self.datastore.transaction(commit=True) as c:
-            self.chain.start(c, self._existing_items(c))
+            self.chain.start(c, lambda: self._existing_items(c))
 
     def _existing_items(self, c: SQLiteCursor) -> list[Item]:
         """What a store written before the store-wide chain holds, in the order it was written."""
