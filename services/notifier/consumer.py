@@ -104,8 +104,25 @@ class Notifier:
                 log.warning("cannot fetch events", error=str(e))
                 await asyncio.sleep(0.5)
                 continue
-            for msg in messages:
-                await self.handle(msg)
+            await self.handle_batch(messages)
+
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        """A fetched batch: each deal's events one after another, in stream order (a deal's alerts
+        arrive in the order its facts happened), different deals' at the same time (a slow
+        webhook for one deal holds up only that deal's alerts)."""
+        per_deal: dict[str, list[Msg]] = {}
+        for msg in messages:
+            # deals.events.<deal_id>.<type>: the subject names the deal without parsing the body
+            per_deal.setdefault(msg.subject.rsplit(".", 1)[0], []).append(msg)
+        # If one fails, the others are cancelled and the failure ends the notifier as before: what is
+        # not acknowledged, JetStream redelivers, and what was delivered is not sent again.
+        async with asyncio.TaskGroup() as deals:
+            for deal_messages in per_deal.values():
+                deals.create_task(self._one_after_another(deal_messages))
+
+    async def _one_after_another(self, messages: list[Msg]) -> None:
+        for msg in messages:
+            await self.handle(msg)
 
     async def handle(self, msg: Msg) -> None:
         try:
