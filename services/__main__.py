@@ -1,5 +1,5 @@
-"""`python -m services` is the `dealflow` command."""
+"""`python -m dealflow` is the `dealflow` command."""
 
-from dealflow.cli import app
+from dealflow.main import main
 
-app(prog_name="dealflow")
+main()

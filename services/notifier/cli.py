@@ -10,6 +10,7 @@ from uuid import UUID
 
 import typer
 
+from dealflow.gc_tuning import settle_after_start_up
 from dealflow.logs import configure_logging
 from dealflow.nats_connection import connect, shown
 from dealflow.terminal import printable
@@ -41,6 +42,7 @@ def notifier() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         nc = await connect(servers, name="dealflow-notifier", credentials=settings.nats_credentials)
+        settle_after_start_up()
         try:
             await Notifier(nc, rules, store, channels).run(stop)
         finally:
@@ -127,3 +129,10 @@ def _show(store: AlertStore, alert_id: str, *, as_json: bool) -> None:
     # The text's lines are printable already (alerts.describe); printing each again keeps a stored value from driving the terminal.
     for line in [said[0], "", *said[1].splitlines()]:
         typer.echo(printable(line))
+
+
+# The notifier's own commands, for `dealflow notifier` and `dealflow alerts` started alone (main.py);
+# cli.py puts the same two functions in the whole CLI.
+app = typer.Typer(help="dealflow's notifier.", no_args_is_help=True)
+app.command("notifier")(notifier)
+app.command("alerts")(alerts)

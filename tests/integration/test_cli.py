@@ -103,3 +103,20 @@ def test_a_relay_that_stopped_says_so_in_relay_status(environment: dict[str, str
 
 def _relay_status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DEALFLOW, "relay", "--status", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("command", ["notifier", "alerts"])
+def test_the_notifier_s_commands_load_the_notifier_alone(command: str) -> None:
+    run = subprocess.run(  # noqa: S603
+        [sys.executable, "-X", "importtime", "-m", "dealflow", command, "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert "dealflow.notifier.consumer" in imported or "dealflow.notifier.cli" in imported
+    assert sorted(m for m in imported if m.startswith(("dealflow.deal_lifecycle", "litestar", "uvicorn", "eventsourcing"))) == []
+
+
+def test_the_whole_cli_still_lists_the_notifier_s_commands() -> None:
+    run = subprocess.run([sys.executable, "-m", "dealflow", "--help"], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert run.returncode == 0
+    assert all(name in run.stdout for name in ("serve", "notifier", "alerts", "verify"))

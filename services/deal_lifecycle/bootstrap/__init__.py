@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import Any
 
-import uvicorn
 from litestar import Litestar
+from uvicorn.config import STARTUP_FAILURE
 
 from dealflow.deal_lifecycle.adapters.identity import TrustedKeys, dev_key
 from dealflow.deal_lifecycle.adapters.policy_file import load_policy
@@ -21,7 +23,8 @@ from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.deal_lifecycle.entrypoints.http.app import create_app
-from dealflow.deal_lifecycle.entrypoints.http.server import ShutdownFirstServer, uvicorn_options
+from dealflow.deal_lifecycle.entrypoints.http.server import ServerConfig, ShutdownFirstServer, Workers
+from dealflow.gc_tuning import settle_after_start_up
 
 # Reading the record judges nothing: the auditors' commands need no policy file (the one each
 # decision was judged by is in its events), so they work wherever DEALFLOW_POLICY points.
@@ -73,10 +76,19 @@ def _store_exists(settings: Settings) -> bool:
         raise StoreUnreachable(str(error).strip()) from None
 
 
-def service_app(settings: Settings | None = None, service: DealService | None = None, keys: TrustedKeys | None = None) -> Litestar:
+def service_app(
+    settings: Settings | None = None,
+    service: DealService | None = None,
+    keys: TrustedKeys | None = None,
+    *,
+    relay: bool = True,
+    serving: bool = False,
+) -> Litestar:
     """The HTTP app on its own service (or `service`, which stays the caller's to close), with the NATS
-    relay and command responder running beside it when NATS is configured; tokens are verified
-    with `keys`, or the configured ones."""
+    command responder and (unless `relay` is False: `dealflow relay` runs it apart) the relay running
+    beside it when NATS is configured; tokens are verified with `keys`, or the configured ones.
+    `serving`: the app is the process's own (`dealflow serve`), whose garbage collector is set up for
+    serving once it has started (gc_tuning.py); tests build many apps in one process and leave it be."""
     settings = settings or Settings.from_env()
     verifier = keys or trusted_keys(settings)
     companions: list[Callable[[DealService], AbstractAsyncContextManager[None]]] = []
@@ -84,7 +96,7 @@ def service_app(settings: Settings | None = None, service: DealService | None = 
 
         @asynccontextmanager
         async def messaging(deals: DealService) -> AsyncIterator[None]:
-            running = DealMessaging(deals, settings, verifier)
+            running = DealMessaging(deals, settings, verifier, relay=relay)
             await running.start()
             try:
                 yield
@@ -92,11 +104,30 @@ def service_app(settings: Settings | None = None, service: DealService | None = 
                 await running.stop()
 
         companions.append(messaging)
+    if serving:
+        companions.append(_settled)
     return create_app(settings, service if service is not None else lambda: build_deals(settings), verifier, companions)
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
-    """Serve the HTTP API until SIGINT/SIGTERM, then stop promptly (see ShutdownFirstServer)."""
-    app = service_app(settings)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, **uvicorn_options(settings))
-    ShutdownFirstServer(config, app).run()
+@asynccontextmanager
+async def _settled(_: DealService) -> AsyncIterator[None]:
+    settle_after_start_up()  # the last companion: everything the app builds at start-up is built
+    yield
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int = 1, relay: bool = True) -> int:
+    """Serve the HTTP API until SIGINT/SIGTERM, then stop promptly (see ShutdownFirstServer); the exit code.
+
+    With `workers` > 1, so many processes share the listening socket (uvicorn's workers): each has its
+    own service on the one store (whose version check keeps order between them, as between any
+    processes), and of their relays one leads at a time."""
+    options: dict[str, Any] = {"host": host, "port": port, "header_timeout": settings.header_timeout}
+    if workers == 1:
+        server = ShutdownFirstServer(ServerConfig(service_app(settings, relay=relay, serving=True), **options))
+        server.run()
+        return 0 if server.started else STARTUP_FAILURE
+    # Each worker builds its own app (and service) from these settings, sent to it pickled.
+    config = ServerConfig(partial(service_app, settings, relay=relay, serving=True), factory=True, workers=workers, **options)
+    supervisor = Workers(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    return 1 if supervisor.failed else 0

@@ -40,19 +40,23 @@ app = typer.Typer(help="dealflow: the event-sourced deal lifecycle.", no_args_is
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port to listen on."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes sharing the port (one relay leads at a time)."),
+    relay: bool = typer.Option(True, help="Run the NATS relay in this process; --no-relay when `dealflow relay` runs it apart."),
 ) -> None:
     """Run the deal service's HTTP API."""
     settings = Settings.from_env()
     policy = _policy_or_exit(settings)
     keys = _keys_or_exit(settings)
     store = settings.describe_store()
+    processes = f" in {workers} worker processes" if workers > 1 else ""
+    relaying = "" if not settings.nats_servers else ", relay in this process" if relay else ", no relay (run `dealflow relay`)"
     typer.echo(
-        f"dealflow: deal service on http://{host}:{port} (OpenAPI at /schema), events in {store}, "
-        f"policy {settings.describe_policy()} ({policy.version[:19]}), tokens verified with {keys}",
+        f"dealflow: deal service on http://{host}:{port}{processes} (OpenAPI at /schema), events in {store}, "
+        f"policy {settings.describe_policy()} ({policy.version[:19]}), tokens verified with {keys}{relaying}",
         err=True,
     )
     # Slow clients cut off, header size capped; on SIGINT/SIGTERM live streams end first, so it stops promptly.
-    serve_http(settings, host=host, port=port)
+    raise typer.Exit(serve_http(settings, host=host, port=port, workers=workers, relay=relay))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""How the HTTP server treats slow clients: a deadline for the request head and for the body.
+"""The HTTP server: how it treats slow clients (a deadline for the request head and for the body),
+how it stops (live streams first), and its worker processes (`dealflow serve --workers N`).
 
 uvicorn closes idle keep-alive connections, but a client that sends its headers a byte at a
 time, or announces a body and never sends it, would hold a connection (and, for the body,
@@ -16,21 +17,30 @@ import uvicorn
 from litestar.exceptions import ClientException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
-from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.entrypoints.edge import MAX_HEADER_BYTES
 
 log = structlog.get_logger("dealflow.http")
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The server's limits for `uvicorn.run`: the h11 protocol with a head deadline, and a cap on header size."""
-    return {
-        "http": slow_header_protocol(settings.header_timeout),
-        # h11 stops buffering a head beyond this; bind_request checks a head that arrived whole.
-        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
-        "timeout_keep_alive": 5,
-    }
+class ServerConfig(uvicorn.Config):
+    """uvicorn's config with the server's limits: the h11 protocol with a head deadline, a cap on header
+    size. Everything is a plain attribute or a module-level class, so a worker process (`--workers`),
+    which gets the config pickled, gets the same limits."""
+
+    def __init__(self, app: Any, *, header_timeout: float, **options: Any) -> None:
+        super().__init__(
+            app,
+            http=DeadlineH11Protocol,
+            # h11 stops buffering a head beyond this; bind_request checks a head that arrived whole.
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+            timeout_keep_alive=5,
+            log_config=None,
+            access_log=False,
+            **options,
+        )
+        self.header_timeout = header_timeout
 
 
 class ShutdownFirstServer(uvicorn.Server):
@@ -38,57 +48,95 @@ class ShutdownFirstServer(uvicorn.Server):
     by itself: so the streams are ended as shutdown begins. Their clients see the stream end (and reconnect
     with Last-Event-ID); commands in flight finish normally, uvicorn still waits for them."""
 
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
-        super().__init__(config)
-        self.dealflow_app = app  # not `app`: a name uvicorn could use one day
-
     async def shutdown(self, sockets: Any = None) -> None:
-        streams = getattr(self.dealflow_app.state, "streams", None)
+        streams = getattr(getattr(_served_app(self.config), "state", None), "streams", None)
         if streams is not None:
             await streams.close()
         await super().shutdown(sockets)
 
 
-def slow_header_protocol(header_timeout: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, closing a connection whose request head has not arrived within `header_timeout` seconds."""
+def _served_app(config: uvicorn.Config) -> Any:
+    """The application itself, under the middleware uvicorn wraps it in (each wrapper keeps it as `.app`)."""
+    app = getattr(config, "loaded_app", None)
+    while app is not None and not hasattr(app, "state") and hasattr(app, "app"):
+        app = app.app
+    return app
 
-    class DeadlineH11Protocol(H11Protocol):
-        _head_deadline: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
+class Workers(Multiprocess):
+    """uvicorn's workers, each a ShutdownFirstServer. A worker that dies stops the others and the
+    service (exit 1), as `dealflow up` does with its parts: whatever runs the service restarts it,
+    and a failure is never hidden behind a restarted worker."""
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is not h11.IDLE:
-                self._disarm()  # the head is in
+    def init_processes(self) -> None:
+        for _ in range(self.processes_num):
+            worker = _Worker(self.config, self.sockets)
+            worker.start()
+            self.processes.append(worker)
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._arm()  # the next request on this connection gets its own deadline
+    def keep_subprocess_alive(self) -> None:
+        if self.should_exit.is_set():
+            return
+        for worker in self.processes:
+            if not worker.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                log.error("a worker stopped; stopping the service", pid=worker.pid, exit_code=worker.process.exitcode)
+                self.failed = True
+                self.should_exit.set()
+                return
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def handle_hup(self) -> None:
+        log.info("SIGHUP ignored: restart the service to reload its settings")
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._head_deadline = self.loop.call_later(header_timeout, self._too_slow)
+    failed = False
 
-        def _disarm(self) -> None:
-            if self._head_deadline is not None:
-                self._head_deadline.cancel()
-                self._head_deadline = None
 
-        def _too_slow(self) -> None:
+class _Worker(Process):
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = ShutdownFirstServer(config=self.config)
+        return self._server
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request head has not arrived within the
+    config's `header_timeout` seconds."""
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # the head is in
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request on this connection gets its own deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_deadline = self.loop.call_later(self.config.header_timeout, self._too_slow)  # type: ignore[attr-defined]
+
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
             self._head_deadline = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                log.info("slow client cut off", client=self.client, waited_seconds=header_timeout, waiting_for="request head")
-                self.transport.close()
 
-    return DeadlineH11Protocol
+    def _too_slow(self) -> None:
+        self._head_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            waited = self.config.header_timeout  # type: ignore[attr-defined]
+            log.info("slow client cut off", client=self.client, waited_seconds=waited, waiting_for="request head")
+            self.transport.close()
 
 
 def body_deadline(seconds: float) -> Any:
