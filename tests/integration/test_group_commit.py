@@ -24,7 +24,7 @@ from dealflow.deal_lifecycle.adapters.storage.group_commit import Save
 from dealflow.deal_lifecycle.application import commands as c
 from dealflow.deal_lifecycle.application.audit import Audit
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, summary_of
-from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.application.service import DealService, VersionMismatch
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Attribution, Side
@@ -130,6 +130,42 @@ def test_a_conflict_in_a_batch_is_retried_alone_through_the_service(settings: Se
         assert not [r for r in results if isinstance(r, Exception)], results
         assert deals.get_deal(contested).version == 1 + 5 + 1
         assert all(deals.get_deal(d).version == 2 for d in deal_ids[1:])
+    finally:
+        deals.close()
+        other.close()
+
+
+def test_an_if_match_command_that_loses_its_version_in_a_batch_is_refused_alone(settings: Settings) -> None:
+    # The If-Match command passes its check at version 1; before its save joins the batch, another
+    # process takes version 2. It alone is refused (412's VersionMismatch) with nothing stored; the
+    # commands batched with it commit.
+    deals, other = grouped(settings), DealService(env=replace(settings, group_commit_ms=0).eventsourcing_env(), policy=POLICY)
+    try:
+        deal_ids = [open_deal(deals, title=f"deal {n}") for n in range(8)]
+        contested = deal_ids[0]
+        group = deals.recorder.group  # type: ignore[attr-defined]
+        save = group.save
+
+        def save_after_another_process_wrote(work: Any) -> Any:
+            stored_events, _ = work
+            if stored_events[0].originator_id == contested:
+                other.handle("record_concession", contested, c.RecordConcession(by=Side.CLIENT, what="other"), ctx())
+            return save(work)
+
+        group.save = save_after_another_process_wrote
+        batches_before = group.batches
+
+        def command(n: int) -> Any:
+            expected = 1 if n == 0 else None
+            return deals.handle("record_concession", deal_ids[n], c.RecordConcession(by=Side.CLIENT, what=f"gift {n}"), ctx(expected=expected))
+
+        results = in_parallel(8, command)
+        assert isinstance(results[0], VersionMismatch), results[0]
+        assert all(r.deal.version == 2 for r in results[1:]), results[1:]
+        assert group.batches - batches_before < 7  # they were batched, and the refusal failed none of them
+        contested_deal = deals.get_deal(contested)
+        assert (contested_deal.version, contested_deal.recent_concessions[-1].what) == (2, "other")
+        assert Audit(deals).verify_store().findings == []
     finally:
         deals.close()
         other.close()
