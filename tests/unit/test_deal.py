@@ -210,3 +210,18 @@ def test_each_fact_says_how_it_changes_the_deal_and_is_the_deals_own() -> None:
         assert "apply" in vars(fact), f"{fact.__name__} does not say how it changes the deal"
         assert getattr(events_module, fact.__name__) is fact
         assert fact.TOPIC == f"dealflow:Deal.{fact.__name__}"
+
+
+def test_every_fact_in_events_py_is_listed_on_the_deal() -> None:
+    # The published schemas and the stored topics are read from the Deal's list: a fact defined in
+    # events.py but not listed there would be stored yet never published as a schema.
+    defined = {
+        value
+        for value in vars(events_module).values()
+        if isinstance(value, type)
+        and issubclass(value, (events_module.Event, events_module.Created))
+        and value.__module__ == events_module.__name__
+        and value not in (events_module.Event, events_module.Created)
+    }
+    listed = {value for value in vars(Deal).values() if isinstance(value, type) and getattr(value, "TOPIC", None) in event_topics()}
+    assert defined == listed, sorted(c.__name__ for c in defined ^ listed)
