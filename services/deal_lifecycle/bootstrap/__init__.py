@@ -8,6 +8,8 @@ import each other.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -44,6 +46,23 @@ def trusted_keys(settings: Settings) -> TrustedKeys:
         keys.load_now()
         return keys
     return dev_key(settings.state_dir, issuer=settings.auth_issuer, audience=settings.auth_audience)
+
+
+def run_relay(settings: Settings, policy: Policy) -> None:
+    """`dealflow relay`: the relay alone (store -> JetStream) until SIGINT/SIGTERM; several may run, one publishes at a time."""
+    deals = build_deals(settings, policy)
+    messaging = DealMessaging(deals, settings, None, commands=False)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, messaging.stop_event.set)
+        await messaging.run_until_stopped()
+
+    try:
+        asyncio.run(main())
+    finally:
+        deals.close()
 
 
 class NoStore(LookupError):

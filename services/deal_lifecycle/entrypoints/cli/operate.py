@@ -21,9 +21,8 @@ from dealflow.deal_lifecycle.adapters.relay_status import Announcer as RelayAnno
 from dealflow.deal_lifecycle.adapters.relay_status import report as relay_report
 from dealflow.deal_lifecycle.application.access import AccessRole
 from dealflow.deal_lifecycle.application.service import DealService
-from dealflow.deal_lifecycle.bootstrap import build_deals, trusted_keys
+from dealflow.deal_lifecycle.bootstrap import build_deals, run_relay, trusted_keys
 from dealflow.deal_lifecycle.bootstrap import serve as serve_http
-from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.deal_lifecycle.entrypoints.cli.local_nats import embedded_nats_dir, embedded_nats_url, nats_credentials, nats_url_file
@@ -197,19 +196,7 @@ def relay(
     if not settings.nats_servers:
         typer.echo("dealflow relay: set NATS_URL", err=True)
         raise typer.Exit(code=2)
-    deals = build_deals(settings, _policy_or_exit(settings))
-    messaging = DealMessaging(deals, settings, None, commands=False)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, messaging.stop_event.set)
-        await messaging.run_until_stopped()
-
-    try:
-        asyncio.run(main())
-    finally:
-        deals.close()
+    run_relay(settings, _policy_or_exit(settings))
 
 
 def _relay_status(settings: Settings, *, as_json: bool) -> None:
