@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,10 +28,15 @@ from typing import Any, TypeVar
 
 import nats
 from aiosmtpd.controller import Controller
+from litestar.testing import TestClient
 from nats.js.errors import NotFoundError
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import free_port
+from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap import service_app
+from dealflow.deal_lifecycle.config import Settings
 from tests.processes import clean_environment
+from tests.support import POLICY, TEST_KEYS, signed_in
 
 ROOT = Path(__file__).resolve().parents[1]
 DEALFLOW = [sys.executable, "-m", "dealflow"]
@@ -327,3 +333,15 @@ max_backoff_seconds = 0.5
 def write_rules(path: Path, text: str) -> Path:
     path.write_text(text + FAST_DELIVERY)
     return path
+
+
+@contextmanager
+def relayed_client(tmp_path: Path, nats_url: str) -> Iterator[TestClient]:
+    """The deal service on SQLite with its relay publishing to the test's nats-server."""
+    settings = Settings(sqlite_path=tmp_path / "deals.sqlite3")
+    service = DealService(env=settings.eventsourcing_env(), policy=POLICY)
+    try:
+        with signed_in(TestClient(service_app(replace(settings, nats_url=nats_url), service=service, keys=TEST_KEYS))) as test_client:
+            yield test_client
+    finally:
+        service.close()

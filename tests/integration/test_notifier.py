@@ -14,7 +14,6 @@ import signal
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from uuid import uuid4
 
@@ -23,10 +22,8 @@ import pytest
 from litestar.testing import TestClient
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, free_port
-from dealflow.deal_lifecycle.application.service import DealService
-from dealflow.deal_lifecycle.bootstrap import service_app
-from dealflow.deal_lifecycle.config import Settings
 from tests.notifier_support import (
+    relayed_client,
     DEALFLOW,
     ROOT,
     SECRET,
@@ -45,21 +42,15 @@ from tests.notifier_support import (
     wait_until,
     write_rules,
 )
-from tests.support import TEST_KEYS, bearer, signed_in, POLICY
+from tests.support import bearer
 
 DEAD_SUBJECT = "deals.alerts.dead"
 
 
 @pytest.fixture
 def client(tmp_path: Path, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    """The deal service on SQLite with its relay publishing to the test's nats-server."""
-    settings = Settings(sqlite_path=tmp_path / "deals.sqlite3")
-    service = DealService(env=settings.eventsourcing_env(), policy=POLICY)
-    try:
-        with signed_in(TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service, keys=TEST_KEYS))) as test_client:
-            yield test_client
-    finally:
-        service.close()
+    with relayed_client(tmp_path, nats_server.url) as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import nats
@@ -17,15 +16,13 @@ import pytest
 from litestar.testing import TestClient
 
 from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats
-from dealflow.deal_lifecycle.application.service import DealService
-from dealflow.deal_lifecycle.bootstrap import service_app
-from dealflow.deal_lifecycle.config import Settings
 from dealflow.notifier.alerts import Alert
 from dealflow.notifier.consumer import Notifier
 from dealflow.notifier.rules import load_rules
 from dealflow.notifier.store import AlertStore
 from tests.nats_support import wait_for_count
-from tests.support import POLICY, TEST_KEYS, bearer, signed_in
+from tests.notifier_support import relayed_client
+from tests.support import bearer
 
 
 class HeldChannel:
@@ -49,13 +46,8 @@ class HeldChannel:
 
 @pytest.fixture
 def client(tmp_path: Path, nats_server: EmbeddedNats) -> Iterator[TestClient]:
-    settings = Settings(sqlite_path=tmp_path / "deals.sqlite3")
-    service = DealService(env=settings.eventsourcing_env(), policy=POLICY)
-    try:
-        with signed_in(TestClient(service_app(replace(settings, nats_url=nats_server.url), service=service, keys=TEST_KEYS))) as test_client:
-            yield test_client
-    finally:
-        service.close()
+    with relayed_client(tmp_path, nats_server.url) as test_client:
+        yield test_client
 
 
 def a_deal_with_a_letter_of_intent(client: TestClient, title: str) -> str:
