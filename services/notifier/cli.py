@@ -32,7 +32,15 @@ def notifier() -> None:
         problem = "file was " if isinstance(e, RulesNotFound) else "are invalid: "
         typer.echo(f"dealflow notifier: cannot start, the alert rules {problem}{e}", err=True)
         raise typer.Exit(code=2) from None
-    servers = settings.nats_servers or ["nats://127.0.0.1:4222"]
+    servers = settings.nats_servers
+    if not servers:
+        # Never a guess at localhost:4222, which could be any other NATS (as for `dealflow relay`).
+        typer.echo(
+            "dealflow notifier: set NATS_URL to the NATS the deal service publishes to "
+            "(`dealflow up` starts the notifier with its embedded NATS itself)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     store = AlertStore(sqlite_path=settings.sqlite_path, database_url=settings.database_url)
     channels = build_channels(rules.channels)
 

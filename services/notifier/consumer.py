@@ -83,6 +83,8 @@ class Notifier:
 
     async def _consume(self, stop: asyncio.Event, batch: int) -> None:
         await self._wait_for_streams(stop)
+        if stop.is_set():  # stopped while the streams were not there yet: nothing to consume from
+            return
         subscription = await self.js.pull_subscribe(
             EVENTS_SUBJECTS,
             durable=DURABLE,

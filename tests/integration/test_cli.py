@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -120,3 +121,29 @@ def test_the_whole_cli_still_lists_the_notifier_s_commands() -> None:
     run = subprocess.run([sys.executable, "-m", "dealflow", "--help"], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
     assert run.returncode == 0
     assert all(name in run.stdout for name in ("serve", "notifier", "alerts", "verify"))
+
+
+def test_the_notifier_alone_without_nats_url_says_so_instead_of_guessing_localhost(tmp_path: Path) -> None:
+    env = clean_environment(DEALFLOW_NOTIFIER_DB=str(tmp_path / "alerts.sqlite3"))
+    run = subprocess.run([sys.executable, "-m", "dealflow", "notifier"], env=env, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "set NATS_URL" in run.stderr and "4222" not in run.stderr
+
+
+def test_a_notifier_stopped_while_it_waits_for_the_streams_ends_without_a_traceback(tmp_path: Path, nats_server: Any) -> None:
+    # A NATS with no deal service yet: the notifier waits for the streams it consumes; Ctrl-C then ends it cleanly.
+    env = clean_environment(NATS_URL=nats_server.url, DEALFLOW_NOTIFIER_DB=str(tmp_path / "alerts.sqlite3"))
+    log = tmp_path / "notifier.log"
+    with log.open("ab") as out:
+        notifier = subprocess.Popen([sys.executable, "-m", "dealflow", "notifier"], env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 30
+        while "waiting for a stream the deal service keeps" not in log.read_text():
+            assert notifier.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.1)
+        notifier.send_signal(signal.SIGINT)
+        assert notifier.wait(timeout=20) == 0, log.read_text()[-3000:]
+    finally:
+        if notifier.poll() is None:
+            notifier.kill()
+    assert "Traceback" not in log.read_text()
