@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -163,3 +164,30 @@ def test_the_service_rides_out_a_nats_restart_with_one_warning_and_publishes_wha
     assert text.count("nats disconnected") == 1, text[-3000:]
     assert text.count("nats error") <= 1, text[-3000:]
     assert "nats reconnected" in text, text[-3000:]
+
+
+def test_ctrl_c_reaches_up_alone_and_up_stops_its_parts(tmp_path: Path) -> None:
+    # A part still importing when Ctrl-C came would print a KeyboardInterrupt traceback: the parts are in
+    # process groups of their own, so the terminal's SIGINT reaches `up`, which stops them in order.
+    env = clean_environment(DEALFLOW_SQLITE_PATH=str(tmp_path / "var" / "deals.sqlite3"))
+    log = tmp_path / "up.log"
+    with up(env, log, free_port()) as (process, _):
+        parts = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        groups = {pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) for pid in parts}
+        assert len(parts) == 3  # nats-server, the deal service, the notifier
+        assert os.getpgid(process.pid) not in groups.values(), groups
+        assert ctrl_c(process) < STOP_SECONDS
+    assert process.returncode == 0
+    assert [pid for pid in parts if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]] == []
+
+
+def test_up_on_a_taken_port_says_so_and_starts_nothing(tmp_path: Path) -> None:
+    env = clean_environment(DEALFLOW_SQLITE_PATH=str(tmp_path / "var" / "deals.sqlite3"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([*DEALFLOW, "up", "--port", str(port)], env=env, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert f"port {port} on 127.0.0.1 is taken: choose another with --port" in run.stderr
+    assert not (tmp_path / "var" / "nats.url").exists()

@@ -121,8 +121,9 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def _die_with_parent() -> None:
-    """On Linux, have the kernel stop nats-server if the process that started it dies, even by SIGKILL."""
+def die_with_parent() -> None:
+    """On Linux, have the kernel stop a child (nats-server, a part of `dealflow up`) if the process that
+    started it dies, even by SIGKILL: run in the child, before it starts (preexec_fn)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
@@ -206,7 +207,7 @@ class EmbeddedNats:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 # Out of the terminal's process group: Ctrl-C reaches the service and notifier, and NATS is
                 # stopped after them (by stop()), so they do not lose it while finishing.
                 process_group=0,

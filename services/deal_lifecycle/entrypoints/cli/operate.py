@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, port_is_free
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, die_with_parent, port_is_free
 from dealflow.deal_lifecycle.adapters.identity import mint
 from dealflow.deal_lifecycle.adapters.policy_file import PolicyError, PolicyNotFound, load_policy
 from dealflow.deal_lifecycle.adapters.relay_status import Announcer as RelayAnnouncer
@@ -75,6 +75,9 @@ def up(
     settings = Settings.from_env()
     _policy_or_exit(settings)
     _keys_or_exit(settings)
+    if not port_is_free(port, host):
+        typer.echo(f"dealflow: cannot start, port {port} on {host} is taken: choose another with --port", err=True)
+        raise typer.Exit(code=2)
     embedded = None
     stopping = False
 
@@ -105,6 +108,7 @@ def up(
         notifier_env = env if embedded is None else {**env, **embedded.environment("notifier")}
         children.append(_spawn(["serve", "--host", host, "--port", str(port)], serve_env))
         children.append(_spawn(["notifier"], notifier_env))
+        names = {children[0].pid: "the deal service", children[1].pid: "the notifier"}
         if not settings.auth_jwks:
             typer.echo(
                 f"dealflow: open http://{host}:{port} with a token: TOKEN=$({_invoked_as()} token --role emitter --sub crm) "
@@ -114,6 +118,9 @@ def up(
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
             relay_health.check()
+        for child in children:
+            if child.poll() is not None:
+                typer.echo(f"dealflow: {names[child.pid]} stopped by itself (exit {child.returncode}; its lines above say why)", err=True)
     finally:
         began = time.monotonic()
         parts = "the notifier and the deal service" + (", then the embedded NATS" if embedded is not None else "")
@@ -169,7 +176,12 @@ def _invoked_as() -> str:
 
 
 def _spawn(arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "dealflow", *arguments], env=env)  # noqa: S603
+    """A part of the system, in a process group of its own: Ctrl-C in the terminal reaches `up` alone,
+    which stops the parts in order (a part still importing when Ctrl-C came would print a traceback);
+    and the kernel stops the part if `up` itself dies."""
+    return subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "dealflow", *arguments], env=env, process_group=0, preexec_fn=die_with_parent  # noqa: PLW1509
+    )
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
