@@ -70,7 +70,7 @@ def alerts(
     deal: str | None = typer.Option(None, "--deal", help="Only this deal's alerts."),
     failed: bool = typer.Option(False, "--failed", help="Only dead-lettered alerts (and invalid events)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON record per line."),
-    show: str | None = typer.Option(None, "--show", help="Print what one alert said (its id, as --json lists it), with its delivery."),
+    show: str | None = typer.Option(None, "--show", help="Print what one alert said (its id, as the listing shows it), with its delivery."),
 ) -> None:
     """List the alerts the notifier delivered or dead-lettered, with their attempts."""
     if deal is not None:
@@ -97,7 +97,7 @@ def alerts(
                     printable(
                         f"{record.updated_at[:19]}Z  {record.status:<9} {record.event_type:<26} {record.deal_id[:8]}  "
                         f"{record.recipient} via {record.channel}"
-                        f"{' <' + record.address + '>' if record.address else ''}  tries={record.attempts}{error}"
+                        f"{' <' + record.address + '>' if record.address else ''}  tries={record.attempts}  id={record.alert_id}{error}"
                     )
                 )
         if failed:
@@ -122,7 +122,7 @@ def _open_to_read(settings: NotifierSettings) -> AlertStore:
 def _show(store: AlertStore, alert_id: str, *, as_json: bool) -> None:
     record = store.alert(alert_id)
     if record is None:
-        typer.echo(f"dealflow: no alert {printable(alert_id)} in the store (`dealflow alerts --json` lists their ids)", err=True)
+        typer.echo(f"dealflow: no alert {printable(alert_id)} in the store (`dealflow alerts` lists their ids)", err=True)
         raise typer.Exit(code=2)
     said = store.alert_text(alert_id)
     if as_json:

@@ -31,6 +31,8 @@ def test_an_alert_shows_its_text_and_its_delivery(env: dict[str, str]) -> None:
     finally:
         store.close()
 
+    listed = dealflow(env, "alerts")
+    assert listed.stdout.rstrip().endswith(f"tries=1  id={alert.id}"), listed.stdout  # the id --show takes
     shown = dealflow(env, "alerts", "--show", alert.id)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
