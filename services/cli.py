@@ -22,11 +22,14 @@ def schemas(check: bool = typer.Option(False, "--check", help="Only report files
         differing = contracts.drift()
         # Installed, the files are the package's own: a difference is a broken install, not a file to rewrite.
         advice = "run `dealflow schemas`" if checkout else "this installed package is inconsistent: reinstall dealflow"
+        strays = contracts.strays()
         for path in differing:
             typer.echo(f"{contracts.SCHEMAS / path if checkout is None else 'schemas/' + path} differs from the code: {advice}")
-        if not differing:
+        for path in strays:
+            typer.echo(f"{contracts.SCHEMAS / path if checkout is None else 'schemas/' + path} is not made by the code: remove it")
+        if not differing and not strays:
             typer.echo(f"{'schemas/' if checkout else contracts.SCHEMAS} matches the code ({len(contracts.generate())} files)")
-        raise typer.Exit(code=1 if differing else 0)
+        raise typer.Exit(code=1 if differing or strays else 0)
     try:
         changed = contracts.write()
     except contracts.InstalledPackage as e:

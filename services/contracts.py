@@ -267,6 +267,26 @@ def drift(root: Path = SCHEMAS) -> list[str]:
     return sorted(path for path, text in generate().items() if not (root / path).exists() or (root / path).read_text() != text)
 
 
+def strays(root: Path = SCHEMAS) -> list[str]:
+    """Schema files the code does not generate: a renamed or removed event's, a command's that is gone.
+    An earlier version of a schema the code still generates stays: events stored under it are still
+    published (the notifier validates each against the version its header names)."""
+    generated = generate()
+    newest: dict[str, int] = {}
+    for path in generated:
+        name, _, version = path.removesuffix(".json").rpartition(".v")
+        if version.isdigit():
+            newest[name] = max(newest.get(name, 0), int(version))
+    found = []
+    for file in sorted(root.rglob("*.json")):
+        path = file.relative_to(root).as_posix()
+        name, _, version = path.removesuffix(".json").rpartition(".v")
+        earlier = version.isdigit() and int(version) < newest.get(name, 0)
+        if path not in generated and not earlier:
+            found.append(path)
+    return found
+
+
 class InstalledPackage(Exception):
     """The schema files are those of an installed package, not a checkout's: they are not for writing."""
 

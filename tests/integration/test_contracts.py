@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -34,6 +36,19 @@ def validator(path: str) -> Draft202012Validator:
 
 def test_the_committed_schemas_are_what_the_code_generates() -> None:
     assert contracts.drift() == [], "run `dealflow schemas` and commit schemas/"
+
+
+def test_schemas_holds_no_file_the_code_does_not_make_but_earlier_versions_stay() -> None:
+    assert contracts.strays() == [], "remove schema files the code no longer makes"
+
+
+def test_a_stray_schema_is_reported_and_an_earlier_version_is_not(tmp_path: Path) -> None:
+    copy = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, copy)
+    (copy / "events" / "DealRenamed.v1.json").write_text("{}")  # an event the code no longer has
+    (copy / "events" / "WalkedAway.v3.json").write_text("{}")  # a version ahead of the code's
+    assert (copy / "events" / "WalkedAway.v1.json").exists()  # kept: WalkedAway v1 events are still published
+    assert contracts.strays(copy) == ["events/DealRenamed.v1.json", "events/WalkedAway.v3.json"]
 
 
 def test_adding_a_field_to_an_event_without_regenerating_fails_the_drift_check(monkeypatch: pytest.MonkeyPatch) -> None:
