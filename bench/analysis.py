@@ -48,10 +48,17 @@ def _pct(x: float | None) -> str:
 
 def explain(target: dict[str, Any], results: dict[str, Any]) -> str:
     status = target["status"]
+    if status == "not measured":
+        return ""
     head = f"### {target['target']}: {status}\n\n"
+    if target["key"] == "cpu" and status == "reported":
+        return head + _cpu(results) + "\n"
     if status != "missed":
         return head + _met(target, results) + "\n"
-    fn = {"b/a": _write_b, "c/a": _write_c, "e2a": _e2a, "relay": _relay, "replay": _replay, "listing": _listing}[target["key"]]
+    fn = {
+        "b/a": _write_b, "c/a": _write_c, "wrk-scaling": _wrk_scaling, "wrk-c/d": _wrk_cd, "group-commit": _group_commit,
+        "e2a": _e2a, "relay": _relay, "replay": _replay, "listing": _listing,
+    }[target["key"]]
     return head + fn(results) + "\n"
 
 
@@ -77,23 +84,32 @@ def _libraries(profile: dict[str, Any] | None, count: int = 4) -> str:
     return ", ".join(f"{r['where']} {_pct(r['share'])}" for r in rows) or "–"
 
 
+def _profiled(profile: dict[str, Any] | None, what: str) -> str:
+    """A sentence on a profile's largest items, or that it was not taken."""
+    if not profile or not profile.get("by_library"):
+        return f"({what} was not profiled in this run.) "
+    waiting = profile.get("waiting_s")
+    busy = profile.get("total_profiled_s")
+    wait = f"; {_n(waiting)} s were spent waiting (locks, queues, epoll) against {_n(busy)} s busy" if waiting and busy else ""
+    return f"In the profile of {what} the largest items are {_top(profile)}; by where the time is spent: {_libraries(profile)}{wait}. "
+
+
 def _write_b(results: dict[str, Any]) -> str:
     prof = _g(results, "profiles", "write_in_process") or {}
     a, b = prof.get("raw_a") or {}, prof.get("service_b") or {}
     a1, b1 = _ops(results, "a_raw", "1", "p50_ms"), _ops(results, "b_service", "1", "p50_ms")
+    ratios = _g(results, "scenarios", "write_path", "stores", "sqlite", "ratios") or {}
     return (
-        f"One command costs the raw floor {_n(a1)} ms and DealService {_n(b1)} ms (p50, one client, unprofiled). "
+        f"One command costs the raw floor {_n(a1)} ms and DealService {_n(b1)} ms (p50, one client, unprofiled); "
+        f"without group commit and the aggregate cache (b as before) the service reached {_n(_g(ratios, '1', 'b_before/a'))} of the floor "
+        f"at one client and {_n(_g(ratios, '64', 'b_before/a'))} at 64, with them {_n(_g(ratios, '1', 'b/a'))} and {_n(_g(ratios, '64', 'b/a'))}. "
         f"In the single-thread profile ({prof.get('ops', '–')} commands; {_n(a.get('per_op_ms', '–'))} vs {_n(b.get('per_op_ms', '–'))} ms per "
         f"command with the profiler on), the service's largest items are {_top(b)}; by where the time is spent: "
-        f"{_libraries(b)}. A DealService command does what the floor does (load, one event, save) and more: it loads a "
-        "deal whose state is larger (every concession is kept, and decoded on every load), checks the idempotency "
-        "receipt, writes the read-model row and the hash chains (the stream's and the store-wide one) in the same "
-        "transaction, and logs one JSON line. With 64 threads b/a is "
-        f"{_n(_g(results, 'scenarios', 'write_path', 'stores', 'sqlite', 'ratios', '64', 'b/a'))}: SQLite takes one writer at a "
-        "time and the GIL one thread at a time, so the threads convoy behind the one committing.\n\n"
-        "**What would fix it:** commit concurrent commands together (one transaction and one fsync for every "
-        "command that is ready); keep only what decisions need in the deal's state, so loading it stops growing with "
-        "its history; and cache loaded aggregates (with fast-forward) so a hot deal is not re-read for every command.\n"
+        f"{_libraries(b)}. A DealService command does what the floor does (load, one event, save) and more: it checks the "
+        "policy and the idempotency receipt, writes the read-model row and the hash chains (the stream's and the store-wide "
+        "one) in the same transaction, and logs one JSON line.\n\n"
+        "**What would close the gap:** less work per command in the items above (each is Python run once per command "
+        "under one GIL); the floor does none of it, so a ratio of 0.9 leaves about a tenth of a command's time for all of it.\n"
     )
 
 
@@ -102,98 +118,274 @@ def _write_c(results: dict[str, Any]) -> str:
     d1 = _g(results, "scenarios", "write_path", "ceiling_d", "1", "p50_ms")
     c1, b1 = _ops(results, "c_http", "1", "p50_ms"), _ops(results, "b_service", "1", "p50_ms")
     cpu64 = _g(results, "scenarios", "write_path", "stores", "sqlite", "c_http", "64", "cpu_percent") or {}
-    return (
+    wrk = _g(results, "scenarios", "wrk_http", "c") or {}
+    two = _g(wrk, "2", "64", "ops_per_s")
+    text = (
         f"At one client a command over HTTP takes {_n(c1)} ms (p50) against {_n(b1)} ms in-process: the HTTP path adds "
         f"{_n((c1 or 0) - (b1 or 0))} ms, where the whole round trip to the trivial Litestar endpoint (the load generator's "
-        f"own httpx cost included) is {_n(d1)} ms. In the serve process's profile the largest items are {_top(prof)}; by "
-        f"where the time is spent: {_libraries(prof)}. Each command is authenticated (an ES256/EdDSA signature checked), "
-        "its sync handler hops to an anyio worker thread and back, and the load generator, the server and (for "
-        "PostgreSQL) the database take turns on two cores. At 64 clients the serve "
-        f"process uses {_n(cpu64.get('server_process', '–'))} % of a core and the load generator {_n(cpu64.get('bench_process', '–'))} %: "
-        "one Python process with one GIL is the limit, and it shares the two cores with the load generator. "
-        "(On PostgreSQL each command is several round trips to the server, and over HTTP three processes, the load "
-        "generator, serve and postgres, take turns on two cores.)\n\n"
-        "**What would fix it:** group commit and lean deal state (above); more than one worker process "
-        "(the store already refuses conflicting writes and the relay elects one leader); and a load generator that is "
-        "not itself the limit (wrk), to see the server's own ceiling.\n"
+        f"own httpx cost included) is {_n(d1)} ms. {_profiled(prof, 'the serve process at one client')}"
+        "Each command is authenticated (a token's signature checked), its sync handler hops to an anyio worker thread and "
+        f"back, and the load generator and the server take turns on two cores. At 64 clients the serve process uses "
+        f"{_n(cpu64.get('server_process', '–'))} % of a core and the httpx load generator {_n(cpu64.get('bench_process', '–'))} %.\n\n"
     )
+    if two:
+        text += (
+            f"Under wrk (scenario 7) one worker answers {_n(_g(wrk, '1', '64', 'ops_per_s'))} commands/s at 64 connections and two "
+            f"workers {_n(two)}; the targets on wrk's figures say why each falls short.\n"
+        )
+    return text
+
+
+def _wrk(results: dict[str, Any]) -> dict[str, Any]:
+    return _g(results, "scenarios", "wrk_http") or {}
+
+
+def _wrk_scaling(results: dict[str, Any]) -> str:
+    w = _wrk(results)
+    one = _g(w, "c", "1") or {}
+    conns = list(one)
+    line = ", ".join(f"{_n(_g(one, c, 'ops_per_s'))} at {c}" for c in conns)
+    cpu = ", ".join(f"{_n(_g(one, c, 'cpu_percent', 'server_process'))} % at {c}" for c in conns)
+    per = ", ".join(f"{_n(_g(one, c, 'server_cpu_ms_per_request'))} ms at {c}" for c in conns)
+    first, last = _g(one, conns[0], "server_cpu_ms_per_request") if conns else None, _g(one, conns[-1], "server_cpu_ms_per_request") if conns else None
+    prof = _g(results, "profiles", "wrk_http") or {}
+    text = (
+        f"With one worker, wrk measured {line} connections (commands/s). The serve process used {cpu} connections "
+        f"(% of one core), and its CPU per request was {per}. "
+    )
+    if first and last and last > 1.1 * first:
+        text += (
+            f"So one Python process is busy all the time and each request costs it {_n(100 * (last / first - 1))} % more CPU at "
+            f"{conns[-1]} connections than at {conns[0]}: the extra is work that grows with the number of requests in flight, not "
+            "with the number served. "
+        )
+    text += _profiled(prof, f"serve under wrk at {_g(prof, 'load', 'connections') or '–'} connections")
+    text += _sqlite_per_command(results)
+    two = _g(w, "c", "2") or {}
+    if two:
+        two_line = ", ".join(f"{_n(_g(two, c, 'ops_per_s'))} at {c}" for c in two)
+        text += (
+            f"With two workers throughput went {two_line} connections: "
+            "the second process brings a second GIL, and the two share two cores with wrk.\n\n"
+        )
+    text += (
+        "**What would fix it:** bound the commands a worker runs at once to what it can finish (the others wait in the event "
+        "loop's queue instead of in worker threads that take turns on the GIL and the store), and less CPU per command.\n"
+    )
+    return text
+
+
+def _own(profile: dict[str, Any], needle: str) -> tuple[float, int] | None:
+    """Own seconds and calls of the first top function whose name contains `needle`."""
+    row = next((r for r in profile.get("top_own_time", []) if needle in r["function"]), None)
+    return (row["tottime_s"], row["calls"]) if row else None
+
+
+def _sqlite_per_command(results: dict[str, Any]) -> str:
+    """Time inside SQLite's execute per command at one connection (httpx profile) and at 64 (wrk profile), and batches over HTTP."""
+    wrk_prof = _g(results, "profiles", "wrk_http") or {}
+    one_prof = _g(results, "profiles", "write_http") or {}
+    many, requests = _own(wrk_prof, "'execute' of 'sqlite3.Cursor'"), _g(wrk_prof, "load", "requests")
+    if not many or not requests:
+        return ""
+    text = f"Inside SQLite's `execute` (its own work, SQLite's lock waits and the wait for the GIL back) a command spends {_n(1000 * many[0] / requests)} ms at {_g(wrk_prof, 'load', 'connections')} connections"
+    one, ops = _own(one_prof, "'execute' of 'sqlite3.Cursor'"), _g(one_prof, "load", "ops")
+    if one and ops:
+        text += f", against {_n(1000 * one[0] / ops)} ms at one connection (the profile of the HTTP path)"
+    commits = _own(wrk_prof, "'commit' of 'sqlite3.Connection'")
+    if commits:
+        text += f"; {commits[1]:,} commits for {requests:,} commands: {_n(requests / commits[1])} commands a transaction over HTTP"
+    return text + ". "
+
+
+def _wrk_cd(results: dict[str, Any]) -> str:
+    w = _wrk(results)
+    d, c1, c2 = w.get("d") or {}, _g(w, "c", "1") or {}, _g(w, "c", "2") or {}
+    rows = []
+    for conns in ("16", "64"):
+        rows.append(
+            f"at {conns} connections the trivial POST answers {_n(_g(d, conns, 'ops_per_s'))} requests/s at "
+            f"{_n(_g(d, conns, 'server_cpu_ms_per_request'))} ms of server CPU each, a durable command {_n(_g(c1, conns, 'ops_per_s'))}/s "
+            f"with one worker ({_n(_g(c1, conns, 'server_cpu_ms_per_request'))} ms of CPU each) and {_n(_g(c2, conns, 'ops_per_s'))}/s with two "
+            f"({_n(_g(c2, conns, 'server_cpu_ms_per_request'))} ms)"
+        )
+    cost_d, cost_c = _g(d, "64", "server_cpu_ms_per_request"), _g(c1, "64", "server_cpu_ms_per_request")
+    bound = f" On a server that is CPU-bound, c/d cannot exceed the ratio of their CPU per request, here {_n(cost_d / cost_c)}." if cost_d and cost_c else ""
+    said = "; ".join(rows)
+    return (
+        said[:1].upper() + said[1:] + "." + bound + " Both servers are one Python process per worker on the same stack "
+        "(uvicorn, uvloop, httptools, Litestar); what separates them is the command's own work: the token check, the "
+        "hop to a worker thread, loading the deal, deciding, the transaction (events, read-model row, receipt, hash chains) "
+        "and the answer. " + _profiled(_g(results, "profiles", "wrk_http"), "serve under wrk") + "\n\n"
+        "**What would fix it:** a durable command will not cost as little CPU as a trivial POST; the target needs its CPU "
+        "per request within about twice the trivial POST's, or more worker processes on more cores than this machine's two "
+        "(shared with wrk).\n"
+    )
+
+
+def _group_commit(results: dict[str, Any]) -> str:
+    g = _g(results, "scenarios", "group_commit") or {}
+    x = _g(g, "stores", "sqlite") or {}
+    on = x.get("on") or {}
+    clients = g.get("clients", 64)
+    sizes = ", ".join(f"{_n(_g(y, 'ops_per_s'))}/s at batch ≤ {size} ({_n(y.get('saves_per_transaction'))} saves a transaction)" for size, y in on.items())
+    prof = _g(results, "profiles", "group_commit") or {}
+    lone = _g(x, "off_one_client", "ops_per_s")
+    best = max((y.get("ops_per_s") or 0 for y in on.values()), default=0)
+    fsync, command_ms = g.get("fsync_ms"), _g(x, "off_one_client", "p50_ms")
+    cheap_commit = bool(fsync and command_ms and fsync < 0.3 * command_ms)
+    text = (
+        f"At {clients} clients in-process on SQLite: without group commit {_n(_g(x, 'off', 'ops_per_s'))} commands/s; with it "
+        f"{sizes}; the raw floor, one save a call, {_n(_g(x, 'a_raw', 'ops_per_s'))}/s. One client alone, without group commit, "
+        f"does {_n(lone)}/s (p50 {_n(command_ms)} ms a command)"
+        + (f", and a 4 KiB write with its fsync costs this disk {_n(fsync)} ms. " if fsync else ". ")
+    )
+    if lone and best and best <= 1.2 * lone:
+        text += (
+            f"So {clients} clients with commits grouped do little more than one client alone: what is left runs one thread at a "
+            "time (a command's Python work holds the GIL)"
+            + (", and the commit's fsync was a small part of a command. " if cheap_commit else ". ")
+        )
+    default = on.get("64") or {}
+    largest = on[max(on, key=int)] if on else {}
+    plateau = bool(default.get("saves_per_transaction") and largest.get("saves_per_transaction")
+                   and largest["saves_per_transaction"] < 1.5 * default["saves_per_transaction"])
+    if default.get("saves_per_transaction") and default["saves_per_transaction"] < clients / 2:
+        text += (
+            f"Batches hold {_n(default['saves_per_transaction'])} saves at the default size although {clients} clients are under way: "
+            "the clients reach their save one after another, not together. "
+        )
+    text += _profiled(prof, f"{clients} clients with group commit on (every thread, the committer's too)")
+    if prof.get("by_library"):
+        text += (
+            "SQLite's `execute`, structlog's write of the log line (to /dev/null, under its lock) and taking an `RLock` are calls "
+            "that release the GIL, each counted with the wait to get it back from the other threads. "
+        )
+    text += (
+        "\n\n**What would fix it:** the target assumes a commit is most of a command's cost"
+        + ("; on this disk it is not, and the rest is Python work under one GIL. " if cheap_commit else ". ")
+        + "Less work per command (see the one-client target), fewer GIL hand-offs per command "
+        "(one log write, fewer statements), or more processes, each filling its own batches, raise the rate"
+        + ("; a larger batch does not (the batches do not fill).\n" if plateau else ".\n")
+    )
+    return text
 
 
 def _e2a(results: dict[str, Any]) -> str:
     e = _g(results, "scenarios", "event_to_alert", "stores", "sqlite") or {}
-    low = e.get("lowered") or {}
-    frozen = e.get("gc_frozen") or {}
-    frozen_low = e.get("gc_frozen_lowered") or {}
-    kept = low if low else e
+    apart = e.get("relay_apart") or {}
     prof = _g(results, "profiles", "event_to_alert") or {}
     cpu = e.get("cpu_percent") or {}
     p99 = lambda x: _g(x, "response_to_alert", "p99_ms")  # noqa: E731
+    total = sum(v for k, v in cpu.items() if isinstance(v, (int, float)))
     text = ""
-    if low:
+    if not e.get("machine_kept_up", True):
         text += (
-            f"**At {e.get('offered_per_s'):g} commands/s the pipeline does not keep up** ({'; '.join(e.get('not_kept_up_because') or [])}): "
+            f"**At {_n(e.get('offered_per_s'))} commands/s the pipeline does not keep up** ({'; '.join(e.get('not_kept_up_because') or [])}): "
             f"{_n(e.get('achieved_per_s'))} commands/s were accepted, alert latency had a median of {_n(e.get('alert_p50_first_fifth_ms'))} ms "
-            f"in the first fifth of the run and {_n(e.get('alert_p50_last_fifth_ms'))} ms in the last, and the response→alert p99 is {_n(p99(e))} ms. "
-            f"CPU (one core = 100 %): serve {_n(cpu.get('serve'))}, notifier {_n(cpu.get('notifier'))}, nats-server "
-            f"{_n(cpu.get('nats_server'))}, load generator and receiver {_n(cpu.get('bench_process'))}. The deal service is one "
-            "Python process (uvicorn, the handlers in worker threads and the relay on one GIL); the notifier handles one "
-            "event at a time, each a chain of awaits and thread hops; and both share two cores with nats-server and the "
-            "load generator, so the notifier's per-event latency, not its CPU, caps its rate. "
-            f"At {_n(low.get('offered_per_s'))} commands/s the pipeline keeps up: p50 {_n(_g(low, 'response_to_alert', 'p50_ms'))} ms, "
-            f"p99 {_n(p99(low))} ms, still over the target.\n\n"
+            f"in the first fifth of the run and {_n(e.get('alert_p50_last_fifth_ms'))} ms in the last. "
         )
     text += (
-        f"Split by the timestamps at {_n(kept.get('offered_per_s'))} commands/s: relay lag p50 {_n(_g(kept, 'relay_lag_event_to_jetstream', 'p50_ms'))} / "
-        f"p99 {_n(_g(kept, 'relay_lag_event_to_jetstream', 'p99_ms'))} ms, notifier leg p50 {_n(_g(kept, 'notifier_leg_jetstream_to_webhook', 'p50_ms'))} / "
-        f"p99 {_n(_g(kept, 'notifier_leg_jetstream_to_webhook', 'p99_ms'))} ms, HTTP response p99 {_n(_g(kept, 'http_response', 'p99_ms'))} ms; "
+        f"At {_n(e.get('offered_per_s'))} commands/s the response→alert latency is p50 {_n(_g(e, 'response_to_alert', 'p50_ms'))} ms and p99 "
+        f"{_n(p99(e))} ms. Split by the timestamps: relay lag p50 {_n(_g(e, 'relay_lag_event_to_jetstream', 'p50_ms'))} / "
+        f"p99 {_n(_g(e, 'relay_lag_event_to_jetstream', 'p99_ms'))} ms, notifier leg p50 {_n(_g(e, 'notifier_leg_jetstream_to_webhook', 'p50_ms'))} / "
+        f"p99 {_n(_g(e, 'notifier_leg_jetstream_to_webhook', 'p99_ms'))} ms, HTTP response p99 {_n(_g(e, 'http_response', 'p99_ms'))} ms; "
         f"the floor does the same hops with p99 {_n(_g(results, 'scenarios', 'event_to_alert', 'floor', 'ack_to_webhook', 'p99_ms'))} ms. "
-        "The medians are a few milliseconds; the p99 is pauses and queueing: four busy processes take turns on two "
-        "cores, the relay publishes from the event loop that also serves requests, and the notifier's batch of up to "
-        "10 events is handled one after the other, so the last waits for the nine before it.\n\n"
-        "**Garbage collection** is one source of the pauses. Both processes start through `dealflow.cli`, which imports "
-        "both services, Litestar, uvicorn and rich: about 90,000 long-lived container objects that every full (generation 2) "
-        "collection walks, 43 ms for one collection measured after start-up. Measured in isolation while building this "
-        "benchmark, the notifier alone, fed from JetStream at 200 events/s, had a p99 of 36 ms as is, 2.4 ms with the "
-        "collector disabled and 5 ms with `gc.freeze()` after start-up. In this run, with `gc.freeze()` after start-up in "
-        "both processes (bench/variant.py; nothing else changed):\n\n"
+        f"CPU (one core = 100 %): serve {_n(cpu.get('serve'))}, notifier {_n(cpu.get('notifier'))}, nats-server {_n(cpu.get('nats_server'))}, "
+        f"load generator and receiver {_n(cpu.get('bench_process'))}: {_n(total)} % of the machine's 200 %.\n\n"
     )
-    rows = []
-    for base, f in ((e, frozen), (low, frozen_low)):
-        if f and base:
-            rows.append(
-                f"- at {_n(f.get('offered_per_s'))} commands/s: p50 {_n(_g(base, 'response_to_alert', 'p50_ms'))} → "
-                f"{_n(_g(f, 'response_to_alert', 'p50_ms'))} ms, p99 {_n(p99(base))} → {_n(p99(f))} ms, "
-                + ("kept up" if f.get("machine_kept_up") else "still not kept up")
-                + (" (as is: kept up)" if base.get("machine_kept_up") else " (as is: not kept up)")
-            )
-    text += "\n".join(rows) + "\n\n"
+    legs = {"relay": _g(e, "relay_lag_event_to_jetstream", "p50_ms"), "notifier": _g(e, "notifier_leg_jetstream_to_webhook", "p50_ms")}
+    median = _g(e, "response_to_alert", "p50_ms")
+    if e.get("machine_kept_up") and median is not None and median > 100 and None not in legs.values():
+        slow = max(legs, key=lambda k: legs[k])
+        text += (
+            f"The pipeline kept up with the offered rate, but with a standing queue: the median alert waited {_n(median)} ms, most of "
+            f"it in the {slow} leg (p50 {_n(legs[slow])} ms).\n\n"
+        )
+    ramp = e.get("ramp") or []
+    if ramp:
+        steps = "; ".join(f"{_n(x['offered_per_s'])}/s: p99 {_n(p99(x))} ms{'' if x['machine_kept_up'] else ' (not kept up)'}" for x in ramp)
+        highest = e.get("highest_rate_within_limit")
+        text += (
+            f"The ramp ({steps}) puts the highest offered rate with p99 under {_n(_g(results, 'scenarios', 'event_to_alert', 'p99_limit_ms'))} ms at "
+            f"{_n(highest) + ' commands/s' if highest else 'none of the rates tried'}.\n\n"
+        )
+    for kind, run in (_g(results, "scenarios", "event_to_alert", "stores") or {}).items():
+        text += _relay_apart(kind, run)
     serve_prof = _g(prof, "profile", "serve") or {}
     commits = next((r["calls"] for r in serve_prof.get("top_own_time", []) if "'commit' of 'sqlite3.Connection'" in r["function"]), None)
     commands = prof.get("commands")
     if commits and commands:
         text += (
-            f"In the serve process's profile the SQLite calls are the largest items ({_pct(_lib(serve_prof, 'builtin sqlite3.Cursor.execute'))} "
-            f"in `execute`, {_pct(_lib(serve_prof, 'builtin sqlite3.Connection.commit'))} in `commit`; a C call that releases the GIL "
-            f"also counts the wait to get it back): {commits:,} commits for {commands:,} commands. The extra "
-            f"{max(0, commits - commands):,} are mostly the relay saving its position after every batch it publishes (under "
-            "a steady trickle a batch is a few events), and they queue with the commands for SQLite's single writer.\n\n"
+            f"In the serve process's profile (at {_n(prof.get('offered_per_s'))} commands/s) the SQLite calls are "
+            f"{_pct(_lib(serve_prof, 'builtin sqlite3.Cursor.execute'))} in `execute` and {_pct(_lib(serve_prof, 'builtin sqlite3.Connection.commit'))} "
+            f"in `commit` (a C call that releases the GIL also counts the wait to get it back): {commits:,} commits for {commands:,} commands"
+            + (", the extra ones mostly the relay saving its position after every batch it publishes. " if commits > commands else ". ")
+            + "Profiles of both processes are below.\n\n"
         )
-    helps_low = bool(low and frozen_low and p99(low) and p99(frozen_low) and p99(frozen_low) < 0.7 * p99(low))
-    text += (
-        "Freezing pays most where the notifier is short of time (near saturation the collector's work is capacity "
-        "lost); "
-        + ("it also cut the tail at the lower rate. " if helps_low else
-           "at the lower rate the tail is dominated by the processes' scheduling on two shared cores, and the two runs "
-           "differ by no more than run-to-run noise. ")
-        + 
-        f"Profiles of both processes at {_n(prof.get('offered_per_s', '–'))} commands/s are below.\n\n"
-        "**What would fix it:** in the notifier, deliver a batch's events concurrently across deals (in order within "
-        "a deal) and make one store write per alert; `gc.freeze()` once start-up is done in `serve` and `notifier`, and a "
-        "notifier that imports only what it uses; run the relay apart from the HTTP workers (`dealflow relay` exists) "
-        "or give the service more than one worker process. "
-        "A p99 of 25 ms at 300 commands/s also needs more than two cores for four busy processes.\n"
+    relay99, notifier99 = _g(e, "relay_lag_event_to_jetstream", "p99_ms"), _g(e, "notifier_leg_jetstream_to_webhook", "p99_ms")
+    busy = total >= 150
+    text += "**What would fix it:** "
+    if busy:
+        text += (
+            f"the processes use {_n(total)} % of the machine's 200 %, so the tail is queueing for the cores: less CPU per command "
+            "in serve and the notifier (see the cost per command) leaves idle time between commands. "
+        )
+    if relay99 is not None and notifier99 is not None and relay99 >= notifier99:
+        text += (
+            "The relay leg is the larger part of the tail: the relay publishes from the event loop that also answers HTTP, and "
+            "saves its position after every batch (a write that queues with the commands for SQLite's writer); saving it "
+            "less often would shorten both legs' queues. "
+        )
+    elif notifier99 is not None:
+        text += (
+            "The notifier leg is the larger part of the tail: each alert makes three store calls (each a hop to a worker "
+            "thread) besides its POST, on asyncio's default event loop; one write per alert and uvloop would shorten it. "
+        )
+    return text + "\n"
+
+
+def _relay_apart(kind: str, e: dict[str, Any]) -> str:
+    """The relay in serve against the relay in its own process, at the same rate on the same store."""
+    apart = e.get("relay_apart") or {}
+    if not apart:
+        return ""
+    lag = lambda x, q: _g(x, "relay_lag_event_to_jetstream", q)  # noqa: E731
+    p99 = lambda x: _g(x, "response_to_alert", "p99_ms")  # noqa: E731
+    better = p99(apart) is not None and p99(e) is not None and p99(apart) < p99(e)
+    text = (
+        f"On {STORES.get(kind, kind)} with the relay apart (`serve --no-relay` and a `dealflow relay` process) at {_n(apart.get('offered_per_s'))} "
+        f"commands/s: response→alert p99 {_n(p99(apart))} ms against {_n(p99(e))} ms with the relay in serve; relay lag p50 "
+        f"{_n(lag(apart, 'p50_ms'))} / p99 {_n(lag(apart, 'p99_ms'))} ms against {_n(lag(e, 'p50_ms'))} / {_n(lag(e, 'p99_ms'))} ms; HTTP response p99 "
+        f"{_n(_g(apart, 'http_response', 'p99_ms'))} against {_n(_g(e, 'http_response', 'p99_ms'))} ms. In this run the relay apart was "
+        f"{'faster' if better else 'slower'} at the tail. "
     )
-    return text
+    if (lag(apart, "p50_ms") or 0) > 10 * max(lag(e, "p50_ms") or 0, 1):
+        text += (
+            "Its relay lag is that of a relay that finds new events by looking again at an interval rather than being woken: a "
+            "relay is woken at once by commands stored in its own process, by PostgreSQL's NOTIFY for another process's, and "
+            "otherwise polls (`poll_seconds`, 1 s by default). On SQLite a relay apart only polls, and so does the leading "
+            "relay of `serve --workers N` for the commands the other workers store. "
+        )
+    return text + "\n\n"
+
+
+def _cpu(results: dict[str, Any]) -> str:
+    e = _g(results, "scenarios", "event_to_alert", "stores", "sqlite") or {}
+    # The headline window and the ramp's ran in the same processes: one series by offered rate.
+    runs = sorted((x for x in [e, *(e.get("ramp") or [])] if x.get("cpu_ms_per_command")), key=lambda x: x["offered_per_s"])
+    if len(runs) < 2:
+        return "Measured at one rate only in this run; see the CPU table of scenario 2a.\n"
+    low, high = runs[0], runs[-1]
+    parts = []
+    for key, label in (("serve", "serve"), ("notifier", "the notifier"), ("nats_server", "nats-server")):
+        a, b = _g(low, "cpu_ms_per_command", key), _g(high, "cpu_ms_per_command", key)
+        parts.append(f"{label} {_n(a)} → {_n(b)} ms")
+    return (
+        f"CPU per command from {_n(low['offered_per_s'])} to {_n(high['offered_per_s'])} commands/s offered: {', '.join(parts)}. "
+        "A cost per command that rises with the rate is work that grows with load (contention, smaller batches of more "
+        "wake-ups, collections); one that falls is fixed work (timers, polling) shared by more commands.\n"
+    )
 
 
 def notifier_text(results: dict[str, Any]) -> str:
@@ -210,17 +402,13 @@ def notifier_text(results: dict[str, Any]) -> str:
     return (
         "### The notifier (no target)\n\n"
         + "; ".join(lines) + ". "
-        "The notifier handles the events of a fetched batch strictly one after another, and each alert is several "
-        "round trips: `is_final`, the POST, an attempt row and an outcome row (three store calls, each a hop to a "
+        "The notifier delivers a fetched batch concurrently across deals (each deal's alerts in order), and each alert is "
+        "several round trips: `is_final`, the POST, an attempt row and an outcome row (three store calls, each a hop to a "
         "worker thread), then the ack. In its profile (below) the webhook client stack (httpx, httpcore, h11, anyio) is "
         f"{_pct(http)} of the busy time, the SQLite store calls {_pct(_lib(prof, 'builtin sqlite3.Cursor.execute'))}, JSON-schema "
-        f"validation {_pct(_lib(prof, 'jsonschema'))}; it runs on asyncio's default event loop, not uvloop. Two notifier "
-        "processes share the durable consumer correctly (no duplicates) but do not double the rate here: each spends "
-        "much of its time waiting on those round trips, and the two processes, nats-server, the receiver (and "
-        "PostgreSQL) share two cores; the ratio varied between about 0.9 and 1.4 across runs.\n\n"
-        "**What would help:** deliver a batch's alerts concurrently (in order per deal), record the outcome in one "
-        "write (the attempt row can go in the same transaction), uvloop, and validate with a compiled validator "
-        "(e.g. fastjsonschema) or only at the edge.\n\n"
+        f"validation {_pct(_lib(prof, 'jsonschema'))}; it runs on asyncio's default event loop, not uvloop.\n\n"
+        "**What would help:** record the outcome in one write (the attempt row can go in the same transaction), uvloop, and "
+        "validate with a compiled validator (e.g. fastjsonschema) or only at the edge.\n\n"
     )
 
 
@@ -240,22 +428,15 @@ def _relay(results: dict[str, Any]) -> str:
 def _replay(results: dict[str, Any]) -> str:
     r = _g(results, "scenarios", "replay", "stores", "sqlite") or {}
     prof = _g(results, "profiles", "replay") or {}
-    decode = _share(prof, "decode (services/deal_lifecycle/application/transcodings.py")
-    json_share = _lib(prof, "stdlib: decoder")
+    size = r.get("snapshot_bytes")
+    loads = f"{prof.get('loads', '–')} loads"
     return (
-        f"Loading the 10,000-event deal from its snapshot takes {_n(_g(r, 'with_snapshots', 'latest', 'p50_ms'))} ms although no event "
-        f"is replayed: the snapshot is {r.get('snapshot_bytes', 0) / 1e6:.1f} MB, because the Deal keeps every concession "
-        "(and promise, expectation, condition...) in its state, so the snapshot grows with the history it is meant to "
-        f"shortcut. The profile of {prof.get('loads', '–')} loads: JSON decoding of the snapshot is {_pct(json_share)} of the time, "
-        f"and the transcoder rebuilds each of the 9,999 `Concession` dataclasses (`DataclassAsDict.decode` "
-        f"{_n(decode or '–')} s cumulative, with `Concession.__post_init__` and the `Side` enum lookups). The trivial aggregate's "
-        f"snapshot loads in {_n(_g(r, 'raw_floor', 'latest_with_snapshot', 'p50_ms'))} ms: the library is not the problem, "
-        "the size of the state is. Replaying without snapshots is also super-linear in the deal's length: "
-        "`_concession_recorded` copies the whole list on every event (`[*self.concessions, new]`).\n\n"
-        "**What would fix it:** keep only what decisions need in the aggregate (counts of concessions given and "
-        "received by stage, the open conditions, the undecided promises and expectations) and leave the full "
-        "lists to the read side (events or a projection); append instead of copying; a faster codec for snapshots "
-        "(orjson/msgspec) helps by a constant factor only.\n"
+        f"Loading the {_n(r.get('events'))}-event deal from its snapshot at the head takes {_n(_g(r, 'with_snapshots', 'latest', 'p50_ms'))} ms "
+        f"(p50); no event is replayed. The snapshot is {_n(size)} bytes; the trivial aggregate's snapshot loads in "
+        f"{_n(_g(r, 'raw_floor', 'latest_with_snapshot', 'p50_ms'))} ms. Reading the deal's stored events alone (no decoding) takes "
+        f"{_n(_g(r, 'select_stored_events_only', 'p50_ms'))} ms. {_profiled(prof, loads)}\n\n"
+        "**What would fix it:** whatever the profile's largest items are beyond the library's own snapshot load (the floor): "
+        "a snapshot that grows with the deal's history (if its size above is large) or decoding work per load.\n"
     )
 
 
@@ -267,23 +448,59 @@ def _listing(results: dict[str, Any]) -> str:
     )
 
 
-FINDINGS = """\
-- **Garbage-collection pauses in the service processes.** `dealflow notifier` and `dealflow serve` start through
-  `dealflow.cli`, which imports both services, Litestar, uvicorn, rich and more: about 90,000 long-lived objects
-  that the cyclic collector walks on every full collection (43 ms measured). In isolation they are the notifier's
-  p99 (36 ms at 200 events/s, 5 ms with `gc.freeze()` after start-up); in the full pipeline they cost capacity near
-  saturation (scenario 2a's `gc.freeze()` what-if).
-- **Aggregate state and snapshots grow with the history.** The Deal keeps every concession, promise,
-  expectation and condition; `ConcessionRecorded.apply` copies the list on each event (quadratic replay) and
-  `concession_counts()` scans it on each concession (quadratic recording); snapshots of long deals are megabytes, which is
-  why a 10,000-event deal does not load in 10 ms even from a snapshot at its head.
-- **The relay saves its position after every batch, however small** (`EventRelay._publish` → `_advance`, one
-  write transaction on the event store each time). Under a steady trickle of commands that is hundreds of extra
-  writes competing with the commands for SQLite's single writer (scenario 2a's serve profile).
-- **PostgreSQL does not use the (stage, opened_at, deal_id) index for a stage listing** in these runs: it walks
-  the (opened_at, deal_id) index and filters by stage (see the plans in scenario 4). With stages spread evenly over
-  time that is cheap; for a stage that is rare among recent or old deals it would read many rows per page.
-"""
+def findings(results: dict[str, Any]) -> str:
+    """What the run's numbers show about the service beyond the targets: each item only when this run measured it."""
+    s = results.get("scenarios", {})
+    items = []
+    one = _g(s, "wrk_http", "c", "1") or {}
+    steps = _g(s, "wrk_http", "ratios", "1", "step") or {}
+    if one and any(v is not None and v < 1 for v in steps.values()):
+        conns = list(one)
+        items.append(
+            "**Throughput over HTTP falls as connections rise** (one worker, wrk): "
+            + ", ".join(f"{_n(_g(one, c, 'ops_per_s'))}/s at {c}" for c in conns)
+            + f" connections, while the server's CPU per request goes from {_n(_g(one, conns[0], 'server_cpu_ms_per_request'))} to "
+            f"{_n(_g(one, conns[-1], 'server_cpu_ms_per_request'))} ms (scenario 7)."
+        )
+    for kind, x in (_g(s, "group_commit", "stores") or {}).items():
+        gained = _g(x, "ratios", "default(64)/off")
+        if gained is not None and gained < 1:
+            items.append(
+                f"**On {STORES.get(kind, kind)}, group commit is slower than a transaction per command** at 64 clients in-process: "
+                f"{_n(_g(x, 'on', '64', 'ops_per_s'))} against {_n(_g(x, 'off', 'ops_per_s'))} commands/s "
+                f"({_n(_g(x, 'on', '64', 'saves_per_transaction'))} saves a transaction; scenario 6)."
+            )
+        lone = _g(x, "ratios", "one client p50 on/off")
+        if lone is not None and lone > 1.1:
+            items.append(
+                f"**Group commit costs a lone command latency** on {STORES.get(kind, kind)}: p50 {_n(_g(x, 'on_one_client', 'p50_ms'))} ms "
+                f"against {_n(_g(x, 'off_one_client', 'p50_ms'))} ms without it ({_n(lone)} x), the hand-off to the committer thread and back."
+            )
+    for kind, e in (_g(s, "event_to_alert", "stores") or {}).items():
+        apart, inside = _g(e, "relay_apart", "relay_lag_event_to_jetstream", "p50_ms"), _g(e, "relay_lag_event_to_jetstream", "p50_ms")
+        if apart is not None and inside is not None and apart > 10 * max(inside, 1):
+            items.append(
+                f"**A relay in another process is late on {STORES.get(kind, kind)}**: relay lag p50 {_n(apart)} ms with `serve --no-relay` and "
+                f"`dealflow relay`, against {_n(inside)} ms with the relay in serve (scenario 2a). Nothing wakes it when another process "
+                "stores events (PostgreSQL's NOTIFY does that on PostgreSQL), so it finds them when it polls, every second; the "
+                "leading relay of `serve --workers N` is in the same position for the other workers' commands."
+            )
+    items.append(
+        "**The relay saves its position after every batch, however small** (`EventRelay._publish` → `_advance`, one "
+        "write transaction on the event store each time): under a steady trickle of commands a batch is a few events, and "
+        "those writes queue with the commands for SQLite's single writer."
+    )
+    for kind, x in (_g(s, "read_model", "stores") or {}).items():
+        sizes = x.get("sizes") or {}
+        plan = _g(sizes, max(sizes, key=int), "deep_page_plan") if sizes else None
+        if kind == "postgres" and plan and "Filter: (stage" in plan:
+            items.append(
+                "**PostgreSQL does not use the (stage, opened_at, deal_id) index for a stage listing** in this run: it walks "
+                "the (opened_at, deal_id) index and filters by stage (see the plans in scenario 4). With stages spread evenly "
+                "over time that is cheap; for a stage that is rare among recent or old deals it would read many rows per page."
+            )
+    return "\n".join(f"- {item}" for item in items) + "\n"
+
 
 METHOD = """\
 - Throughputs count operations that *completed* inside a fixed window after a warm-up; latencies are those of the
@@ -293,20 +510,27 @@ METHOD = """\
 - HTTP load: one httpx `AsyncClient` with one connection per simulated client, on uvloop (httpcore's shared pool
   costs O(connections x waiting requests) per request and made the load generator the bottleneck at 64). The
   load generator shares the machine's two cores with the server(s): CPU % columns show who was busy.
+- wrk (scenario 7): one wrk thread per run, a Lua script that sends the same request body as the httpx load, round
+  robin over the deals; wrk's own CPU is measured from its resource usage. A server's CPU per request is its CPU
+  seconds (every worker process included) over the requests wrk completed in the window.
+- Group commit (scenario 6) runs the service in-process with the aggregate cache off, so the table shows group
+  commit alone; "off" is `DEALFLOW_GROUP_COMMIT_MS=0`, the service as it was before; saves per transaction are
+  the committer's own counts over the window and its warm-up.
 - Event to alert: commands are offered open-loop (command i is sent at start + i/rate whatever happened to
   earlier ones; up to 48 connections in flight); "kept up" means at least 95 % of the offered rate was accepted,
   the sender was never more than 100 ms late (p99), every alert arrived, and alert latency did not grow over the
-  run. A rate that is not kept up is measured again at 60 % of it.
+  run. The ramp's windows run in the same processes one after another, each once the previous one's alerts have
+  arrived. CPU per command: each process's CPU seconds from the first command of a window until its last alert
+  arrived, over the commands accepted.
 - Backlogs (relay, replay, notifier) are real domain events recorded through a template Deal and copied onto
-  other deals and versions (backlog.py): recording 100,000 concessions through the aggregate would take minutes
-  (see the quadratic costs above) and is not what is measured. The replay deal's snapshots are taken at the
+  other deals and versions (backlog.py): recording 100,000 concessions one command at a time would take minutes
+  and is not what is measured. The replay deal's snapshots are taken at the
   versions that are read (N/2, N-100 and N), which are the snapshots the every-100 rule leaves there.
 - The read model is bulk-loaded with the service's own column formats; PostgreSQL gets `ANALYZE` after the load
   (what autovacuum would do); SQLite gets nothing, as in production.
 - Profiles are cProfile of every thread (a profiler is installed in each new thread), merged, with the process's
   start-up left out; they inflate Python-heavy code more than C code, so read them as shares, not absolute times.
   Time a thread spends blocked in a lock, a queue, epoll or sleep is reported apart as waiting.
-- The machine is a shared VM: figures move by 10-30 % between runs (c at one client on SQLite measured between
-  330 and 470 commands/s across runs while this benchmark was built). Ratios within one run are steadier.
+- The machine is a shared VM: figures move by 10-30 % between runs. Ratios within one run are steadier.
 - PostgreSQL runs use a fresh schema per sub-benchmark (`bench_<name>_<random>`), dropped at the end.
 """

@@ -212,11 +212,19 @@ def fresh_store(ctx: Context, kind: str, name: str) -> Iterator[Store]:
         yield Store("postgres", database_url=url)
 
 
-def deal_service(store: Store) -> Any:
+def deal_service(store: Store, **settings: Any) -> Any:
+    """The DealService on this store, with its defaults or these settings (e.g. group_commit_ms=0, aggregate_cache=0)."""
+    from dataclasses import replace  # noqa: PLC0415
+
     from dealflow.deal_lifecycle.adapters.policy_file import load_policy  # noqa: PLC0415
     from dealflow.deal_lifecycle.application.service import DealService  # noqa: PLC0415
 
-    return DealService(env=store.settings().eventsourcing_env(), policy=load_policy(POLICY_FILE))
+    return DealService(env=replace(store.settings(), **settings).eventsourcing_env(), policy=load_policy(POLICY_FILE))
+
+
+# What the service did before group commit and the aggregate cache: every command its own
+# transaction, every deal loaded afresh. The baseline "today" of their targets, measured in the same run.
+AS_BEFORE = {"group_commit_ms": 0, "aggregate_cache": 0}
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -339,15 +347,24 @@ def tail(path: Path, chars: int = 3000) -> str:
 
 @contextlib.contextmanager
 def serve_process(
-    store: Store, workdir: Path, *, nats_url: str | None = None, profile_to: Path | None = None, variant: list[str] | None = None
+    store: Store,
+    workdir: Path,
+    *,
+    nats_url: str | None = None,
+    profile_to: Path | None = None,
+    workers: int = 1,
+    options: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m dealflow serve --port P` (uvicorn with uvloop and httptools) on this store."""
+    """`python -m dealflow serve --port P [--workers N] [options, e.g. --no-relay]` (uvicorn with uvloop and httptools) on this store."""
     port = free_port()
-    extra = store.env()
+    extra = {**store.env(), **(env or {})}
     if nats_url:
         extra["NATS_URL"] = nats_url
     log = workdir / f"serve-{port}.log"
-    process = spawn([*dealflow_command(profile_to, variant), "serve", "--port", str(port)], child_env(extra), log)
+    workers_option = ["--workers", str(workers)] if workers > 1 else []
+    command = [*dealflow_command(profile_to), "serve", "--port", str(port), *workers_option, *(options or [])]
+    process = spawn(command, child_env(extra), log)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/health/live", process, log)  # open to all: the rest needs a token
@@ -378,19 +395,40 @@ def ceiling_process(workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes
         stop(process)
 
 
-def dealflow_command(profile_to: Path | None = None, variant: list[str] | None = None) -> list[str]:
-    """How to start `dealflow`: plain, profiled (bench.profiled) or with a what-if (bench.variant)."""
+@contextlib.contextmanager
+def relay_process(store: Store, workdir: Path, nats_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m dealflow relay` on this store: the relay apart from the HTTP process (serve --no-relay)."""
+    process = spawn([*dealflow_command(), "relay"], child_env({**store.env(), "NATS_URL": nats_url}), workdir / f"relay-{free_port()}.log")
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+def dealflow_command(profile_to: Path | None = None) -> list[str]:
+    """How to start `dealflow`: plain or profiled (bench.profiled)."""
     if profile_to:
         return ["-m", "bench.profiled", str(profile_to)]
-    if variant:
-        return ["-m", "bench.variant", *variant, "--"]
     return ["-m", "dealflow"]
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
+    """User + system CPU seconds of a process so far, and of the processes it started (worker processes)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    own = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    children = 0.0
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            children += proc_cpu_seconds(child)
+    return own + children
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in listed]
 
 
 def proc_rss_mb(pid: int) -> dict[str, float]:
@@ -416,11 +454,16 @@ class CpuMeter:
         return self
 
     def __exit__(self, *_: object) -> None:
-        wall = time.perf_counter() - self.t0
-        self.percent = {"bench_process": round(100 * (time.process_time() - self.self0) / wall, 1)}
+        self.wall = time.perf_counter() - self.t0
+        self.seconds = {"bench_process": time.process_time() - self.self0}
         for name, pid in self.pids.items():
             with contextlib.suppress(OSError):
-                self.percent[name] = round(100 * (proc_cpu_seconds(pid) - self.start[name]) / wall, 1)
+                self.seconds[name] = proc_cpu_seconds(pid) - self.start[name]
+        self.percent = {name: round(100 * used / self.wall, 1) for name, used in self.seconds.items()}
+
+    def ms_per(self, operations: int) -> dict[str, float | None]:
+        """CPU milliseconds per operation of each process over the window (the cost of one command, say)."""
+        return {name: round(1000 * used / operations, 3) if operations else None for name, used in self.seconds.items()}
 
 
 # -- event loops ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .analysis import FINDINGS, METHOD, explain, notifier_text
+from .analysis import METHOD, explain, findings, notifier_text
 
 STORE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
@@ -74,20 +74,16 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     add("Where a target is missed, [Where the time goes](#where-the-time-goes) says why and what would fix it.\n")
 
     s = results["scenarios"]
-    if "write_path" in s:
-        _write_path(add, s["write_path"])
-    if "event_to_alert" in s or "relay" in s:
-        add("## 2. Event to alert, and relay throughput\n")
-    if "event_to_alert" in s:
-        _event_to_alert(add, s["event_to_alert"])
-    if "relay" in s:
-        _relay(add, s["relay"])
-    if "replay" in s:
-        _replay(add, s["replay"])
-    if "read_model" in s:
-        _read_model(add, s["read_model"])
-    if "notifier" in s:
-        _notifier(add, s["notifier"])
+    sections = {
+        "write_path": _write_path, "event_to_alert": _event_to_alert, "relay": _relay, "replay": _replay,
+        "read_model": _read_model, "notifier": _notifier, "group_commit": _group_commit, "wrk_http": _wrk_http,
+    }
+    for name, render in sections.items():
+        if name not in s:
+            continue
+        if name == "event_to_alert" or (name == "relay" and "event_to_alert" not in s):
+            add("## 2. Event to alert, and relay throughput\n")
+        render(add, s[name])
 
     add("## Where the time goes\n")
     for t in results.get("targets", []):
@@ -98,7 +94,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     for name, prof in results.get("profiles", {}).items():
         _profile(add, name, prof)
     add("## Bugs and surprises noticed in the service\n")
-    add(FINDINGS)
+    add(findings(results))
     add("## Method\n")
     add(METHOD)
     add("## Run time per scenario\n")
@@ -114,8 +110,10 @@ def _write_path(add: Any, w: dict[str, Any]) -> None:
         "benchmark process); d: a trivial Litestar POST endpoint served the same way. 256 pre-opened deals are shared out among the clients, round robin, so clients never conflict and no deal grows long.\n")
     rows = []
     for kind, per in w["stores"].items():
-        for label, key in (("a raw eventsourcing", "a_raw"), ("b DealService", "b_service"), ("c HTTP", "c_http")):
-            for clients, r in per[key].items():
+        implementations = (("a raw eventsourcing", "a_raw"), ("b DealService", "b_service"),
+                           ("b as before (no group commit, no cache)", "b_before"), ("c HTTP", "c_http"))
+        for label, key in implementations:
+            for clients, r in per.get(key, {}).items():
                 cpu = r.get("cpu_percent") or {}
                 rows.append([STORE_NAMES[kind], label, clients, r["ops_per_s"], r["p50_ms"], r["p99_ms"], r["errors"],
                              f"{fmt(cpu.get('server_process'))} / {fmt(cpu.get('bench_process'))}" if cpu else "–"])
@@ -127,41 +125,65 @@ def _write_path(add: Any, w: dict[str, Any]) -> None:
     rows = []
     for kind, per in w["stores"].items():
         for clients, r in per["ratios"].items():
-            rows.append([STORE_NAMES[kind], clients, r["b/a"], r["c/a"], r["c/d"]])
+            rows.append([STORE_NAMES[kind], clients, r["b/a"], r.get("b/b_before"), r.get("b_before/a"), r["c/a"], r["c/d"]])
     add("Ratios of throughput:\n")
-    add(table(["store", "clients", "b/a", "c/a", "c/d"], rows))
+    add(table(["store", "clients", "b/a", "b / b as before", "b as before / a", "c/a", "c/d"], rows))
     add("CPU % is of one core (the machine has two): the server process and this process, which generates the HTTP load. "
-        "For d the load generator, not the server, is the limit, so c/d understates how close c is to a real HTTP ceiling.\n")
+        "With httpx, the load generator, not the server, limits d, so c/d here understates how far c is from the HTTP ceiling: "
+        "scenario 7 drives both with wrk.\n")
+
+
+def _e2a_row(label: str, x: dict[str, Any]) -> list[Any]:
+    return [label, x["offered_per_s"], x["achieved_per_s"], x["machine_kept_up"], x["commands"], x["alerts_missing"],
+            _g(x, "response_to_alert", "p50_ms"), _g(x, "response_to_alert", "p95_ms"), _g(x, "response_to_alert", "p99_ms"),
+            _g(x, "http_response", "p50_ms"), _g(x, "http_response", "p99_ms"),
+            _g(x, "relay_lag_event_to_jetstream", "p50_ms"), _g(x, "relay_lag_event_to_jetstream", "p99_ms"),
+            _g(x, "notifier_leg_jetstream_to_webhook", "p50_ms"), _g(x, "notifier_leg_jetstream_to_webhook", "p99_ms")]
+
+
+def _cpu_row(label: str, x: dict[str, Any]) -> list[Any]:
+    cpu, ms = x.get("cpu_percent") or {}, x.get("cpu_ms_per_command") or {}
+    return [label, x["offered_per_s"], *[f"{fmt(cpu.get(k), 1)} % · {fmt(ms.get(k))}" if k in cpu else "–"
+                                         for k in ("serve", "relay", "notifier", "nats_server", "bench_process")]]
 
 
 def _event_to_alert(add: Any, e: dict[str, Any]) -> None:
     add("### 2a. Event to alert\n")
-    add(f"Commands (`POST /deals/{{id}}/concessions`, {e['deals']} deals) offered open-loop at a fixed rate; serve (with its relay), "
-        "notifier and nats-server are separate processes; the webhook receiver and the load generator share this process's clock. "
-        "Latency is from the command's HTTP response to its alert's arrival. "
+    add(f"Commands (`POST /deals/{{id}}/concessions`, {e['deals']} deals) offered open-loop at a fixed rate; serve (with its relay, "
+        "unless the relay runs apart), notifier and nats-server are separate processes; the webhook receiver and the load generator "
+        "share this process's clock. Latency is from the command's HTTP response to its alert's arrival. "
         "\"Kept up\": at least 95 % of the offered rate accepted, the sender never far behind, every alert arrived, and "
-        "alert latency not growing over the run (median of the last fifth of commands at most twice the first fifth's + 20 ms).\n")
+        "alert latency not growing over the run (median of the last fifth of commands at most twice the first fifth's + 20 ms). "
+        "\"Relay apart\": `serve --no-relay` and a `dealflow relay` process on the same store and NATS.\n")
     rows = []
     for kind, r in e["stores"].items():
-        runs = [("", r)] + ([(" (lowered)", r["lowered"])] if r.get("lowered") else [])
-        runs += [(" what-if: gc.freeze() in both processes", r["gc_frozen"])] if r.get("gc_frozen") else []
-        runs += [(" what-if: gc.freeze(), lowered rate", r["gc_frozen_lowered"])] if r.get("gc_frozen_lowered") else []
-        for suffix, x in runs:
-            rows.append([STORE_NAMES[kind] + suffix, x["offered_per_s"], x["achieved_per_s"], x["machine_kept_up"], x["commands"],
-                         x["alerts_missing"], _g(x, "response_to_alert", "p50_ms"), _g(x, "response_to_alert", "p95_ms"), _g(x, "response_to_alert", "p99_ms"),
-                         _g(x, "http_response", "p50_ms"), _g(x, "http_response", "p99_ms"),
-                         _g(x, "relay_lag_event_to_jetstream", "p50_ms"), _g(x, "relay_lag_event_to_jetstream", "p99_ms"),
-                         _g(x, "notifier_leg_jetstream_to_webhook", "p50_ms"), _g(x, "notifier_leg_jetstream_to_webhook", "p99_ms")])
+        rows.append(_e2a_row(f"{STORE_NAMES[kind]}, relay in serve", r))
+        if r.get("relay_apart"):
+            rows.append(_e2a_row(f"{STORE_NAMES[kind]}, relay apart", r["relay_apart"]))
     f = e["floor"]
     rows.append(["floor: raw publish → pull consumer → POST", f["offered_per_s"], "–", "–", f["messages"], "–",
                  _g(f, "ack_to_webhook", "p50_ms"), _g(f, "ack_to_webhook", "p95_ms"), _g(f, "ack_to_webhook", "p99_ms"), "–", "–", "–", "–", "–", "–"])
-    add(table(["store", "offered/s", "achieved/s", "kept up", "commands", "alerts missing", "→alert p50 ms", "p95", "p99",
-               "HTTP resp p50", "p99", "relay lag p50", "p99", "notifier leg p50", "p99"], rows))
+    headers = ["run", "offered/s", "achieved/s", "kept up", "commands", "alerts missing", "→alert p50 ms", "p95", "p99",
+               "HTTP resp p50", "p99", "relay lag p50", "p99", "notifier leg p50", "p99"]
+    add(table(headers, rows))
+    ramps = [(kind, r) for kind, r in e["stores"].items() if r.get("ramp")]
+    for kind, r in ramps:
+        limit = e.get("p99_limit_ms", 25)
+        add(f"Ramp on {STORE_NAMES[kind]} (relay in serve; the same processes after the headline window, {fmt(r['ramp'][0]['duration_s'])} s a rate; "
+            f"it stops at the first rate whose p99 is over {fmt(limit)} ms or that was not kept up). "
+            f"Highest offered rate with p99 under {fmt(limit)} ms: **{fmt(r.get('highest_rate_within_limit'))}** commands/s.\n")
+        add(table(headers, [_e2a_row(f"ramp {fmt(x['offered_per_s'])}/s", x) for x in r["ramp"]]))
     rows = []
     for kind, r in e["stores"].items():
-        cpu = r.get("cpu_percent") or {}
-        rows.append([STORE_NAMES[kind], r.get("p50/floor_p50"), r.get("p99/floor_p99"), cpu.get("serve"), cpu.get("notifier"), cpu.get("nats_server"), cpu.get("bench_process")])
-    add(table(["store", "p50 / floor p50", "p99 / floor p99", "CPU % serve", "notifier", "nats-server", "bench (load + receiver)"], rows))
+        rows.append(_cpu_row(f"{STORE_NAMES[kind]}, relay in serve", r))
+        if r.get("relay_apart"):
+            rows.append(_cpu_row(f"{STORE_NAMES[kind]}, relay apart", r["relay_apart"]))
+        rows += [_cpu_row(f"{STORE_NAMES[kind]}, ramp", x) for x in r.get("ramp", [])]
+    add("CPU of each process: % of one core while the commands were sent · milliseconds per accepted command, over the commands "
+        "and the work they caused until their alerts arrived (the machine has two cores):\n")
+    add(table(["run", "offered/s", "serve", "relay", "notifier", "nats-server", "bench (load + receiver)"], rows))
+    rows = [[STORE_NAMES[kind], r.get("p50/floor_p50"), r.get("p99/floor_p99")] for kind, r in e["stores"].items()]
+    add(table(["store", "p50 / floor p50", "p99 / floor p99"], rows))
     add("Relay lag: the event's own timestamp (taken in the aggregate just before the save) to JetStream's stored timestamp of its "
         "message. Notifier leg: JetStream's timestamp to the webhook's arrival (wall clocks of one machine). The floor publishes "
         "raw messages at the same rate and a minimal in-process pull consumer POSTs each to the same receiver; its latency runs "
@@ -249,7 +271,65 @@ def _notifier(add: Any, r: dict[str, Any]) -> None:
     add(table(["notifier store", "two / one", "one / minimal consumer", "one / raw POSTs"], rows))
 
 
+def _group_commit(add: Any, g: dict[str, Any]) -> None:
+    add("## 6. Group commit\n")
+    add(f"DealService in-process, `record_concession` from {g['clients']} threads on 256 pre-opened deals (they never conflict), "
+        f"{g['window_s']:g} s measured after {g['warmup_s']:g} s warm-up each, the aggregate cache off so that group commit alone is "
+        "measured. Off: every command its own transaction (as before). On: the saves ready at once written in one transaction, at "
+        f"most the batch size (`DEALFLOW_GROUP_COMMIT_MAX`), waiting up to {g['wait_ms']:g} ms for commands under way. "
+        "The raw library's one-save-per-call floor (a) runs in the same run at the same concurrency. "
+        f"One write of 4 KiB and its fsync cost this disk {fmt(g.get('fsync_ms'))} ms (p50): roughly what a commit's durability costs, the cost group commit shares out.\n")
+    rows = []
+    for kind, x in g["stores"].items():
+        rows.append([STORE_NAMES[kind], "a raw eventsourcing", g["clients"], x["a_raw"]["ops_per_s"], x["a_raw"]["p50_ms"], x["a_raw"]["p99_ms"], "–", x["a_raw"]["errors"]])
+        rows.append([STORE_NAMES[kind], "off (as before)", g["clients"], x["off"]["ops_per_s"], x["off"]["p50_ms"], x["off"]["p99_ms"], 1.0, x["off"]["errors"]])
+        for size, y in x["on"].items():
+            rows.append([STORE_NAMES[kind], f"on, batch ≤ {size}", g["clients"], y["ops_per_s"], y["p50_ms"], y["p99_ms"], y.get("saves_per_transaction"), y["errors"]])
+        for label, key in (("off, one client", "off_one_client"), ("on, one client", "on_one_client")):
+            y = x[key]
+            rows.append([STORE_NAMES[kind], label, 1, y["ops_per_s"], y["p50_ms"], y["p99_ms"], y.get("saves_per_transaction", 1.0), y["errors"]])
+    add(table(["store", "group commit", "clients", "ops/s", "p50 ms", "p99 ms", "saves per transaction", "errors"], rows))
+    keys = list(next(iter(g["stores"].values()))["ratios"])
+    add(table(["store", *keys], [[STORE_NAMES[kind], *x["ratios"].values()] for kind, x in g["stores"].items()]))
+    add("\"default(64)\" is the service's default batch size; \"one client on/off\" is the latency a lone command pays for "
+        "group commit (it never waits for others; it hands its save to the committer thread and waits for the commit).\n")
+
+
+def _wrk_http(add: Any, w: dict[str, Any]) -> None:
+    add("## 7. HTTP under wrk\n")
+    if w.get("skipped"):
+        add(f"Skipped: {w['skipped']}.\n")
+        return
+    add(f"`POST /deals/{{id}}/concessions` driven by wrk (one thread, {w['window_s']:g} s per connection count), round robin over 256 "
+        "pre-opened deals, each request with an emitter's bearer token: c, `dealflow serve` on SQLite with 1 and 2 worker "
+        "processes; d, the trivial Litestar POST of the same stack (the ceiling). CPU: % of one core (the machine has two) "
+        "of the server (all its workers) and of wrk, and the server's CPU milliseconds per request.\n")
+    rows = []
+    for connections, r in w["d"].items():
+        rows.append(["d trivial Litestar", "1", connections, *_wrk_cells(r)])
+    for workers, sweep in w["c"].items():
+        for connections, r in sweep.items():
+            rows.append(["c dealflow serve", workers, connections, *_wrk_cells(r)])
+    add(table(["server", "workers", "connections", "requests/s", "p50 ms", "p99 ms", "errors", "CPU % server", "CPU % wrk", "server CPU ms / request"], rows))
+    rows = []
+    for workers, r in w["ratios"].items():
+        rows.append([workers, *r["c/d"].values(), *r["step"].values()])
+    add("Ratios: c/d at each connection count, and each step of connections against the one before it:\n")
+    first = next(iter(w["ratios"].values()))
+    add(table(["workers", *(f"c/d at {c}" for c in first["c/d"]), *(f"ops {k}" for k in first["step"])], rows))
+
+
+def _wrk_cells(r: dict[str, Any]) -> list[Any]:
+    if r.get("failed"):
+        return ["failed", "–", "–", "–", "–", "–", "–"]
+    return [r.get("ops_per_s"), r.get("p50_ms"), r.get("p99_ms"), r.get("errors"), _g(r, "cpu_percent", "server_process"), r.get("wrk_cpu_percent"),
+            r.get("server_cpu_ms_per_request")]
+
+
 def _profile(add: Any, name: str, prof: dict[str, Any]) -> None:
+    if prof.get("skipped"):
+        add(f"Profile {name}: skipped ({prof['skipped']}).\n")
+        return
     if isinstance(prof.get("profile"), dict) and "serve" in prof["profile"]:
         add(f"Profiled event-to-alert run: {prof['offered_per_s']:g} commands/s for {prof['duration_s']:g} s, response→alert p50 "
             f"{_g(prof, 'response_to_alert', 'p50_ms')} ms, p99 {_g(prof, 'response_to_alert', 'p99_ms')} ms (with the profilers on).\n")

@@ -25,6 +25,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from .common import (
+    AS_BEFORE,
     auth_headers,
     Context,
     CpuMeter,
@@ -225,12 +226,19 @@ def measure_raw(ctx: Context, kind: str, clients: int, warmup: float, duration: 
             app.close()
 
 
-def measure_service(ctx: Context, kind: str, clients: int, warmup: float, duration: float) -> dict[str, Any]:
+def measure_service(ctx: Context, kind: str, clients: int, warmup: float, duration: float, **settings: Any) -> dict[str, Any]:
+    """DealService in-process (with these settings); with group commit on, also how many saves a transaction held."""
     with fresh_store(ctx, kind, "svc") as store:
-        service = deal_service(store)
+        service = deal_service(store, **settings)
         try:
             ids = open_deals(service, POOL)
-            return thread_load(_concession_op(service, ids, clients), clients, warmup, duration)
+            group = getattr(service.recorder, "group", None)
+            before = (group.batches, group.saves) if group else (0, 0)
+            result = thread_load(_concession_op(service, ids, clients), clients, warmup, duration)
+            if group:
+                batches, saves = group.batches - before[0], group.saves - before[1]
+                result["saves_per_transaction"] = round(saves / batches, 1) if batches else None
+            return result
         finally:
             service.close()
 
@@ -279,10 +287,12 @@ def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"window_s": duration, "warmup_s": warmup, "concurrency": list(CONCURRENCY), "stores": {}}
     out["ceiling_d"] = {str(k): v for k, v in measure_ceiling(ctx, warmup, duration).items()}
     for kind in ctx.stores():
-        per: dict[str, Any] = {"a_raw": {}, "b_service": {}, "c_http": {}}
+        per: dict[str, Any] = {"a_raw": {}, "b_service": {}, "b_before": {}, "c_http": {}}
         for clients in CONCURRENCY:
             per["a_raw"][str(clients)] = measure_raw(ctx, kind, clients, warmup, duration)
             per["b_service"][str(clients)] = measure_service(ctx, kind, clients, warmup, duration)
+            # The same without group commit and the aggregate cache: what b was before them.
+            per["b_before"][str(clients)] = measure_service(ctx, kind, clients, warmup, duration, **AS_BEFORE)
         per["c_http"] = {str(k): v for k, v in measure_http(ctx, kind, warmup, duration).items()}
         ratios = {}
         for clients in map(str, CONCURRENCY):
@@ -290,7 +300,8 @@ def run(ctx: Context) -> dict[str, Any]:
             b = per["b_service"][clients]["ops_per_s"]
             c_ = per["c_http"][clients]["ops_per_s"]
             d = out["ceiling_d"][clients]["ops_per_s"]
-            ratios[clients] = {"b/a": ratio(b, a), "c/a": ratio(c_, a), "c/d": ratio(c_, d)}
+            before = per["b_before"][clients]["ops_per_s"]
+            ratios[clients] = {"b/a": ratio(b, a), "c/a": ratio(c_, a), "c/d": ratio(c_, d), "b/b_before": ratio(b, before), "b_before/a": ratio(before, a)}
         per["ratios"] = ratios
         out["stores"][kind] = per
     return out
