@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter, create_model
 
 from dealflow.config_file import packaged
 from dealflow.deal_lifecycle.adapters.relay_status import RESUMED_SUBJECT, STALLED_SUBJECT, RelayStalledMessage
+from dealflow.nats_contract import RELAY_WAKE_SUBJECT
 from dealflow.deal_lifecycle.application.access import ordered
 from dealflow.deal_lifecycle.application.command_table import COMMANDS
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
@@ -199,6 +200,16 @@ def asyncapi() -> dict[str, Any]:
         }
         operations[f"receive{channel[0].upper()}{channel[1:]}"] = {"action": "receive", "channel": {"$ref": f"#/channels/{channel}"}}
     messages["RelayStalled"] = {"name": "RelayStalled", "contentType": "application/json", "payload": {"$ref": "alerts/RelayStalled.v1.json"}}
+    channels["relayWake"] = {
+        "address": RELAY_WAKE_SUBJECT,
+        "description": (
+            "Core NATS, no body: a deal service process stored events, so the leading relay (perhaps in another "
+            "process) looks now instead of at its next poll. A hint between dealflow's own processes, not for subscribers."
+        ),
+        "messages": {"RelayWake": {"$ref": "#/components/messages/RelayWake"}},
+    }
+    messages["RelayWake"] = {"name": "RelayWake", "payload": {"type": "string", "maxLength": 0}}
+    operations["sendRelayWake"] = {"action": "send", "channel": {"$ref": "#/channels/relayWake"}}
     for name in sorted(MESSAGES):
         command_message, reply_message = f"{name}Command", f"{name}Reply"
         channels[f"command_{name}"] = {

@@ -8,6 +8,7 @@ else of the deal service.
   deals.commands.<command>             commands, request/reply (queue group deal-lifecycle)
   deals.alerts.dead                    alerts and events the notifier dead-lettered (stream DEALS_ALERTS)
   deals.relay.stalled / .resumed       core NATS: the relay stalled at an event it cannot publish / resumed
+  deals.relay.wake                     core NATS, no body: a process stored events; the leading relay looks now
   deals.checkpoints.<store id>         the store's signed checkpoints (stream DEALS_CHECKPOINTS)
 """
 
@@ -22,6 +23,10 @@ DEAD_LETTERS_SUBJECT = "deals.alerts.dead"
 # Core NATS, no stream: the relay's alarm and its all-clear; the notifier alerts on both.
 RELAY_STALLED_SUBJECT = "deals.relay.stalled"
 RELAY_RESUMED_SUBJECT = "deals.relay.resumed"
+# Core NATS, no body: a deal service process stored events. The leading relay, perhaps in another
+# process (`serve --workers N`, `serve --no-relay` beside `dealflow relay`), looks at once instead of
+# at its next poll. Only a hint: a lost one costs a poll's wait, never an event.
+RELAY_WAKE_SUBJECT = "deals.relay.wake"
 # JetStream drops a second message with the same id within this window (the relay's and the
 # notifier's safety net for a message whose acknowledgement was lost).
 DUPLICATE_WINDOW_SECONDS = 15 * 60

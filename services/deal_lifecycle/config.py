@@ -30,6 +30,9 @@ class Settings:
     nats_url: str | None = None
     # How many events the relay publishes before it saves its position.
     relay_batch_size: int = 500
+    # How often the relay looks for events when nothing woke it (this process's commands, any other
+    # process's over deals.relay.wake or PostgreSQL NOTIFY wake it at once).
+    relay_poll_seconds: float = 1.0
     # How many `GET /stream` clients one instance serves at once; beyond, 503 too_many_streams.
     max_streams: int = 100
     # The public keys bearer tokens are verified against: a JWKS file or https:// URL. Unset: the
@@ -63,6 +66,7 @@ class Settings:
             policy_path=Path(environ["DEALFLOW_POLICY"]) if environ.get("DEALFLOW_POLICY") else None,
             nats_url=environ.get("NATS_URL") or None,
             relay_batch_size=int(environ.get("DEALFLOW_RELAY_BATCH", cls.relay_batch_size)),
+            relay_poll_seconds=float(environ.get("DEALFLOW_RELAY_POLL_SECONDS", cls.relay_poll_seconds)),
             max_streams=int(environ.get("DEALFLOW_MAX_STREAMS", cls.max_streams)),
             auth_jwks=environ.get("DEALFLOW_AUTH_JWKS") or None,
             auth_issuer=environ.get("DEALFLOW_AUTH_ISSUER") or None,

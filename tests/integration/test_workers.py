@@ -105,13 +105,22 @@ def test_a_worker_that_dies_stops_the_service_with_an_error(two_workers: tuple[s
     assert "a worker stopped; stopping the service" in log.read_text()
 
 
+def wait_for_log(log: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, f"{text} not in {log}"
+        time.sleep(0.05)
+
+
 def _is_running(pid: int) -> bool:
     state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
     return state != "Z"
 
 
 def test_serve_without_its_relay_leaves_publishing_to_a_relay_apart(settings: Settings, nats_server: EmbeddedNats, tmp_path: Path) -> None:
-    env = store_env(settings, NATS_URL=nats_server.url)
+    # The relay apart would look for new events only once a minute: what it publishes sooner, a wake
+    # from the serving process (deals.relay.wake) made it look for.
+    env = store_env(settings, NATS_URL=nats_server.url, DEALFLOW_RELAY_POLL_SECONDS="60")
     process, url = start(env, tmp_path / "serve.log", "serve", "--no-relay")
     try:
         deal_id = httpx.post(f"{url}/deals", json=OPEN, headers=bearer(sub="crm")).json()["id"]
@@ -120,8 +129,12 @@ def test_serve_without_its_relay_leaves_publishing_to_a_relay_apart(settings: Se
         with (tmp_path / "relay.log").open("ab") as out:
             relay = subprocess.Popen([*DEALFLOW, "relay"], env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         try:
-            assert wait_for_count(nats_server.url, 1) == 1
+            assert wait_for_count(nats_server.url, 1) == 1  # found at its start
             assert stream(nats_server.url)[0].event["deal_id"] == deal_id
+            wait_for_log(tmp_path / "relay.log", '"relay leading"')
+            later = httpx.post(f"{url}/deals", json=OPEN, headers=bearer(sub="crm")).json()["id"]
+            assert wait_for_count(nats_server.url, 2, timeout=20) == 2, "the relay apart was not woken"
+            assert stream(nats_server.url)[1].event["deal_id"] == later
         finally:
             relay.terminate()
             relay.wait(timeout=10)

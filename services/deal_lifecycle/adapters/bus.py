@@ -37,6 +37,7 @@ from dealflow.nats_contract import (
     NOTIFICATION_ID,
     RELAY_RESUMED_SUBJECT,
     RELAY_STALLED_SUBJECT,
+    RELAY_WAKE_SUBJECT,
     SCHEMA,
     event_subject,
 )
@@ -45,7 +46,7 @@ log = structlog.get_logger("dealflow.bus")
 
 __all__ = [  # the contract's names, used from here by the deal service's own modules
     "ACTOR", "CE_SOURCE", "COMMANDS_PREFIX", "CORRELATION_ID", "DEAL_VERSION", "DUPLICATE_WINDOW_SECONDS", "EVENTS_STREAM",
-    "EVENTS_SUBJECTS", "NOTIFICATION_ID", "RELAY_RESUMED_SUBJECT", "RELAY_STALLED_SUBJECT", "SCHEMA", "connect", "event_subject",
+    "EVENTS_SUBJECTS", "NOTIFICATION_ID", "RELAY_RESUMED_SUBJECT", "RELAY_STALLED_SUBJECT", "RELAY_WAKE_SUBJECT", "SCHEMA", "connect", "event_subject",
 ]
 
 # Header values that copy a body field are cut to this many characters (see header_copy).

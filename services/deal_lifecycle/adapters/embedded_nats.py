@@ -68,7 +68,7 @@ USERS: dict[str, tuple[str, dict[str, Any]]] = {
     # and checkpoints out, and the streams it keeps (created and brought up to date at every start).
     "deal-service": (DEALS, {
         "publish": {"allow": ["deals.events.>", "deals.relay.>", "deals.checkpoints.>", "$JS.API.>"]},
-        "subscribe": {"allow": ["deals.commands.>", f"{inbox('deal-service')}.>"]},
+        "subscribe": {"allow": ["deals.commands.>", "deals.relay.wake", f"{inbox('deal-service')}.>"]},
         "allow_responses": True,
     }),
     # The notifier: reads the events stream with its durable consumer, hears relay alarms, dead-letters

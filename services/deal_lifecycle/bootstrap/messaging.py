@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import structlog
 
-from dealflow.deal_lifecycle.adapters.bus import connect
+from dealflow.deal_lifecycle.adapters.bus import RELAY_WAKE_SUBJECT, connect
 from dealflow.deal_lifecycle.adapters.checkpoints import CheckpointPublisher, CheckpointSettings
 from dealflow.deal_lifecycle.adapters.leadership import FileLeadership, Leadership, PostgresLeadership
 from dealflow.deal_lifecycle.adapters.relay import EventRelay
@@ -79,14 +80,24 @@ class DealMessaging:
         )
         log.info("connected to NATS", servers=shown(self.settings.nats_servers))
         tasks: list[asyncio.Task[None]] = []
+        # Events this process stores wake the leading relay wherever it runs (a worker, `dealflow relay`).
+        wake_others = WakeOthers(nc, asyncio.get_running_loop())
+        self.deals.on_recorded(wake_others.stored)
         try:
             if self.with_commands:
                 assert self.verifier is not None
                 await CommandResponder(self.deals, nc, self.verifier, self.settings.max_request_bytes).listen()
                 self.listening.set()
             if self.with_relay:
-                relay = events = EventRelay(self.deals, nc, batch_size=self.settings.relay_batch_size)
+                relay = events = EventRelay(
+                    self.deals, nc, batch_size=self.settings.relay_batch_size, poll_seconds=self.settings.relay_poll_seconds
+                )
                 self.deals.on_recorded(events.wake)
+
+                async def woken(_: object) -> None:
+                    events.wake()
+
+                await nc.subscribe(RELAY_WAKE_SUBJECT, cb=woken)
                 leadership = self._leadership()
                 tasks.append(self._supervised("relay", lambda: events.run(self.stop_event, leadership)))
                 if self.settings.database_url:
@@ -98,6 +109,7 @@ class DealMessaging:
             # More parts on this connection go here, each under self._supervised(...).
             await self.stop_event.wait()
         finally:
+            self.deals.remove_recorded_listener(wake_others.stored)
             # Each part sees the stop and ends on its own (the relay records that it stopped); then what is left is cancelled.
             if tasks:
                 await asyncio.wait(tasks, timeout=2)
@@ -153,6 +165,39 @@ class DealMessaging:
             except psycopg.Error as e:
                 log.warning("cannot listen to PostgreSQL notifications", error=str(e))
                 await asyncio.sleep(1)
+
+
+class WakeOthers:
+    """After this process stores events, one `deals.relay.wake` on NATS (not one per command: while one
+    is on its way, more stored events ride on it). Only a hint: the relay still polls, so a wake lost
+    while NATS is away costs a poll's wait, never an event."""
+
+    def __init__(self, nc: object, loop: asyncio.AbstractEventLoop) -> None:
+        self.nc = nc
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._due = False
+        self._sending: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
+
+    def stored(self) -> None:
+        """From the thread that stored the events."""
+        with self._lock:
+            if self._due:
+                return
+            self._due = True
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the process is stopping
+            self.loop.call_soon_threadsafe(self._send)
+
+    def _send(self) -> None:
+        task = self.loop.create_task(self._publish())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _publish(self) -> None:
+        with self._lock:
+            self._due = False
+        with contextlib.suppress(Exception):  # NATS away: the relay's poll finds the events
+            await self.nc.publish(RELAY_WAKE_SUBJECT, b"")  # type: ignore[attr-defined]
 
 
 def _say_if_failed(task: asyncio.Task[None]) -> None:
