@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
 import structlog
@@ -186,7 +187,7 @@ class Notifier:
             await self._dead_letter_alert(alert, attempt, str(failed))
             log.warning("alert dead-lettered", alert_id=alert.id, attempts=attempt, error=str(failed))
             return
-        await asyncio.to_thread(self.store.record_outcome, alert, DELIVERED, attempt, None)
+        await asyncio.to_thread(partial(self.store.record_outcome, alert, DELIVERED, attempt, None, delivered_at_attempt=attempt))
 
     async def _send(self, channel: Channel, alert: Alert, attempt: int) -> None:
         try:
@@ -197,7 +198,7 @@ class Notifier:
         except Exception as e:  # noqa: BLE001 - a channel's own bug is a failed delivery, not a crash
             await asyncio.to_thread(self.store.record_attempt, alert.id, attempt, "failed", repr(e))
             raise DeliveryFailed(repr(e)) from e
-        await asyncio.to_thread(self.store.record_attempt, alert.id, attempt, "delivered", None)
+        # The try that delivered it is recorded with the outcome, in one transaction (deliver).
 
     def _validated(self, msg: Msg) -> tuple[dict[str, Any], str]:
         """The event, checked against its published schema (the version its header names)."""

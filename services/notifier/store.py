@@ -129,37 +129,47 @@ class AlertStore:
         return bool(self._execute("SELECT 1 FROM notifier_alerts WHERE alert_id = ?", (alert_id,)))
 
     def record_attempt(self, alert_id: str, attempt: int, result: str, error: str | None) -> None:
-        self._execute(
+        self._execute(*self._attempt(alert_id, attempt, result, error))
+
+    @staticmethod
+    def _attempt(alert_id: str, attempt: int, result: str, error: str | None) -> tuple[str, Sequence[Any]]:
+        return (
             "INSERT INTO notifier_attempts (alert_id, attempt, at, result, error) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (alert_id, attempt) DO UPDATE SET at = excluded.at, result = excluded.result, error = excluded.error",
             (alert_id, attempt, now(), result, error),
         )
 
-    def record_outcome(self, alert: Any, status: str, attempts: int, error: str | None) -> None:
-        self._execute(
-            f"INSERT INTO notifier_alerts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (alert_id) DO NOTHING",
-            (
-                alert.id,
-                alert.event_id,
-                alert.deal_id,
-                alert.event_type,
-                alert.recipient,
-                alert.channel,
-                alert.address,
-                status,
-                attempts,
-                error,
-                now(),
-            ),
-        )
-        self.record_text(alert)
-
-    def record_text(self, alert: Any) -> None:
-        self._execute(
+    def record_outcome(self, alert: Any, status: str, attempts: int, error: str | None, *, delivered_at_attempt: int | None = None) -> None:
+        """The alert's final outcome and its text, in one transaction (one fsync; never one without the
+        other), with the try that delivered it when `delivered_at_attempt` is given."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if delivered_at_attempt is not None:
+            statements.append(self._attempt(alert.id, delivered_at_attempt, "delivered", None))
+        statements.append((
+            f"INSERT INTO notifier_alerts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO NOTHING",
+            (alert.id, alert.event_id, alert.deal_id, alert.event_type, alert.recipient, alert.channel, alert.address, status, attempts, error, now()),
+        ))
+        statements.append((
             "INSERT INTO notifier_alert_texts (alert_id, title, text) VALUES (?, ?, ?) ON CONFLICT (alert_id) DO NOTHING",
             (alert.id, alert.title, alert.text),
-        )
+        ))
+        self._in_one_transaction(statements)
+
+    def _in_one_transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        with self._cursor() as cursor:
+            if isinstance(self._conn, sqlite3.Connection):
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement, params in statements:
+                        cursor.execute(statement, params)
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+                return
+            with self._conn.transaction():
+                for statement, params in statements:
+                    cursor.execute(statement.replace("?", self._placeholder), params)
 
     def alert_text(self, alert_id: str) -> tuple[str, str] | None:
         """The title and text the alert said; None for an alert recorded before texts were kept."""
