@@ -147,3 +147,22 @@ def test_a_notifier_stopped_while_it_waits_for_the_streams_ends_without_a_traceb
         if notifier.poll() is None:
             notifier.kill()
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize(("audience", "warned"), [(None, True), ("dealflow", False)])
+def test_serve_warns_when_tokens_for_any_audience_would_be_accepted(
+    environment: dict[str, str], tmp_path: Path, audience: str | None, warned: bool
+) -> None:
+    env = {**environment, **({"DEALFLOW_AUTH_AUDIENCE": audience} if audience else {})}
+    log = tmp_path / "serve.log"
+    with serving(env, log, "serve"):
+        pass
+    assert ("DEALFLOW_AUTH_AUDIENCE is not set" in log.read_text()) is warned
+
+
+def test_no_token_is_minted_in_the_service_s_own_name(tmp_path: Path) -> None:
+    env = clean_environment(DEALFLOW_SQLITE_PATH=str(tmp_path / "var" / "deals.sqlite3"))
+    env.pop("DEALFLOW_AUTH_JWKS", None)
+    run = subprocess.run([sys.executable, "-m", "dealflow", "token", "--role", "admin", "--sub", "dealflow"], env=env, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert (run.returncode, run.stdout) == (2, "")
+    assert "the service's own name" in run.stderr

@@ -148,6 +148,25 @@ def test_a_token_without_kid_is_accepted_only_while_one_key_is_trusted() -> None
         verify(keys(jwk(EC_KEY, "k1"), jwk(ROTATED, "k2")), sign(kid=None))
 
 
+def test_keys_that_share_a_kid_or_have_none_are_never_told_apart() -> None:
+    # Two keys without kid are two keys: a token without kid is refused, whichever signed it.
+    two_without_kid = keys(jwk(EC_KEY, None), jwk(ROTATED, None))
+    for signer in (EC_KEY, ROTATED):
+        with pytest.raises(InvalidToken, match="more than one key"):
+            verify(two_without_kid, sign(signer, kid=None))
+    shared = keys(jwk(EC_KEY, "k1"), jwk(ROTATED, "k1"), jwk(RSA_KEY, "k2", RSAAlgorithm))
+    for signer in (EC_KEY, ROTATED):
+        with pytest.raises(InvalidToken, match="two trusted keys share"):
+            verify(shared, sign(signer, kid="k1"))
+    assert verify(shared, sign(RSA_KEY, kid="k2", algorithm="RS256")).sub == "crm"
+
+
+@pytest.mark.parametrize("sub", ["dealflow", " Dealflow "])
+def test_no_caller_may_act_as_the_service_itself(sub: str) -> None:
+    with pytest.raises(InvalidToken, match="the service's own name"):
+        verify(TRUSTED, sign(sub=sub))
+
+
 def test_symmetric_private_and_foreign_keys_of_a_jwks_are_never_trusted() -> None:
     secret = {"kty": "oct", "kid": "k1", "k": base64.urlsafe_b64encode(PUBLIC_PEM).decode()}
     private = {**jwk(EC_KEY, "k1"), "d": "AAAA"}

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
 from dealflow.deal_lifecycle.application.access import AuthUnavailable, Caller, Unauthenticated
+from dealflow.deal_lifecycle.domain.deal import SERVICE as SERVICE_ACTOR
 from dealflow.secret_files import write_once
 
 log = structlog.get_logger("dealflow.identity")
@@ -77,7 +78,7 @@ class TrustedKeys:
         self.issuer = issuer
         self.audience = audience
         self._verify = verify  # for https: True (system CAs, or SSL_CERT_FILE), or a context
-        self._keys: dict[str | None, jwt.PyJWK] | None = None if jwks is None else _usable(jwks)
+        self._keys: dict[str | None, jwt.PyJWK | None] | None = None if jwks is None else _usable(jwks)
         self._refreshed_at = self._failed_at = -float("inf")
         self._lock = asyncio.Lock()
 
@@ -145,9 +146,10 @@ class TrustedKeys:
     async def _key(self, kid: Any) -> jwt.PyJWK:
         keys = await self._load(refresh=False)
         if kid is None:
-            if len(keys) != 1:
+            only = next(iter(keys.values())) if len(keys) == 1 else None
+            if only is None:
                 raise InvalidToken("the token names no key (kid) and more than one key is trusted")
-            return next(iter(keys.values()))
+            return only
         if not isinstance(kid, str):
             raise InvalidToken("the token's kid must be a string")
         if kid not in keys and self.source is not None:
@@ -155,9 +157,12 @@ class TrustedKeys:
             keys = await self._load(refresh=True)
         if kid not in keys:
             raise InvalidToken("the token is signed with a key that is not trusted (unknown kid)")
-        return keys[kid]
+        key = keys[kid]
+        if key is None:
+            raise InvalidToken("the token names a kid that two trusted keys share")
+        return key
 
-    async def _load(self, *, refresh: bool) -> dict[str | None, jwt.PyJWK]:
+    async def _load(self, *, refresh: bool) -> dict[str | None, jwt.PyJWK | None]:
         # Keys held and no refresh asked: no waiting behind a fetch (a slow provider delays only unknown kids).
         if self._keys is not None and not refresh:
             return self._keys
@@ -215,7 +220,7 @@ def _parse(data: bytes, source: str) -> Mapping[str, Any]:
     return jwks
 
 
-def _usable(jwks: Mapping[str, Any]) -> dict[str | None, jwt.PyJWK]:
+def _usable(jwks: Mapping[str, Any]) -> dict[str | None, jwt.PyJWK | None]:
     """The trusted public keys of a JWKS by kid: asymmetric keys of the allowed algorithms only; a
     symmetric ('oct') key, a private key, or one for another algorithm is never trusted."""
     keys: dict[str | None, jwt.PyJWK] = {}
@@ -230,7 +235,14 @@ def _usable(jwks: Mapping[str, Any]) -> dict[str | None, jwt.PyJWK]:
             log.warning("skipping a key of the JWKS that cannot be read", kid=printable_claim(entry.get("kid")))
             continue
         if key.algorithm_name in ALGORITHMS:
-            keys[entry.get("kid")] = key
+            kid = entry.get("kid")
+            if kid in keys:
+                # Two keys under one kid (or two without one): neither can be told from the other, so a
+                # token naming that kid (or none) is refused rather than checked against one at random.
+                log.warning("two keys of the JWKS share a kid; tokens naming it are refused", kid=printable_claim(kid))
+                keys[kid] = None
+            else:
+                keys[kid] = key
     return keys
 
 
@@ -240,6 +252,9 @@ def _sub(sub: Any) -> str:
         raise InvalidToken(f"the token's sub must be a name of 1 to {MAX_SUB_CHARACTERS} characters")
     if any(unicodedata.category(ch) in ("Cc", "Cs", "Cf") for ch in sub):
         raise InvalidToken("the token's sub must not contain control or invisible characters")
+    if sub.strip().casefold() == SERVICE_ACTOR:
+        # The service's own name on the facts it records itself (walk-away conditions): no caller may act as it.
+        raise InvalidToken(f"the token's sub must not be {SERVICE_ACTOR!r}, the service's own name")
     return sub.strip()
 
 

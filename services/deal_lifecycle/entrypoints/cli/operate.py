@@ -74,7 +74,7 @@ def up(
     """
     settings = Settings.from_env()
     _policy_or_exit(settings)
-    _keys_or_exit(settings)
+    _keys_or_exit(settings, warn=False)  # checked here, warned about by the deal service it starts
     if not port_is_free(port, host):
         typer.echo(f"dealflow: cannot start, port {port} on {host} is taken: choose another with --port", err=True)
         raise typer.Exit(code=2)
@@ -308,6 +308,9 @@ def token(
     if not sub.strip() or len(sub) > 200 or not sub.isprintable():
         typer.echo("dealflow token: --sub must be a printable name of 1 to 200 characters", err=True)
         raise typer.Exit(code=2)
+    if sub.strip().casefold() == "dealflow":
+        typer.echo("dealflow token: --sub must not be 'dealflow', the service's own name on the facts it records itself", err=True)
+        raise typer.Exit(code=2)
     # The token alone on stdout, so TOKEN=$(dealflow token ...) captures it.
     typer.echo(
         mint(
@@ -321,7 +324,7 @@ def token(
     )
 
 
-def _keys_or_exit(settings: Settings) -> str:
+def _keys_or_exit(settings: Settings, *, warn: bool = True) -> str:
     """Refuse to start without keys to verify tokens with; say which are trusted."""
     try:
         keys = trusted_keys(settings)
@@ -332,6 +335,14 @@ def _keys_or_exit(settings: Settings) -> str:
         typer.echo(f"dealflow: cannot start, the trusted keys: {printable(str(e))}", err=True)
         raise typer.Exit(code=2) from None
     if settings.auth_jwks:
+        if warn and not settings.auth_audience:
+            # An identity provider others share issues tokens for other services too; without an audience
+            # any of those that carries a roles claim would be taken for one meant for dealflow.
+            typer.echo(
+                "dealflow: warning: DEALFLOW_AUTH_AUDIENCE is not set, so a token your identity provider issued for "
+                "any service is accepted here: set it (and DEALFLOW_AUTH_ISSUER) to the values it puts in dealflow's tokens",
+                err=True,
+            )
         return f"the keys of {printable(keys.describe())}"
     return f"the development key in {settings.state_dir} (mint tokens with `dealflow token`)"
 
