@@ -171,8 +171,10 @@ def test_the_actor_is_the_tokens_sub_and_on_behalf_of_is_recorded_beside_it(clie
     assert [(e["actor"], e["on_behalf_of"]) for e in events] == [("crm", "Ann Smith"), ("esign", "Bob Jones")]
 
 
-def test_tokens_never_reach_the_log(tmp_path: Path) -> None:
-    env = clean_environment(DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"), DEALFLOW_POLICY=str(POLICY_FILE))
+def test_tokens_never_reach_the_log(tmp_path: Path, nats_server: EmbeddedNats) -> None:
+    env = clean_environment(
+        DEALFLOW_SQLITE_PATH=str(tmp_path / "deals.sqlite3"), DEALFLOW_POLICY=str(POLICY_FILE), NATS_URL=nats_server.url
+    )
     log = tmp_path / "serve.log"
     good, expired = token("emitter", "ops"), token("emitter", ttl=-3600)
     forged = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
@@ -182,7 +184,16 @@ def test_tokens_never_reach_the_log(tmp_path: Path) -> None:
         httpx.post(f"{url}/deals", json={"title": ""}, headers={"Authorization": f"Bearer {good}"})
         for bad in (expired, forged, "x" * 9000):
             assert httpx.post(f"{url}/deals", json=DEAL, headers={"Authorization": f"Bearer {bad}"}).status_code in (400, 401)
+        # The same over NATS: accepted, refused at signing, malformed, and each bad token.
+        wait_for_responder(nats_server.url)
+        request(nats_server.url, "sign_letter_of_intent", {"deal_id": deal_id}, {"Authorization": f"Bearer {good}"}, signed=False)
+        request(nats_server.url, "sign_contract", {"deal_id": deal_id}, {"Authorization": f"Bearer {good}"}, signed=False)
+        request(nats_server.url, "open_deal", {"title": ""}, {"Authorization": f"Bearer {good}"}, signed=False)
+        for bad in (expired, forged, "x" * 9000):
+            headers, _ = request(nats_server.url, "open_deal", DEAL, {"Authorization": f"Bearer {bad}"}, signed=False)
+            assert headers.get("Nats-Service-Error-Code") in ("400", "401"), headers
     text = log.read_text()
     assert '"command"' in text  # the log has lines, about these requests
+    assert "sign_letter_of_intent" in text  # ... and about those over NATS
     for secret in (good, expired, forged, good.split(".")[2], expired.split(".")[2]):
         assert secret not in text
