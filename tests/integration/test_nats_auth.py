@@ -207,3 +207,44 @@ def test_no_part_reads_another_parts_replies_or_makes_streams_or_deletes_consume
     for user, errors in asyncio.run(scenario()).items():
         assert sum("permissions violation for subscription" in e for e in errors) == 2, (user, errors)
         assert sum("permissions violation for publish" in e for e in errors) == 3, (user, errors)
+
+
+def test_each_named_system_reads_only_its_own_replies(service: DealService, settings: Settings, tmp_path: Path) -> None:
+    # The shared `client` user is one identity for whoever holds its seed; a system given a user of its
+    # own (dealflow up --nats-client crm) cannot read another's answers, an admin's among them.
+    with EmbeddedNats(tmp_path / "named", secured=True, clients=("crm", "esign")) as server:
+        as_deal_service = replace(settings, nats_url=server.url, nats_credentials=Credentials.from_env(server.environment("deal-service")))
+        with signed_in(TestClient(service_app(as_deal_service, service=service, keys=TEST_KEYS)), "emitter"):
+            asyncio.run(_until_answering(server))
+
+            async def scenario() -> tuple[dict[str, Any], list[str], list[str]]:
+                spy_errors: list[str] = []
+                spy = await _connect(server, "client-esign", spy_errors)
+                overheard: list[bytes] = []
+
+                async def heard(msg: Any) -> None:
+                    overheard.append(msg.data)
+
+                await spy.subscribe("_INBOX_client_crm.>", cb=heard)
+                await spy.subscribe("_INBOX.>", cb=heard)
+                await spy.flush()
+                crm = await _connect(server, "client-crm")
+                try:
+                    reply = await crm.request("deals.commands.open_deal", json.dumps(DEAL).encode(), timeout=10, headers=bearer("admin", sub="crm"))
+                    await asyncio.sleep(0.3)
+                finally:
+                    await crm.close()
+                    await spy.close()
+                return json.loads(reply.data), spy_errors, [d.decode() for d in overheard]
+
+            answer, spy_errors, overheard = asyncio.run(scenario())
+    assert answer.get("id"), answer  # crm's command was answered, on its own inbox
+    assert overheard == []
+    assert sum("permissions violation for subscription" in e for e in spy_errors) == 2, spy_errors
+    assert server.environment("client-crm")["NATS_INBOX_PREFIX"] == "_INBOX_client_crm"
+
+
+def test_a_named_system_s_name_is_checked(tmp_path: Path) -> None:
+    for bad in ("", "CRM", "crm.esign", "x" * 41, "../crm"):
+        with pytest.raises(ValueError, match="a NATS client's name"):
+            EmbeddedNats(tmp_path / "bad", secured=True, clients=(bad,))

@@ -17,9 +17,11 @@ import os
 import shutil
 import signal
 import socket
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -87,12 +89,30 @@ USERS: dict[str, tuple[str, dict[str, Any]]] = {
         "publish": {"allow": _reads("DEALS_CHECKPOINTS"), "deny": ["deals.commands.>"]},
         "subscribe": {"allow": [f"{inbox('auditor')}.>"]},
     }),
-    # Other systems sending commands (each carries its own bearer token), from the CLIENTS account.
+    # Other systems sending commands (each carries its own bearer token), from the CLIENTS account: one
+    # user shared by whoever is given its seed, reading replies on the default inbox. Systems that
+    # must not read each other's replies each get a user of their own (client_users).
     "client": (CLIENTS, {
         "publish": {"allow": ["deals.commands.>"]},
         "subscribe": {"allow": ["_INBOX.>"]},
     }),
 }
+
+# A system's own user: `dealflow up --nats-client NAME` makes `client-NAME`.
+CLIENT_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,39}")
+
+
+def client_users(names: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """One user per named system, in CLIENTS: it sends commands, and reads replies on its own inbox
+    prefix only (`_INBOX_client_NAME`), so no system reads another's answers, an approver's or an
+    admin's among them (they may show the firm's private limits)."""
+    users = {}
+    for name in names:
+        if not CLIENT_NAME.fullmatch(name):
+            raise ValueError(f"a NATS client's name is 1 to 40 of a-z, 0-9 and _, starting with a letter or digit, not {name[:60]!r}")
+        user = f"client-{name}"
+        users[user] = (CLIENTS, {"publish": {"allow": ["deals.commands.>"]}, "subscribe": {"allow": [f"{inbox(user)}.>"]}})
+    return users
 
 
 def nats_server_binary() -> str:
@@ -128,10 +148,6 @@ def die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def credentials_environment(user: str) -> dict[str, str]:
-    """The inbox prefix a user of DEALS reads its replies on (NATS_INBOX_PREFIX); CLIENTS keeps the default."""
-    return {"NATS_INBOX_PREFIX": inbox(user)} if USERS[user][0] == DEALS else {}
-
 
 def credentials_file(store_dir: Path, user: str) -> Path:
     """Where the seed of one of USERS is kept: hand it to that component as NATS_NKEY_SEED."""
@@ -157,8 +173,11 @@ class EmbeddedNats:
         host: str = "127.0.0.1",
         max_payload: int | None = None,
         secured: bool = False,
+        clients: Sequence[str] = (),
     ) -> None:
         self.store_dir = store_dir
+        # Its users: dealflow's parts, the shared client, and a user of its own for each named system.
+        self.users = {**USERS, **client_users(clients)}
         self.host = host
         self.port = port or free_port(host)
         # The largest message the server accepts (its default: 1 MB); only settable in a config file.
@@ -173,19 +192,20 @@ class EmbeddedNats:
         return f"nats://{self.host}:{self.port}"
 
     def credentials(self, user: str) -> Path:
-        assert self.secured and user in USERS, f"{user} is not a user of a secured embedded server"
+        assert self.secured and user in self.users, f"{user} is not a user of a secured embedded server"
         return credentials_file(self.store_dir, user)
 
     def environment(self, user: str) -> dict[str, str]:
         """What a process of `user` is given to connect: its seed and, in DEALS, its own inbox prefix."""
-        return {"NATS_NKEY_SEED": str(self.credentials(user)), **credentials_environment(user)}
+        shared = user == "client"  # the shared client reads the default inbox; every other user its own
+        return {"NATS_NKEY_SEED": str(self.credentials(user)), **({} if shared else {"NATS_INBOX_PREFIX": inbox(user)})}
 
 
     def _config(self) -> str:
         lines = [] if self.max_payload is None else [f"max_payload: {self.max_payload}"]
         if self.secured:
             def users(account: str) -> list[dict[str, Any]]:
-                return [{"nkey": _public_key(self.store_dir, user), "permissions": rules} for user, (home, rules) in USERS.items() if home == account]
+                return [{"nkey": _public_key(self.store_dir, user), "permissions": rules} for user, (home, rules) in self.users.items() if home == account]
 
             # NATS configuration accepts JSON values; public keys only.
             accounts = {

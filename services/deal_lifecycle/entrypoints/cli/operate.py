@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, die_with_parent, port_is_free
+from dealflow.deal_lifecycle.adapters.embedded_nats import EmbeddedNats, client_users, die_with_parent, port_is_free
 from dealflow.deal_lifecycle.adapters.identity import mint
 from dealflow.deal_lifecycle.adapters.policy_file import PolicyError, PolicyNotFound, load_policy
 from dealflow.deal_lifecycle.adapters.relay_status import Announcer as RelayAnnouncer
@@ -66,6 +66,9 @@ def up(
     nats_max_payload: int | None = typer.Option(
         None, help="The embedded NATS's max_payload in bytes (its default: 1 MB); raise it to let a relay stalled on a larger event resume."
     ),
+    nats_client: list[str] = typer.Option(
+        [], "--nats-client", help="A system that sends commands over the embedded NATS with a user of its own (repeat for more): client-NAME, reading only its own replies."
+    ),
 ) -> None:
     """Start the whole system: embedded NATS (unless NATS_URL is set), the deal service with its relay, the notifier.
 
@@ -75,6 +78,11 @@ def up(
     settings = Settings.from_env()
     _policy_or_exit(settings)
     _keys_or_exit(settings, warn=False)  # checked here, warned about by the deal service it starts
+    try:
+        client_users(nats_client)
+    except ValueError as e:
+        typer.echo(f"dealflow: cannot start, --nats-client: {printable(str(e))}", err=True)
+        raise typer.Exit(code=2) from None
     if not port_is_free(port, host):
         typer.echo(f"dealflow: cannot start, port {port} on {host} is taken: choose another with --port", err=True)
         raise typer.Exit(code=2)
@@ -94,7 +102,7 @@ def up(
         if not settings.nats_servers:
             store = embedded_nats_dir(settings)
             embedded = EmbeddedNats(
-                store, port=nats_port if port_is_free(nats_port) else None, max_payload=nats_max_payload, secured=True
+                store, port=nats_port if port_is_free(nats_port) else None, max_payload=nats_max_payload, secured=True, clients=nats_client
             )
             env["NATS_URL"] = embedded.start()
             nats_url_file(settings).write_text(embedded.url)
@@ -103,6 +111,12 @@ def up(
                 f"only its own users connect (nkey seeds in {store / 'credentials'})",
                 err=True,
             )
+            for name in nats_client:
+                own = embedded.environment(f"client-{name}")
+                typer.echo(
+                    f"dealflow: NATS user for {name}: seed {own['NATS_NKEY_SEED']}, replies on inbox prefix {own['NATS_INBOX_PREFIX']}",
+                    err=True,
+                )
         # Each part proves who it is to the embedded NATS with its own nkey, allowed only its own subjects.
         serve_env = env if embedded is None else {**env, **embedded.environment("deal-service")}
         notifier_env = env if embedded is None else {**env, **embedded.environment("notifier")}
