@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+from datetime import date
+
+from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper, UUIDAsHex
 
 from dealflow.deal_lifecycle.application import transcodings
 from dealflow.deal_lifecycle.application.views import standing_concessions
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.model import Side
-from tests.support import BY, POLICY
+from tests.support import BY, POLICY, domain_deal_in_meeting
 
 
 def snapshot_bytes(deal: Deal) -> int:
@@ -41,3 +45,33 @@ def test_the_counts_agree_with_the_history_they_stand_for() -> None:
     assert deal.concession_counts() == (given, len(standing) - given)
     assert deal.recent_concessions == standing[-len(deal.recent_concessions):]
     assert [c.what for c in deal.term_concessions["payment_terms_days"]] == ["payment_terms_days agreed at 50 (public position 45)"]
+
+
+def every_kind_of_fact(deal: Deal) -> None:
+    """Facts touching each of the deal's containers and the containers kept in them."""
+    deal.record_concession(side=Side.PROVIDER, what="free setup", policy=POLICY, by=BY)
+    deal.agree_term(term="payment_terms_days", value=55, policy=POLICY, by=BY)
+    deal.propose_term(term="payment_terms_days", value=90, side=Side.CLIENT, policy=POLICY, by=BY)  # opens a condition
+    deal.refuse_non_negotiable(name="msa_signed_first", reason="later", policy=POLICY, by=BY)
+    deal.record_client_facts(annual_value=1.0, industry=None, policy=POLICY, by=BY)
+    promise = deal.record_sales_promise(statement="go-live in 30 days", by=BY)
+    deal.decide_sales_promise(promise, accepted=False, reason="too soon", policy=POLICY, by=BY)
+    deal.record_expectation(
+        side=Side.CLIENT, statement="monthly report", metric="reports", target="12", due=date(2099, 1, 1), priority=1, today=date(2026, 1, 1), by=BY
+    )
+    impasse = deal.declare_impasse(topic="price", by=BY)
+    deal.escalate(impasse_id=impasse, to="their CFO", counterpart_consented=True, strategies_tried=["trade"], by=BY)
+
+
+def test_a_deal_s_copy_changes_without_touching_the_deal_it_was_copied_from() -> None:
+    # The aggregate cache hands each command a copy (Deal.__deepcopy__, two levels of containers):
+    # facts on the copy must leave the kept deal exactly as its own history says it is.
+    kept = domain_deal_in_meeting()
+    every_kind_of_fact(kept)
+    history = kept.collect_events()
+    copy = deepcopy(kept)
+    assert copy == kept and copy is not kept
+    every_kind_of_fact(copy)
+    copy.record_concession(side=Side.CLIENT, what="a reference call", policy=POLICY, by=BY)
+    assert project_aggregate(None, history) == kept  # the kept deal: exactly its own history
+    assert project_aggregate(project_aggregate(None, history), copy.collect_events()) == copy  # the copy: that and its own facts

@@ -120,6 +120,17 @@ class Deal(Aggregate):
         escalations: list[Escalation]
         conditions: dict[str, WalkAwayCondition]
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Deal:
+        """The copy a command (or a read) works on, handed out by the aggregate cache.
+
+        Two levels of containers are copied and the values in them shared: the values are frozen
+        (model.py), and a fact only adds to, replaces in or removes from the deal's dicts and lists,
+        and the lists and counts kept in them (events.py). So the copy can be changed without touching
+        the kept deal, at a fraction of what copy.deepcopy costs walking every value."""
+        copied = object.__new__(type(self))
+        copied.__dict__.update({name: _copied(value) for name, value in self.__dict__.items()})
+        return copied
+
     @classmethod
     def open(cls, *, title: str, client_name: str, owner: str, by: Attribution) -> Deal:
         return cls._create(cls.DealOpened, title=title, client_name=client_name, owner=owner, **attributed(by))
@@ -457,6 +468,15 @@ class Deal(Aggregate):
         if item.decision is Decision.WITHDRAWN:
             raise CommandRefused(f"{what} {item_id} is already withdrawn", "already_withdrawn")
         return item
+
+
+def _copied(value: Any) -> Any:
+    """A container and the containers in it, copied; anything else (frozen, or a scalar) as it is."""
+    if isinstance(value, dict):
+        return {key: item.copy() if isinstance(item, (dict, list)) else item for key, item in value.items()}
+    if isinstance(value, list):
+        return [item.copy() if isinstance(item, (dict, list)) else item for item in value]
+    return value
 
 
 def event_type(domain_event: Any) -> str:
