@@ -7,7 +7,9 @@ raced) is rolled back and fails alone while the others commit. A save returns on
 transaction that holds it has committed: an answered command survives a crash, and one whose
 transaction did not commit was never answered. While more commands are under way than have
 handed in their save, the committer waits for them, at most `wait_seconds`: batches grow under
-load, and a lone command never waits.
+load, and a lone command never waits. A command alone (no other under way, none queued, no batch
+being written) writes its save itself, in its own thread: there is nothing to group it with, and
+handing it to the committer thread and back would only add latency.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class GroupCommit:
         self._ready = threading.Condition()
         self._in_progress = 0  # commands between their start and their save
         self._thread: threading.Thread | None = None
+        self._writing = False  # a batch is being written (by the committer, or by a command alone)
         self._closed = False
         self.batches = 0
         self.saves = 0
@@ -65,10 +68,22 @@ class GroupCommit:
         with self._ready:
             if self._closed:
                 raise RuntimeError("the store is closed")
-            self._queue.append(pending)
-            self._start()
-            self._ready.notify_all()
-        pending.done.wait()
+            alone = not self._queue and not self._writing and self._in_progress <= 1
+            if alone:
+                self._writing = True
+            else:
+                self._queue.append(pending)
+                self._start()
+                self._ready.notify_all()
+        if alone:
+            try:
+                self._write([pending])
+            finally:
+                with self._ready:
+                    self._writing = False
+                    self._ready.notify_all()
+        else:
+            pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.result
@@ -87,10 +102,11 @@ class GroupCommit:
 
     def _next_batch(self) -> list[Save]:
         with self._ready:
-            while not self._queue and not self._closed:
+            # Nothing to write, or a command alone is writing its own: one writer at a time, always.
+            while not self._queue or self._writing:
+                if self._closed and not self._queue:
+                    return []
                 self._ready.wait()
-            if not self._queue:
-                return []
             deadline = time.monotonic() + self.wait_seconds
             # More commands under way than saves handed in: they will be here in a moment.
             while len(self._queue) < self.max_batch and self._in_progress > len(self._queue):
@@ -99,6 +115,7 @@ class GroupCommit:
                     break
                 self._ready.wait(remaining)
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._writing = True
             return batch
 
     def _run(self) -> None:
@@ -107,13 +124,22 @@ class GroupCommit:
             if not batch:
                 return
             try:
-                self.write_batch(batch)
-            except BaseException as error:  # noqa: BLE001 - the transaction did not commit: no save in it stands
-                for pending in batch:
-                    pending.result, pending.error = None, error
-            else:
-                self.batches += 1
-                self.saves += len(batch)
+                self._write(batch)
+            finally:
+                with self._ready:
+                    self._writing = False
+                    self._ready.notify_all()
             # Answered only now: every save that did not fail is committed.
             for pending in batch:
                 pending.done.set()
+
+    def _write(self, batch: list[Save]) -> None:
+        """One transaction for the batch; if it did not commit, no save in it stands."""
+        try:
+            self.write_batch(batch)
+        except BaseException as error:  # noqa: BLE001 - each save of the batch fails with it
+            for pending in batch:
+                pending.result, pending.error = None, error
+        else:
+            self.batches += 1
+            self.saves += len(batch)
