@@ -339,8 +339,9 @@ def _e2a(results: dict[str, Any]) -> str:
         )
     elif notifier99 is not None:
         text += (
-            "The notifier leg is the larger part of the tail: each alert makes three store calls (each a hop to a worker "
-            "thread) besides its POST, on asyncio's default event loop; one write per alert and uvloop would shorten it. "
+            "The notifier leg is the larger part of the tail: besides its POST, each alert makes two store calls (`is_final`, "
+            "then its outcome, text and delivering try in one transaction), each a hop to a worker thread, on asyncio's "
+            "default event loop; uvloop and a lighter webhook client would shorten it. "
         )
     return text + "\n"
 
@@ -403,12 +404,13 @@ def notifier_text(results: dict[str, Any]) -> str:
         "### The notifier (no target)\n\n"
         + "; ".join(lines) + ". "
         "The notifier delivers a fetched batch concurrently across deals (each deal's alerts in order), and each alert is "
-        "several round trips: `is_final`, the POST, an attempt row and an outcome row (three store calls, each a hop to a "
-        "worker thread), then the ack. In its profile (below) the webhook client stack (httpx, httpcore, h11, anyio) is "
+        "several round trips: `is_final`, the POST, then its outcome, text and delivering try in one transaction (two store "
+        "calls, each a hop to a worker thread), then the ack. In its profile (below) the webhook client stack (httpx, "
+        "httpcore, h11, anyio) is "
         f"{_pct(http)} of the busy time, the SQLite store calls {_pct(_lib(prof, 'builtin sqlite3.Cursor.execute'))}, JSON-schema "
         f"validation {_pct(_lib(prof, 'jsonschema'))}; it runs on asyncio's default event loop, not uvloop.\n\n"
-        "**What would help:** record the outcome in one write (the attempt row can go in the same transaction), uvloop, and "
-        "validate with a compiled validator (e.g. fastjsonschema) or only at the edge.\n\n"
+        "**What would help:** uvloop, a lighter webhook client than httpx's stack, and validating with a compiled "
+        "validator (e.g. fastjsonschema) or only at the edge.\n\n"
     )
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import typer
 
+from dealflow import event_loop
 from dealflow.gc_tuning import settle_after_start_up
 from dealflow.logs import configure_logging
 from dealflow.nats_connection import connect, shown
@@ -61,7 +62,7 @@ def notifier() -> None:
 
     typer.echo(f"dealflow: notifier on {', '.join(shown(servers))}, rules {settings.rules_path or 'built-in default'}", err=True)
     try:
-        asyncio.run(main())
+        event_loop.run(main())
     finally:
         store.close()
 

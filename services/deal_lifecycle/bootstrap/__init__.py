@@ -26,6 +26,7 @@ from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.deal_lifecycle.entrypoints.http.app import create_app
 from dealflow.deal_lifecycle.entrypoints.http.server import ServerConfig, ShutdownFirstServer, Workers
+from dealflow import event_loop
 from dealflow.gc_tuning import settle_after_start_up
 
 # Reading the record judges nothing: the auditors' commands need no policy file (the one each
@@ -60,7 +61,7 @@ def run_relay(settings: Settings, policy: Policy) -> None:
         await messaging.run_until_stopped()
 
     try:
-        asyncio.run(main())
+        event_loop.run(main())
     finally:
         deals.close()
 
