@@ -66,6 +66,8 @@ EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 # JetStream's answer when the expected last sequence does not match: the chain was broken
 # by an earlier failure or another publisher; reconciling and publishing again mends it.
 WRONG_LAST_SEQUENCE = 10071
+# While busy, the relay writes its position to the store at most this often (see EventRelay.__init__).
+POSITION_SAVE_SECONDS = 0.25
 
 
 class PublishFailed(Exception):
@@ -128,6 +130,13 @@ class EventRelay:
         self.stalled_log_seconds = stalled_log_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.position = 0
+        # The position last written to the store, and when: under a steady trickle of commands the
+        # relay publishes many small batches, and writing the position after each would queue a
+        # write with the commands for the store's writer every few events. It is written at most
+        # every POSITION_SAVE_SECONDS while busy, and whenever the relay goes idle or stops; a crash
+        # in between loses nothing, since start-up adopts what the stream verifiably holds (_reconcile).
+        self._saved_position = 0
+        self._position_saved_at = -float("inf")
         # The stream's last sequence as this relay knows it: the next message expects it.
         self.stream_seq = 0
         self.stall: Stall | None = None
@@ -154,7 +163,11 @@ class EventRelay:
         await asyncio.to_thread(self.status_table.create)
         while await leadership.acquire(stop):
             try:
-                await self._relay(stop, leadership)
+                try:
+                    await self._relay(stop, leadership)
+                finally:
+                    with contextlib.suppress(Exception):  # the store may be what failed: start-up reconciles
+                        await self._save_position()
             except Exception as e:
                 await self._report(RESTARTING, last_error=f"{type(e).__name__}: {e}")
                 raise
@@ -197,6 +210,7 @@ class EventRelay:
             if self.status.state != RELAYING or self._heartbeat_due():
                 await self._report(RELAYING)
             if not published:
+                await self._save_position()  # idle: the store says how far the stream is
                 self._wake.clear()
                 await _first_of(stop.wait(), self._wake.wait(), timeout=self.poll_seconds)
 
@@ -301,9 +315,19 @@ class EventRelay:
     def _chained(item: _Outgoing, expected_last: int) -> dict[str, str]:
         return {**item.message.headers, EXPECTED_LAST_SEQUENCE: str(expected_last)}
 
-    async def _advance(self, notification_id: int) -> None:
-        await asyncio.to_thread(self.tracking.insert_tracking, Tracking(TRACKING_NAME, notification_id))
+    async def _advance(self, notification_id: int, *, save: bool = False) -> None:
+        """Acknowledged up to `notification_id`: the position moves; it is saved now if asked, or if it was
+        last saved more than POSITION_SAVE_SECONDS ago."""
         self.position = notification_id
+        if save or asyncio.get_running_loop().time() - self._position_saved_at >= POSITION_SAVE_SECONDS:
+            await self._save_position()
+
+    async def _save_position(self) -> None:
+        if self.position > self._saved_position:
+            position = self.position
+            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(TRACKING_NAME, position))
+            self._saved_position = position
+        self._position_saved_at = asyncio.get_running_loop().time()
 
     # -- stalled and resumed ---------------------------------------------------------------
 
@@ -369,9 +393,10 @@ class EventRelay:
         saved = await asyncio.to_thread(self.tracking.max_tracking_id, TRACKING_NAME) or 0
         held = await self._held_after(max(saved, self.position))
         verified = await asyncio.to_thread(self._verified_prefix, max(saved, self.position), held)
+        self._saved_position = saved
         self.position = max(saved, self.position, verified)
         if self.position > saved:
-            await self._advance(self.position)
+            await self._advance(self.position, save=True)
 
     async def _held_after(self, position: int) -> dict[int, str]:
         """Event id by notification id, of the stream's messages after the position (read from its end)."""
