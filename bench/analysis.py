@@ -320,7 +320,7 @@ def _e2a(results: dict[str, Any]) -> str:
             f"In the serve process's profile (at {_n(prof.get('offered_per_s'))} commands/s) the SQLite calls are "
             f"{_pct(_lib(serve_prof, 'builtin sqlite3.Cursor.execute'))} in `execute` and {_pct(_lib(serve_prof, 'builtin sqlite3.Connection.commit'))} "
             f"in `commit` (a C call that releases the GIL also counts the wait to get it back): {commits:,} commits for {commands:,} commands"
-            + (", the extra ones mostly the relay saving its position after every batch it publishes. " if commits > commands else ". ")
+            + (", the extra ones the relay saving its position (at most every 0.25 s while busy) and the checkpoints. " if commits > commands else ". ")
             + "Profiles of both processes are below.\n\n"
         )
     relay99, notifier99 = _g(e, "relay_lag_event_to_jetstream", "p99_ms"), _g(e, "notifier_leg_jetstream_to_webhook", "p99_ms")
@@ -333,9 +333,9 @@ def _e2a(results: dict[str, Any]) -> str:
         )
     if relay99 is not None and notifier99 is not None and relay99 >= notifier99:
         text += (
-            "The relay leg is the larger part of the tail: the relay publishes from the event loop that also answers HTTP, and "
-            "saves its position after every batch (a write that queues with the commands for SQLite's writer); saving it "
-            "less often would shorten both legs' queues. "
+            "The relay leg is the larger part of the tail: the relay publishes from the event loop that also answers HTTP "
+            "(the relay apart, measured above, is the alternative), reading each batch from the store and decoding it before "
+            "it publishes (see the relay throughput target). "
         )
     elif notifier99 is not None:
         text += (
@@ -483,15 +483,10 @@ def findings(results: dict[str, Any]) -> str:
         if apart is not None and inside is not None and apart > 10 * max(inside, 1):
             items.append(
                 f"**A relay in another process is late on {STORES.get(kind, kind)}**: relay lag p50 {_n(apart)} ms with `serve --no-relay` and "
-                f"`dealflow relay`, against {_n(inside)} ms with the relay in serve (scenario 2a). Nothing wakes it when another process "
-                "stores events (PostgreSQL's NOTIFY does that on PostgreSQL), so it finds them when it polls, every second; the "
-                "leading relay of `serve --workers N` is in the same position for the other workers' commands."
+                f"`dealflow relay`, against {_n(inside)} ms with the relay in serve (scenario 2a): the serving process's wake on "
+                "`deals.relay.wake` (and PostgreSQL's NOTIFY) did not keep it up with the commands; the leading relay of "
+                "`serve --workers N` is in the same position for the other workers' commands."
             )
-    items.append(
-        "**The relay saves its position after every batch, however small** (`EventRelay._publish` → `_advance`, one "
-        "write transaction on the event store each time): under a steady trickle of commands a batch is a few events, and "
-        "those writes queue with the commands for SQLite's single writer."
-    )
     for kind, x in (_g(s, "read_model", "stores") or {}).items():
         sizes = x.get("sizes") or {}
         plan = _g(sizes, max(sizes, key=int), "deep_page_plan") if sizes else None
