@@ -32,7 +32,8 @@ test: $(STAMP)
 test-postgres: $(STAMP)
 	DEALFLOW_TEST_POSTGRES_URL=$(PG_URL) $(BIN)/python -m pytest -m postgres
 
-## Benchmarks: `make bench` (full, about 6 minutes) or `make bench ARGS=--quick` (smoke test, under a minute).
+## Benchmarks: `make bench` (full, about 10 minutes) or `make bench ARGS=--quick` (smoke test, under two minutes);
+## the HTTP scenario under wrk needs `apt-get install wrk` (skipped without it).
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
