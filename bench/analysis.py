@@ -476,7 +476,7 @@ def findings(results: dict[str, Any]) -> str:
         if lone is not None and lone > 1.1:
             items.append(
                 f"**Group commit costs a lone command latency** on {STORES.get(kind, kind)}: p50 {_n(_g(x, 'on_one_client', 'p50_ms'))} ms "
-                f"against {_n(_g(x, 'off_one_client', 'p50_ms'))} ms without it ({_n(lone)} x), the hand-off to the committer thread and back."
+                f"against {_n(_g(x, 'off_one_client', 'p50_ms'))} ms without it ({_n(lone)} x): a lone command writes its own save, in its own thread, but through the batch's path (one transaction with a savepoint per save)."
             )
     for kind, e in (_g(s, "event_to_alert", "stores") or {}).items():
         apart, inside = _g(e, "relay_apart", "relay_lag_event_to_jetstream", "p50_ms"), _g(e, "relay_lag_event_to_jetstream", "p50_ms")
