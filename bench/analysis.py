@@ -340,8 +340,8 @@ def _e2a(results: dict[str, Any]) -> str:
     elif notifier99 is not None:
         text += (
             "The notifier leg is the larger part of the tail: besides its POST, each alert makes two store calls (`is_final`, "
-            "then its outcome, text and delivering try in one transaction), each a hop to a worker thread, on asyncio's "
-            "default event loop; uvloop and a lighter webhook client would shorten it. "
+            "then its outcome, text and delivering try in one transaction), each a hop to a worker thread; a lighter webhook client "
+            "than httpx's stack and fewer hops would shorten it. "
         )
     return text + "\n"
 
@@ -408,8 +408,8 @@ def notifier_text(results: dict[str, Any]) -> str:
         "calls, each a hop to a worker thread), then the ack. In its profile (below) the webhook client stack (httpx, "
         "httpcore, h11, anyio) is "
         f"{_pct(http)} of the busy time, the SQLite store calls {_pct(_lib(prof, 'builtin sqlite3.Cursor.execute'))}, JSON-schema "
-        f"validation {_pct(_lib(prof, 'jsonschema'))}; it runs on asyncio's default event loop, not uvloop.\n\n"
-        "**What would help:** uvloop, a lighter webhook client than httpx's stack, and validating with a compiled "
+        f"validation {_pct(_lib(prof, 'jsonschema'))}; it runs on uvloop.\n\n"
+        "**What would help:** a lighter webhook client than httpx's stack, and validating with a compiled "
         "validator (e.g. fastjsonschema) or only at the edge.\n\n"
     )
 
