@@ -27,3 +27,12 @@ def parse_duration(text: str) -> timedelta:
     if duration <= timedelta(0) or duration > timedelta(days=MAX_DAYS):
         raise DurationError(f"must be more than 0 and at most {MAX_DAYS} days; not {text.strip()!r}")
     return duration
+
+
+def format_duration(duration: timedelta) -> str:
+    """A duration as it is written: one number and the largest unit that says it exactly (`36h`, not `1d12h`)."""
+    seconds = int(duration.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -205,7 +205,7 @@ def test_replaying_history_never_runs_the_guards(monkeypatch: pytest.MonkeyPatch
 
 def test_each_fact_says_how_it_changes_the_deal_and_is_the_deals_own() -> None:
     facts = [value for value in vars(Deal).values() if isinstance(value, type) and getattr(value, "TOPIC", None) in event_topics()]
-    assert len(facts) == len(event_topics()) == 27
+    assert len(facts) == len(event_topics()) == 32
     for fact in facts:
         assert "apply" in vars(fact), f"{fact.__name__} does not say how it changes the deal"
         assert getattr(events_module, fact.__name__) is fact

@@ -23,8 +23,10 @@ NEGOTIATION = {
     "escalate",
     "waive_condition",
 }
+# The passing of time, recorded by the service: a deadline can be missed while the deal is open.
+OPEN_DEADLINES = {"record_missed_deadline"}
 ALLOWED = {
-    Stage.PROSPECT: {"sign_letter_of_intent", "walk_away", *NEGOTIATION},
+    Stage.PROSPECT: {"sign_letter_of_intent", "walk_away", *NEGOTIATION, *OPEN_DEADLINES},
     Stage.LETTER_OF_INTENT: {
         "hold_transition_meeting",
         "record_expectation",
@@ -32,6 +34,7 @@ ALLOWED = {
         "withdraw_expectation",
         "walk_away",
         *NEGOTIATION,
+        *OPEN_DEADLINES,
     },
     Stage.TRANSITION_MEETING: {
         "hold_transition_meeting",
@@ -45,8 +48,10 @@ ALLOWED = {
         "sign_contract",
         *NEGOTIATION,
         "walk_away",
+        *OPEN_DEADLINES,
     },
-    Stage.CONTRACT_SIGNED: set(),
+    # After signing only delivery is judged: each agreed expectation marked, reminded, or found overdue.
+    Stage.CONTRACT_SIGNED: {"record_expectation_outcome", "record_expectation_due_soon", "record_expectation_overdue"},
     Stage.WALKED_AWAY: set(),
 }
 
@@ -57,7 +62,9 @@ def all_commands() -> list[str]:
 
 def test_the_machine_has_exactly_the_stages_of_the_domain() -> None:
     assert set(DealLifecycle.states_map) == {str(s) for s in Stage}
-    assert {s.value for s in DealLifecycle.final_states} == {Stage.CONTRACT_SIGNED, Stage.WALKED_AWAY}
+    # Walking away ends a deal; signing starts the relationship, whose delivery is judged after it.
+    assert {s.value for s in DealLifecycle.final_states} == {Stage.WALKED_AWAY}
+    assert lifecycle.CLOSED == {Stage.CONTRACT_SIGNED, Stage.WALKED_AWAY}
 
 
 @pytest.mark.parametrize("stage", list(Stage))

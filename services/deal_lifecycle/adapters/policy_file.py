@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from dealflow.config_file import ConfigFileError, ConfigFileNotFound, packaged, read_toml
-from dealflow.deal_lifecycle.domain.policy import ConcessionBalance, Policy, RightClient, Term, Worse
+from dealflow.deal_lifecycle.domain.policy import ConcessionBalance, Deadlines, Policy, RightClient, Term, Worse
+from dealflow.durations import parse_duration
 
 Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
 
@@ -80,6 +82,17 @@ class _ConcessionsSpec(_Spec):
     must_win_something_after: Annotated[int, Field(ge=0)] = 3
 
 
+# A duration as people write it (`14d`, `36h`, `90m`, `2s`); anything else names the line and the rule.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class _DeadlinesSpec(_Spec):
+    transition_meeting_within: Duration | None = None
+    contract_within: Duration | None = None
+    stalled_after: Duration | None = None
+    expectation_reminder: Duration | None = None
+
+
 class _PolicySpec(_Spec):
     label: str = ""
     terms: Annotated[dict[Key, _TermSpec], Field(min_length=1)]
@@ -87,6 +100,7 @@ class _PolicySpec(_Spec):
     nice_to_haves: dict[Key, _Described] = {}
     right_client: _RightClientSpec = _RightClientSpec()
     concessions: _ConcessionsSpec = _ConcessionsSpec()
+    deadlines: _DeadlinesSpec = _DeadlinesSpec()
 
 
 def load_policy(path: Path | None = None) -> Policy:
@@ -111,4 +125,5 @@ def load_policy(path: Path | None = None) -> Policy:
             frozenset(i.casefold() for i in spec.right_client.excluded_industries),
         ),
         concessions=ConcessionBalance(spec.concessions.max_imbalance, spec.concessions.must_win_something_after),
+        deadlines=Deadlines(**dict(spec.deadlines)),
     )

@@ -9,13 +9,13 @@ the facts, so no guard ever re-runs on an old fact.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import uuid4
 
 from eventsourcing.domain import Aggregate
 
-from . import bounds, events
+from . import bounds, deadlines, events
 from . import walk_away as walk_away_rules
 from .errors import Blocker, CommandRefused, InvalidCommand, NotFound
 from .events import attributed
@@ -28,6 +28,7 @@ from .model import (
     Escalation,
     Expectation,
     Impasse,
+    MissedDeadline,
     NegotiatedTerm,
     Participant,
     SalesPromise,
@@ -51,7 +52,25 @@ class Deal(Aggregate):
     TOPIC = TOPIC_PREFIX
     # v2 keeps the concessions as decisions need them (counts, each term's own, the last few), not the
     # whole list: a snapshot no longer grows with the history. Snapshots of v1 are upcast on load.
-    class_version = 2
+    # v3 keeps what the deadlines count from (deadlines.py). A v2 snapshot does not know when its letter
+    # of intent or meeting happened: the upcast takes the snapshot's own moment (never earlier than the
+    # truth) and marks the deal ANCHORS_UNKNOWN, and the service's repository replays such a deal from
+    # its events instead, so every view and deadline counts from the moments that really happened.
+    class_version = 3
+    ANCHORS_UNKNOWN = "_anchors_unknown"
+    ANCHORS = ("letter_of_intent_at", "transition_meeting_at", "signed_at", "last_activity_at")
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        moment = state["_modified_on"]
+        reached = {Stage.LETTER_OF_INTENT: 1, Stage.TRANSITION_MEETING: 2, Stage.CONTRACT_SIGNED: 3}.get(state["stage"], 0)
+        letter, meeting, signed, activity = Deal.ANCHORS
+        state[letter] = moment if reached >= 1 else None
+        state[meeting] = moment if reached >= 2 else None
+        state[signed] = moment if reached >= 3 else None
+        state[activity] = moment
+        state["missed_deadlines"] = []
+        state[Deal.ANCHORS_UNKNOWN] = True
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -97,6 +116,11 @@ class Deal(Aggregate):
     WalkAwayConditionWaived = events.WalkAwayConditionWaived
     ContractSigned = events.ContractSigned
     WalkedAway = events.WalkedAway
+    DeadlineMissed = events.DeadlineMissed
+    ExpectationDueSoon = events.ExpectationDueSoon
+    ExpectationOverdue = events.ExpectationOverdue
+    ExpectationMet = events.ExpectationMet
+    ExpectationMissed = events.ExpectationMissed
 
     if TYPE_CHECKING:
         # What a deal holds, set by its facts (DealOpened first): this is also its snapshot.
@@ -119,6 +143,11 @@ class Deal(Aggregate):
         impasses: dict[str, Impasse]
         escalations: list[Escalation]
         conditions: dict[str, WalkAwayCondition]
+        letter_of_intent_at: datetime | None
+        transition_meeting_at: datetime | None
+        signed_at: datetime | None
+        last_activity_at: datetime
+        missed_deadlines: list[MissedDeadline]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Deal:
         """The copy a command (or a read) works on, handed out by the aggregate cache.
@@ -433,6 +462,50 @@ class Deal(Aggregate):
         permit(self.stage, "walk_away")
         self._record(self.WalkedAway, by, reason=reason, cited_conditions=cited)
 
+    # -- after signing: did we deliver? -----------------------------------------------------
+
+    def record_expectation_outcome(self, expectation_id: str, *, met: bool, evidence: str, by: Attribution) -> None:
+        """An agreed expectation (either side's) is judged delivered or not: the value creation standard."""
+        expectation = self._on_table(self.expectations, expectation_id, EXPECTATION)
+        permit(self.stage, "record_expectation_outcome")
+        if not expectation.is_agreed:
+            raise CommandRefused(
+                f"{EXPECTATION} {expectation_id} is {expectation.decision}; only an agreed one is judged", "not_agreed"
+            )
+        if expectation.outcome is not None:
+            raise CommandRefused(f"{EXPECTATION} {expectation_id} is already marked {expectation.outcome}", "already_marked")
+        outcome = self.ExpectationMet if met else self.ExpectationMissed
+        self._record(outcome, by, expectation_id=expectation_id, side=str(expectation.side), evidence=evidence)
+
+    # -- time ---------------------------------------------------------------------------
+
+    def keep_time(self, *, now: datetime, policy: Policy, correlation_id: str) -> int:
+        """Record what the passing of time has made true by `now`: each deadline missed, and after signing
+        each agreed expectation due soon or overdue. Each is recorded once (the deal remembers it), so
+        running this again, from any process, records nothing new. Returns how many facts it recorded."""
+        service = Attribution(SERVICE, correlation_id)
+        recorded = 0
+        for missed in deadlines.passed(self, policy.deadlines, now):
+            permit(self.stage, "record_missed_deadline")
+            self._record(
+                self.DeadlineMissed,
+                service,
+                deadline=str(missed.deadline),
+                due_at=missed.due_at,
+                expected=missed.expected,
+                policy_version=policy.version,
+                counted_from=missed.counted_from,
+            )
+            recorded += 1
+        due_soon, overdue = deadlines.falling_due(self, policy.deadlines, now)
+        for expectation in due_soon:
+            permit(self.stage, "record_expectation_due_soon")
+            self._record(self.ExpectationDueSoon, service, **_described(expectation), policy_version=policy.version)
+        for expectation in overdue:
+            permit(self.stage, "record_expectation_overdue")
+            self._record(self.ExpectationOverdue, service, **_described(expectation))
+        return recorded + len(due_soon) + len(overdue)
+
     # -- reading -----------------------------------------------------------------------
 
     @property
@@ -468,6 +541,18 @@ class Deal(Aggregate):
         if item.decision is Decision.WITHDRAWN:
             raise CommandRefused(f"{what} {item_id} is already withdrawn", "already_withdrawn")
         return item
+
+
+def _described(expectation: Any) -> dict[str, Any]:
+    """An expectation as a time fact names it: whoever reads the fact alone knows what is due."""
+    return {
+        "expectation_id": expectation.id,
+        "side": str(expectation.side),
+        "statement": expectation.statement,
+        "metric": expectation.metric,
+        "target": expectation.target,
+        "due": expectation.due,
+    }
 
 
 def _copied(value: Any) -> Any:

@@ -10,22 +10,28 @@ change when code moves. The Deal names every event as its own (`Deal.DealOpened`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
-from datetime import date
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, datetime_now_with_tzinfo
 
 from .model import (
     Attribution,
     Concession,
     ConditionKind,
+    DeadlineKind,
     ConditionStatus,
     Decision,
     Escalation,
     Expectation,
     Impasse,
+    MissedDeadline,
     NegotiatedTerm,
+    Outcome,
     Participant,
     Role,
     SalesPromise,
@@ -50,11 +56,39 @@ def attributed(by: Attribution) -> dict[str, str | None]:
     return {"actor": by.actor, "correlation_id": by.correlation_id, "on_behalf_of": by.on_behalf_of}
 
 
+# The moment the facts being recorded happen, when the application's clock says so (`recorded_at`).
+_moment: ContextVar[datetime | None] = ContextVar("dealflow_moment", default=None)
+
+
+@contextmanager
+def recorded_at(moment: datetime) -> Iterator[None]:
+    """Facts recorded inside happen at `moment`: one clock for a command's facts and the deadlines
+    they start (the application's, which tests can move), instead of each fact reading the time."""
+    token = _moment.set(moment)
+    try:
+        yield
+    finally:
+        _moment.reset(token)
+
+
 class Event(Aggregate.Event):
     TOPIC = f"{TOPIC_PREFIX}.Event"
     actor: str
     correlation_id: str
     on_behalf_of: str | None
+    # Someone did something: a stalled deal is moving again. The passing of time is no activity.
+    is_activity: ClassVar[bool] = True
+
+    @staticmethod
+    def create_timestamp() -> datetime:
+        return _moment.get() or datetime_now_with_tzinfo()
+
+    def mutate(self, aggregate: Any) -> Any:
+        deal = super().mutate(aggregate)
+        if self.is_activity:
+            deal.last_activity_at = self.timestamp
+            _make_good(deal, DeadlineKind.STALLED_AFTER, self.timestamp)
+        return deal
 
 
 # Events stored before `on_behalf_of` existed do not carry it; replayed (without __init__) they
@@ -99,6 +133,12 @@ class DealOpened(Created):
         deal.impasses = {}
         deal.escalations = []
         deal.conditions = {}
+        # What the deadlines count from (deadlines.py), and those missed.
+        deal.letter_of_intent_at = None
+        deal.transition_meeting_at = None  # the first session of the meeting
+        deal.signed_at = None
+        deal.last_activity_at = self.timestamp
+        deal.missed_deadlines = []
 
 
 class LetterOfIntentSigned(Event):
@@ -106,6 +146,7 @@ class LetterOfIntentSigned(Event):
 
     def apply(self, deal: Deal) -> None:
         deal.stage = Stage.LETTER_OF_INTENT
+        deal.letter_of_intent_at = self.timestamp
 
 
 class TransitionMeetingHeld(Event):
@@ -114,6 +155,9 @@ class TransitionMeetingHeld(Event):
 
     def apply(self, deal: Deal) -> None:
         deal.stage = Stage.TRANSITION_MEETING
+        if deal.transition_meeting_at is None:
+            deal.transition_meeting_at = self.timestamp
+            _make_good(deal, DeadlineKind.TRANSITION_MEETING_WITHIN, self.timestamp)
         deal.participants = attendance(deal.participants, [Participant(p["name"], Role(p["role"])) for p in self.participants])
 
 
@@ -400,6 +444,8 @@ class ContractSigned(Event):
 
     def apply(self, deal: Deal) -> None:
         deal.stage = Stage.CONTRACT_SIGNED
+        deal.signed_at = self.timestamp
+        _make_good(deal, DeadlineKind.CONTRACT_WITHIN, self.timestamp)
 
 
 class WalkedAway(Event):
@@ -419,6 +465,95 @@ class WalkedAway(Event):
         deal.stage = Stage.WALKED_AWAY
         deal.walk_away_reason = self.reason
         deal.walk_away_cited = self.cited_conditions
+
+
+# -- time: deadlines, and after signing, delivery ------------------------------------------------------
+
+
+class DeadlineMissed(Event):
+    """A deadline of the policy passed before what was expected by then happened. Recorded by the
+    service (actor `dealflow`), once per deadline; a warning, not a walk-away condition."""
+
+    TOPIC = f"{TOPIC_PREFIX}.DeadlineMissed"
+    is_activity = False
+    deadline: str  # the policy key: transition_meeting_within, contract_within or stalled_after
+    due_at: datetime
+    expected: str
+    policy_version: str
+    counted_from: datetime  # the letter of intent, the first meeting, or the last fact recorded
+
+    def apply(self, deal: Deal) -> None:
+        missed = MissedDeadline(self.deadline, self.due_at, self.expected, self.policy_version, self.counted_from)
+        deal.missed_deadlines = [*deal.missed_deadlines, missed]
+
+
+class ExpectationDueSoon(Event):
+    """After signing: an agreed expectation falls due within the policy's `expectation_reminder`."""
+
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationDueSoon"
+    is_activity = False
+    expectation_id: str
+    side: str
+    statement: str
+    metric: str
+    target: str
+    due: date
+    policy_version: str
+
+    def apply(self, deal: Deal) -> None:
+        deal.expectations[self.expectation_id] = replace(deal.expectations[self.expectation_id], due_soon=True)
+
+
+class ExpectationOverdue(Event):
+    """After signing: an agreed expectation's due date passed and nobody marked it met or missed."""
+
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationOverdue"
+    is_activity = False
+    expectation_id: str
+    side: str
+    statement: str
+    metric: str
+    target: str
+    due: date
+
+    def apply(self, deal: Deal) -> None:
+        deal.expectations[self.expectation_id] = replace(deal.expectations[self.expectation_id], overdue=True)
+
+
+class ExpectationMet(Event):
+    """After signing: an agreed expectation was delivered, with the evidence."""
+
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationMet"
+    expectation_id: str
+    side: str
+    evidence: str
+
+    def apply(self, deal: Deal) -> None:
+        _judge_delivery(deal, self.expectation_id, Outcome.MET, self.evidence)
+
+
+class ExpectationMissed(Event):
+    """After signing: an agreed expectation was not delivered, with the evidence."""
+
+    TOPIC = f"{TOPIC_PREFIX}.ExpectationMissed"
+    expectation_id: str
+    side: str
+    evidence: str
+
+    def apply(self, deal: Deal) -> None:
+        _judge_delivery(deal, self.expectation_id, Outcome.MISSED, self.evidence)
+
+
+def _judge_delivery(deal: Deal, expectation_id: str, outcome: Outcome, evidence: str) -> None:
+    deal.expectations[expectation_id] = replace(deal.expectations[expectation_id], outcome=outcome, evidence=evidence)
+
+
+def _make_good(deal: Deal, kind: DeadlineKind, moment: datetime) -> None:
+    """What a missed deadline expected happened: it stays missed, and is no longer open."""
+    if any(m.deadline is kind and m.made_good_at is None for m in deal.missed_deadlines):
+        deal.missed_deadlines = [
+            replace(m, made_good_at=moment) if m.deadline is kind and m.made_good_at is None else m for m in deal.missed_deadlines
+        ]
 
 
 def _count(deal: Deal, concession: Concession, change: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import deadlines
 from .model import ConditionKind, Escalation, Impasse, Side, Stage, WalkAwayCondition
 
 if TYPE_CHECKING:
@@ -64,6 +65,12 @@ def _warning_signs(deal: Deal, open_conditions: list[WalkAwayCondition]) -> list
         )
     if any(e.counterpart_consented is False for e in deal.escalations):
         signs.append("the firm escalated over the counterpart's head without their consent")
+    # Timing is everything: a missed deadline is a warning (not a walk-away condition) until made good.
+    for missed in deadlines.open_missed(deal):
+        signs.append(f"deadline {missed.deadline} missed (due {missed.due_at.isoformat()}): still waiting for {missed.expected}")
+    overdue = [e for e in deal.expectations.values() if e.overdue and e.outcome is None] if deal.stage == Stage.CONTRACT_SIGNED else []
+    if overdue:
+        signs.append(f"{len(overdue)} agreed expectation(s) overdue and not yet marked met or missed")
     return signs
 
 

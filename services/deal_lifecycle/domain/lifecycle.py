@@ -45,11 +45,15 @@ class DealLifecycle(StateChart):
     allow_event_without_transition = False
     # A validator's refusal must reach the caller, not become an internal error event.
     catch_errors_as_events = False
+    # A signed deal never ends: the relationship goes on (its expectations are judged), so no path leads
+    # from it to a final stage. Still checked: every stage but walked_away has a way on (trap states).
+    validate_final_reachability = False
 
     prospect = State(initial=True)
     letter_of_intent = State()
     transition_meeting = State()
-    contract_signed = State(final=True)
+    # Not final: the contract is where the relationship starts, and delivery is judged after it.
+    contract_signed = State()
     walked_away = State(final=True)
 
     sign_letter_of_intent = prospect.to(letter_of_intent)
@@ -78,6 +82,13 @@ class DealLifecycle(StateChart):
     sign_contract = transition_meeting.to(contract_signed, validators=signing_is_unblocked)
     # Walking away is possible until the contract is signed, never after.
     walk_away = prospect.to(walked_away) | letter_of_intent.to(walked_away) | transition_meeting.to(walked_away)
+    # After signing, the only commands: each agreed expectation is marked met or missed.
+    record_expectation_outcome = _stays(contract_signed)
+    # The passing of time, recorded by the service itself (deadlines.py), never sent by a caller:
+    # a deadline missed while the deal is open; after signing, an expectation due soon, or overdue.
+    record_missed_deadline = _stays(prospect, letter_of_intent, transition_meeting)
+    record_expectation_due_soon = _stays(contract_signed)
+    record_expectation_overdue = _stays(contract_signed)
 
 
 class NotAllowedAtStage(CommandRefused):
@@ -101,8 +112,12 @@ def _transitions(machine: type[StateChart]) -> dict[tuple[str, str], str]:
 
 
 TRANSITIONS = _transitions(DealLifecycle)
-# Stages the lifecycle never leaves.
-CLOSED = frozenset(state.value for state in DealLifecycle.final_states)
+# The lifecycle's own commands that no caller sends: the service records them as time passes.
+RECORDED_BY_THE_SERVICE = frozenset({"record_missed_deadline", "record_expectation_due_soon", "record_expectation_overdue"})
+# Stages at which the deal is still being negotiated: the firm can still walk away.
+OPEN = frozenset(stage for stage, command in TRANSITIONS if command == "walk_away")
+# Stages at which negotiation is over: signed, or walked away from. Nothing is left to sign.
+CLOSED = frozenset(state.value for state in DealLifecycle.states) - OPEN
 
 
 def permit(stage: str, command: str) -> str:

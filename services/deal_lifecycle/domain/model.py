@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -108,11 +108,62 @@ class Expectation:
     priority: int
     decision: Decision = Decision.PENDING
     reason: str | None = None
+    # After signing: was it delivered (met or missed, with the evidence), and what time has said.
+    outcome: Outcome | None = None
+    evidence: str | None = None
+    due_soon: bool = False  # its owner side was reminded (ExpectationDueSoon)
+    overdue: bool = False  # its due date passed unmarked (ExpectationOverdue)
 
     def __post_init__(self) -> None:
         # Snapshots store enums as plain strings; restore them so `is` comparisons hold.
         object.__setattr__(self, "side", Side(self.side))
         object.__setattr__(self, "decision", Decision(self.decision))
+        if self.outcome is not None:
+            object.__setattr__(self, "outcome", Outcome(self.outcome))
+
+    @property
+    def due_at(self) -> datetime:
+        """The moment it falls due: the end of its due date (UTC), since "by the due date" includes the day."""
+        return datetime.combine(self.due, time(), tzinfo=UTC) + timedelta(days=1)
+
+    @property
+    def is_agreed(self) -> bool:
+        return self.decision is Decision.ACCEPTED
+
+    @property
+    def awaits_outcome(self) -> bool:
+        """Agreed and not yet marked met or missed: after signing, one of the value creation standard still to judge."""
+        return self.is_agreed and self.outcome is None
+
+
+class Outcome(StrEnum):
+    """Whether an agreed expectation was delivered, judged after signing."""
+
+    MET = "met"
+    MISSED = "missed"
+
+
+class DeadlineKind(StrEnum):
+    """The deadlines of the policy's [deadlines] section that a deal can miss (DeadlineMissed.deadline)."""
+
+    TRANSITION_MEETING_WITHIN = "transition_meeting_within"
+    CONTRACT_WITHIN = "contract_within"
+    STALLED_AFTER = "stalled_after"
+
+
+@dataclass(frozen=True)
+class MissedDeadline:
+    """A deadline that passed (DeadlineMissed), and when what was expected by then happened after all."""
+
+    deadline: DeadlineKind
+    due_at: datetime
+    expected: str
+    policy_version: str
+    counted_from: datetime  # the moment the deadline ran from (the letter of intent, the meeting, the last fact)
+    made_good_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deadline", DeadlineKind(self.deadline))
 
 
 class ConditionKind(StrEnum):

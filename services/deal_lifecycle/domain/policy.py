@@ -7,6 +7,7 @@ A Policy is plain data, loaded and validated at start-up (see `policy_file.py`);
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -109,6 +110,20 @@ class ConcessionBalance:
 
 
 @dataclass(frozen=True)
+class Deadlines:
+    """'Timing is everything': how long each step may take before the deal is drifting. None: no such deadline."""
+
+    # From the letter of intent to the transition meeting.
+    transition_meeting_within: timedelta | None = None
+    # From the (first) transition meeting to signing.
+    contract_within: timedelta | None = None
+    # No fact recorded on an open deal for this long.
+    stalled_after: timedelta | None = None
+    # How long before an agreed expectation falls due its owner side is reminded (after signing).
+    expectation_reminder: timedelta | None = None
+
+
+@dataclass(frozen=True)
 class Policy:
     version: str
     terms: dict[str, Term]
@@ -117,6 +132,7 @@ class Policy:
     right_client: RightClient = field(default_factory=RightClient)
     concessions: ConcessionBalance = field(default_factory=ConcessionBalance)
     label: str = ""
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     def term(self, name: str) -> Term:
         try:

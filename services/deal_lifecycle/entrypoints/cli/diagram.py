@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-from dealflow.deal_lifecycle.domain.lifecycle import DealLifecycle
+from dealflow.deal_lifecycle.domain.lifecycle import CLOSED, RECORDED_BY_THE_SERVICE, TRANSITIONS, DealLifecycle
 
 BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 170, 48, 160, 90, 30
 
 
 def mermaid() -> str:
-    """Mermaid stateDiagram of the lifecycle (stage-changing transitions only)."""
+    """Mermaid stateDiagram of the lifecycle (stage-changing transitions), with a note on what a closed
+    stage that does not end the deal still takes (after signing: delivery)."""
     text = format(DealLifecycle(), "mermaid")
     # Drop the styling of the machine's current (initial) stage: the diagram shows the lifecycle, not a deal.
     lines = [line for line in text.splitlines() if "active" not in line]
+    for stage in sorted(CLOSED):
+        commands = sorted(command for (at, command) in TRANSITIONS if at == stage)
+        if not commands:
+            continue
+        sent = [c.replace("_", " ") for c in commands if c not in RECORDED_BY_THE_SERVICE]
+        timed = [c.replace("_", " ").removeprefix("record ") for c in commands if c in RECORDED_BY_THE_SERVICE]
+        lines += [f"    note right of {stage}", f"        Then: {', '.join(sent)}"]
+        if timed:
+            lines.append(f"        As time passes, the service records: {', '.join(timed)}")
+        lines.append("    end note")
     return "\n".join(lines).strip() + "\n"
 
 
