@@ -8,9 +8,11 @@ be rebuilt from the event log at any time (`dealflow rebuild-read-model`).
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from dealflow.deal_lifecycle.domain import deadlines
 from dealflow.deal_lifecycle.domain.deal import Deal
 from dealflow.deal_lifecycle.domain.errors import InvalidCommand
 
@@ -25,6 +27,13 @@ class DealSummary:
     version: int
     opened_at: datetime
     updated_at: datetime
+    # A deadline missed and not yet made good, or an expectation overdue and not yet marked.
+    # None: the row was written before deadlines existed (the scheduler rewrites such rows).
+    overdue: bool | None = False
+    # The deal's schedule, free of the policy: for each kind of moment (deadlines.SCHEDULE), the
+    # moment it is counted from. The scheduler adds the policy's durations in the query, so a new
+    # policy needs no rewrite of any row.
+    due_from: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ def summary_of(deal: Deal) -> DealSummary:
         version=deal.version,
         opened_at=deal.created_on,
         updated_at=deal.modified_on,
+        overdue=deadlines.is_overdue(deal),
+        due_from=deadlines.due_from(deal),
     )
 
 

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresDatastore, PostgresRecorder
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
 
 from dealflow.deal_lifecycle.adapters.storage import links_for
 from dealflow.deal_lifecycle.adapters.storage.group_commit import GroupCommit, Save
 from dealflow.deal_lifecycle.adapters.storage.chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
 from dealflow.deal_lifecycle.application.integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, DealSummary
+from dealflow.deal_lifecycle.domain import deadlines
 
 def created_alone(create: Callable[..., None]) -> Callable[..., None]:
     """A recorder's table creation, run by one process at a time (a PostgreSQL advisory lock per schema).
@@ -48,6 +49,17 @@ def created_alone(create: Callable[..., None]) -> Callable[..., None]:
 
 
 _SUMMARY_COLUMNS = SQL("deal_id, title, client_name, owner, stage, version, opened_at, updated_at")
+# The deal's schedule (deadlines.SCHEDULE): one column per kind of moment, holding what it is counted from.
+_DUE_FROM = {kind: f"due_from_{kind}" for kind in deadlines.SCHEDULE}
+# Added to the table after it first shipped: a store written before deadlines has NULL in them.
+_SCHEDULE_COLUMNS = {"overdue": "boolean", **dict.fromkeys(_DUE_FROM.values(), "timestamptz")}
+_ROW_COLUMNS = SQL(", ").join([_SUMMARY_COLUMNS, *(Identifier(column) for column in _SCHEDULE_COLUMNS)])
+_UPDATE_ON_CONFLICT = SQL(", ").join(
+    [
+        SQL("stage = excluded.stage, version = excluded.version, updated_at = excluded.updated_at"),
+        *(SQL("{c} = excluded.{c}").format(c=Identifier(column)) for column in _SCHEDULE_COLUMNS),
+    ]
+)
 _RECEIPT_COLUMNS = SQL("idempotency_key, fingerprint, deal_id, version, created_id")
 
 
@@ -87,8 +99,8 @@ class DealRecorder(PostgresApplicationRecorder):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {t} (deal_id text PRIMARY KEY, title text NOT NULL, "
                 "client_name text NOT NULL, owner text NOT NULL, stage text NOT NULL, version bigint NOT NULL, "
-                "opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)"
-            ).format(t=self.summaries),
+                "opened_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, {schedule})"
+            ).format(t=self.summaries, schedule=self._schedule_columns(SQL(""))),
             SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (stage, opened_at, deal_id)").format(
                 i=Identifier(f"{events_table_name}_summaries_stage"), t=self.summaries
             ),
@@ -97,6 +109,21 @@ class DealRecorder(PostgresApplicationRecorder):
             ),
             SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (opened_at, deal_id)").format(
                 i=Identifier(f"{events_table_name}_summaries_opened"), t=self.summaries
+            ),
+            # The scheduler's: what falls due first, per kind (select_due, select_next_due) ...
+            *(
+                SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c}, deal_id) WHERE {c} IS NOT NULL").format(
+                    i=self._index_name(f"{events_table_name}_summaries_{column}"), t=self.summaries, c=Identifier(column)
+                )
+                for column in _DUE_FROM.values()
+            ),
+            # ... the overdue deals, listed as every listing is (select_summaries(overdue=True)) ...
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (opened_at, deal_id) WHERE overdue").format(
+                i=self._index_name(f"{events_table_name}_summaries_overdue"), t=self.summaries
+            ),
+            # ... and the rows written before deadlines existed, to be given a schedule (select_unscheduled).
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (deal_id) WHERE overdue IS NULL").format(
+                i=self._index_name(f"{events_table_name}_summaries_unscheduled"), t=self.summaries
             ),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {t} (idempotency_key text PRIMARY KEY, fingerprint text NOT NULL, "
@@ -165,11 +192,41 @@ class DealRecorder(PostgresApplicationRecorder):
         with curs.connection.cursor() as head_cursor:
             self.chain.append(head_cursor, items)
 
+    @staticmethod
+    def _index_name(name: str) -> Identifier:
+        # PostgreSQL would cut a longer name short, and two indexes could then share one (IF NOT EXISTS skipping the second).
+        PostgresRecorder.check_identifier_length(name)
+        return Identifier(name)
+
+    @staticmethod
+    def _schedule_columns(add: SQL) -> Composed:
+        return SQL(", ").join(
+            SQL("{add}{c} {type}").format(add=add, c=Identifier(column), type=SQL(type_)) for column, type_ in _SCHEDULE_COLUMNS.items()
+        )
+
     @created_alone
     def create_table(self) -> None:
+        # Run by one process at a time (created_alone): two starting at once on an old store do not both migrate it.
+        self._add_schedule_columns()  # first: the statements index the new columns
         super().create_table()
         with self.datastore.transaction(commit=True) as curs:
             self.chain.start(curs, lambda: self._existing_items(curs))
+
+    def _add_schedule_columns(self) -> None:
+        """Give a deal summaries table written before deadlines existed their columns (its rows keep NULL).
+
+        Only when one is missing: ALTER TABLE takes the table's strongest lock even when there is
+        nothing to add, and would queue every reader and writer behind it at each start."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                (self.datastore.schema, f"{self.events_table_name}_deal_summaries"),
+            )
+            present = {row["column_name"] for row in curs.fetchall()}
+            if present and not present >= _SCHEDULE_COLUMNS.keys():  # no table: it is created whole
+                curs.execute(
+                    SQL("ALTER TABLE {t} {columns}").format(t=self.summaries, columns=self._schedule_columns(SQL("ADD COLUMN IF NOT EXISTS ")))
+                )
 
     def _existing_items(self, curs: Cursor[DictRow]) -> list[Item]:
         """What a store written before the store-wide chain holds, in the order it was written."""
@@ -266,15 +323,13 @@ class DealRecorder(PostgresApplicationRecorder):
         if not summaries:
             return
         curs.executemany(
-            SQL(
-                "INSERT INTO {t} ({c}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (deal_id) DO UPDATE SET stage = excluded.stage, version = excluded.version, "
-                "updated_at = excluded.updated_at"
-            ).format(t=self.summaries, c=_SUMMARY_COLUMNS),
-            [
-                (s.deal_id, s.title, s.client_name, s.owner, s.stage, s.version, s.opened_at, s.updated_at)
-                for s in summaries
-            ],
+            SQL("INSERT INTO {t} ({c}) VALUES ({v}) ON CONFLICT (deal_id) DO UPDATE SET {u}").format(
+                t=self.summaries,
+                c=_ROW_COLUMNS,
+                v=SQL(", ").join([SQL("%s")] * (8 + len(_SCHEDULE_COLUMNS))),
+                u=_UPDATE_ON_CONFLICT,
+            ),
+            [_summary_row(s) for s in summaries],
         )
 
     def replace_summaries(self, summaries: Sequence[DealSummary]) -> None:
@@ -283,8 +338,16 @@ class DealRecorder(PostgresApplicationRecorder):
             self._upsert_summaries(curs, summaries)
 
     def select_summaries(
-        self, *, stage: str | None, owner: str | None, after: tuple[datetime, str] | None, limit: int
+        self,
+        *,
+        stage: str | None,
+        owner: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        overdue: bool | None = None,
     ) -> list[DealSummary]:
+        """A page of summaries in (opened_at, deal_id) order, after the cursor; overdue=True: only the
+        overdue deals, overdue=False: only the others (rows written before deadlines among them)."""
         where: list[Composed | SQL] = []
         params: list[Any] = []
         if stage is not None:
@@ -293,16 +356,62 @@ class DealRecorder(PostgresApplicationRecorder):
         if owner is not None:
             where.append(SQL("owner = %s"))
             params.append(owner)
+        if overdue is not None:
+            where.append(SQL("overdue") if overdue else SQL("overdue IS NOT TRUE"))
         if after is not None:
             where.append(SQL("(opened_at, deal_id) > (%s, %s)"))
             params += list(after)
-        statement = SQL("SELECT {c} FROM {t}").format(c=_SUMMARY_COLUMNS, t=self.summaries)
+        statement = SQL("SELECT {c} FROM {t}").format(c=_ROW_COLUMNS, t=self.summaries)
         if where:
             statement += SQL(" WHERE ") + SQL(" AND ").join(where)
         statement += SQL(" ORDER BY opened_at, deal_id LIMIT %s")
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(statement, [*params, limit])
-            return [DealSummary(**row) for row in curs.fetchall()]
+            return [_summary(row) for row in curs.fetchall()]
+
+    def select_due(self, offsets: Mapping[str, timedelta], now: datetime, limit: int) -> list[str]:
+        """The deals with something due at `now`: a kind k of `offsets` counted from at or before now - offsets[k].
+
+        Earliest due first (at most `limit`), each deal once. One indexed range per kind, each cut at
+        `limit` rows in the order of its index: the first `limit` deals overall are among them."""
+        kinds = _kinds(offsets)
+        if not kinds or limit <= 0:
+            return []
+        branches: list[Composable] = []
+        params: list[Any] = []
+        for n, kind in enumerate(kinds):
+            branches.append(
+                SQL("(SELECT deal_id, {c} AS due_from, {n} AS kind FROM {t} WHERE {c} <= %s ORDER BY {c}, deal_id LIMIT %s)").format(
+                    c=Identifier(_DUE_FROM[kind]), n=Literal(n), t=self.summaries
+                )
+            )
+            params += [_utc(now) - offsets[kind], limit]
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL(" UNION ALL ").join(branches), params)
+            rows = curs.fetchall()
+        return _earliest_due(((row["deal_id"], row["due_from"] + offsets[kinds[row["kind"]]]) for row in rows), limit)
+
+    def select_next_due(self, offsets: Mapping[str, timedelta]) -> datetime | None:
+        """The earliest moment anything falls due under these offsets (None: nothing of theirs is scheduled)."""
+        kinds = _kinds(offsets)
+        if not kinds:
+            return None
+        firsts = SQL(", ").join(
+            SQL("(SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {c} LIMIT 1) AS {c}").format(c=Identifier(_DUE_FROM[kind]), t=self.summaries)
+            for kind in kinds
+        )
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT ") + firsts)
+            row = curs.fetchone()
+        assert row is not None  # a SELECT without FROM has its one row
+        moments = [row[_DUE_FROM[kind]].astimezone(UTC) + offsets[kind] for kind in kinds if row[_DUE_FROM[kind]] is not None]
+        return min(moments, default=None)
+
+    def select_unscheduled(self, limit: int) -> list[str]:
+        """Deals whose row was written before deadlines existed (overdue NULL): they have no schedule yet."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT deal_id FROM {t} WHERE overdue IS NULL ORDER BY deal_id LIMIT %s").format(t=self.summaries), (limit,))
+            return [row["deal_id"] for row in curs.fetchall()]
 
     def select_receipt(self, idempotency_key: str) -> CommandReceipt | None:
         with self.datastore.transaction(commit=False) as curs:
@@ -312,6 +421,61 @@ class DealRecorder(PostgresApplicationRecorder):
             )
             row = curs.fetchone()
         return None if row is None else CommandReceipt(**row)
+
+
+def _utc(value: datetime) -> datetime:
+    """A schedule moment as written and compared: timezone-aware (a naive one would be read in the session's zone)."""
+    if value.tzinfo is None:
+        raise ValueError(f"a schedule moment must be timezone-aware, not {value!r}")
+    return value
+
+
+def _kinds(offsets: Mapping[str, timedelta]) -> list[str]:
+    unknown = set(offsets) - set(_DUE_FROM)
+    if unknown:
+        raise ValueError(f"not kinds of the schedule: {sorted(unknown)}")
+    return [kind for kind in deadlines.SCHEDULE if kind in offsets]
+
+
+def _summary_row(s: DealSummary) -> tuple[Any, ...]:
+    if not s.due_from.keys() <= _DUE_FROM.keys():
+        raise ValueError(f"not kinds of the schedule: {sorted(s.due_from.keys() - _DUE_FROM.keys())}")
+    return (
+        s.deal_id,
+        s.title,
+        s.client_name,
+        s.owner,
+        s.stage,
+        s.version,
+        s.opened_at,
+        s.updated_at,
+        s.overdue,
+        *(None if (moment := s.due_from.get(kind)) is None else _utc(moment) for kind in _DUE_FROM),
+    )
+
+
+def _summary(row: DictRow) -> DealSummary:
+    return DealSummary(
+        deal_id=row["deal_id"],
+        title=row["title"],
+        client_name=row["client_name"],
+        owner=row["owner"],
+        stage=row["stage"],
+        version=row["version"],
+        opened_at=row["opened_at"],
+        updated_at=row["updated_at"],
+        overdue=row["overdue"],
+        due_from={kind: row[column].astimezone(UTC) for kind, column in _DUE_FROM.items() if row[column] is not None},
+    )
+
+
+def _earliest_due(due: Iterable[tuple[str, datetime]], limit: int) -> list[str]:
+    """Deal ids by the earliest moment each falls due (then by id), each once, at most `limit`."""
+    first: dict[str, datetime] = {}
+    for deal_id, moment in due:
+        if deal_id not in first or moment < first[deal_id]:
+            first[deal_id] = moment
+    return sorted(first, key=lambda deal_id: (first[deal_id], deal_id))[:limit]
 
 
 class SnapshotRecorder(PostgresAggregateRecorder):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -16,14 +16,35 @@ from dealflow.deal_lifecycle.adapters.storage.group_commit import GroupCommit, S
 from dealflow.deal_lifecycle.adapters.storage.chain import ChainTables, Item, event_items, receipt_item, snapshot_item, trusted
 from dealflow.deal_lifecycle.application.integrity import GENESIS, SNAPSHOT, Entry, Head, Link, Stored, receipt_content, snapshot_content, stream_key
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, DealSummary
+from dealflow.deal_lifecycle.domain import deadlines
 
 _SUMMARY_COLUMNS = "deal_id, title, client_name, owner, stage, version, opened_at, updated_at"
+# The deal's schedule (deadlines.SCHEDULE): one column per kind of moment, holding what it is counted from.
+_DUE_FROM = {kind: f"due_from_{kind}" for kind in deadlines.SCHEDULE}
+assert all(column.isidentifier() for column in _DUE_FROM.values())
+# Added to the table after it first shipped: a store written before deadlines has NULL in them.
+_SCHEDULE_COLUMNS = {"overdue": "INTEGER", **dict.fromkeys(_DUE_FROM.values(), "TEXT")}
+_ROW_COLUMNS = ", ".join([_SUMMARY_COLUMNS, *_SCHEDULE_COLUMNS])
 _RECEIPT_COLUMNS = "idempotency_key, fingerprint, deal_id, version, created_id"
 
 
 def _timestamp(value: datetime) -> str:
     # Fixed width, so text order is time order (isoformat() drops zero microseconds).
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def _utc_timestamp(value: datetime) -> str:
+    """A schedule moment as stored: in UTC, so that text order is time order across the column."""
+    if value.tzinfo is None:
+        raise ValueError(f"a schedule moment must be timezone-aware, not {value!r}")
+    return _timestamp(value.astimezone(UTC))
+
+
+def _kinds(offsets: Mapping[str, timedelta]) -> list[str]:
+    unknown = set(offsets) - set(_DUE_FROM)
+    if unknown:
+        raise ValueError(f"not kinds of the schedule: {sorted(unknown)}")
+    return [kind for kind in deadlines.SCHEDULE if kind in offsets]
 
 
 SNAPSHOTS_TABLE = "stored_snapshots"  # where eventsourcing's SQLite factory keeps snapshots
@@ -45,10 +66,21 @@ class DealRecorder(SQLiteApplicationRecorder):
         return [
             *self.chain.create_statements("INTEGER"),
             *super().construct_create_table_statements(),
-            f"CREATE TABLE IF NOT EXISTS deal_summaries ({_SUMMARY_COLUMNS.replace('deal_id', 'deal_id TEXT PRIMARY KEY')})",
+            f"CREATE TABLE IF NOT EXISTS deal_summaries ({_SUMMARY_COLUMNS.replace('deal_id', 'deal_id TEXT PRIMARY KEY')}, "
+            + ", ".join(f"{column} {type_}" for column, type_ in _SCHEDULE_COLUMNS.items())
+            + ")",
             "CREATE INDEX IF NOT EXISTS deal_summaries_stage ON deal_summaries (stage, opened_at, deal_id)",
             "CREATE INDEX IF NOT EXISTS deal_summaries_owner ON deal_summaries (owner, opened_at, deal_id)",
             "CREATE INDEX IF NOT EXISTS deal_summaries_opened ON deal_summaries (opened_at, deal_id)",
+            # The scheduler's: what falls due first, per kind (select_due, select_next_due) ...
+            *(
+                f"CREATE INDEX IF NOT EXISTS deal_summaries_{column} ON deal_summaries ({column}, deal_id) WHERE {column} IS NOT NULL"
+                for column in _DUE_FROM.values()
+            ),
+            # ... the overdue deals, listed as every listing is (select_summaries(overdue=True)) ...
+            "CREATE INDEX IF NOT EXISTS deal_summaries_overdue ON deal_summaries (opened_at, deal_id) WHERE overdue = 1",
+            # ... and the rows written before deadlines existed, to be given a schedule (select_unscheduled).
+            "CREATE INDEX IF NOT EXISTS deal_summaries_unscheduled ON deal_summaries (deal_id) WHERE overdue IS NULL",
             f"CREATE TABLE IF NOT EXISTS command_receipts ({_RECEIPT_COLUMNS.replace('idempotency_key', 'idempotency_key TEXT PRIMARY KEY')})",
             "CREATE TABLE IF NOT EXISTS event_hashes (originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL, "
             "previous_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (originator_id, originator_version))",
@@ -114,9 +146,31 @@ class DealRecorder(SQLiteApplicationRecorder):
         return event_items(links)
 
     def create_table(self) -> None:
+        self._add_schedule_columns()  # first: the statements index the new columns
         super().create_table()
         with self.datastore.transaction(commit=True) as c:
             self.chain.start(c, lambda: self._existing_items(c))
+
+    def _add_schedule_columns(self) -> None:
+        """Give a deal summaries table written before deadlines existed their columns (its rows keep NULL).
+
+        SQLite has no ADD COLUMN IF NOT EXISTS: the columns there are read first, in a transaction
+        that holds the write lock from its start, so two processes starting at once on an old store
+        take turns, and the second finds the columns added."""
+        with self.datastore.get_connection(commit=True) as conn:
+            c = conn.cursor()
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("PRAGMA table_info(deal_summaries)")
+                present = {row["name"] for row in c.fetchall()}
+                if present:  # else the table is created whole
+                    for column, type_ in _SCHEDULE_COLUMNS.items():
+                        if column not in present:
+                            c.execute(f"ALTER TABLE deal_summaries ADD COLUMN {column} {type_}")
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def _existing_items(self, c: SQLiteCursor) -> list[Item]:
         """What a store written before the store-wide chain holds, in the order it was written."""
@@ -174,24 +228,7 @@ class DealRecorder(SQLiteApplicationRecorder):
             return sorted({str(UUID(row[0])) for row in c.fetchall()})
 
     def _upsert_summaries(self, c: SQLiteCursor, summaries: Sequence[DealSummary]) -> None:
-        c.executemany(
-            f"INSERT INTO deal_summaries ({_SUMMARY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (deal_id) DO UPDATE SET stage = excluded.stage, version = excluded.version, "
-            "updated_at = excluded.updated_at",
-            [
-                (
-                    s.deal_id,
-                    s.title,
-                    s.client_name,
-                    s.owner,
-                    s.stage,
-                    s.version,
-                    _timestamp(s.opened_at),
-                    _timestamp(s.updated_at),
-                )
-                for s in summaries
-            ],
-        )
+        c.executemany(_UPSERT_SUMMARY, [_summary_row(s) for s in summaries])
 
     def replace_summaries(self, summaries: Sequence[DealSummary]) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -199,8 +236,16 @@ class DealRecorder(SQLiteApplicationRecorder):
             self._upsert_summaries(c, summaries)
 
     def select_summaries(
-        self, *, stage: str | None, owner: str | None, after: tuple[datetime, str] | None, limit: int
+        self,
+        *,
+        stage: str | None,
+        owner: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        overdue: bool | None = None,
     ) -> list[DealSummary]:
+        """A page of summaries in (opened_at, deal_id) order, after the cursor; overdue=True: only the
+        overdue deals, overdue=False: only the others (rows written before deadlines among them)."""
         where, params = [], []
         if stage is not None:
             where.append("stage = ?")
@@ -208,31 +253,116 @@ class DealRecorder(SQLiteApplicationRecorder):
         if owner is not None:
             where.append("owner = ?")
             params.append(owner)
+        if overdue is not None:
+            where.append("overdue = 1" if overdue else "overdue IS NOT 1")
         if after is not None:
             where.append("(opened_at, deal_id) > (?, ?)")
             params += [_timestamp(after[0]), after[1]]
-        statement = f"SELECT {_SUMMARY_COLUMNS} FROM deal_summaries"
+        statement = f"SELECT {_ROW_COLUMNS} FROM deal_summaries"
         if where:
             statement += " WHERE " + " AND ".join(where)
         statement += " ORDER BY opened_at, deal_id LIMIT ?"
         with self.datastore.transaction(commit=False) as c:
             c.execute(statement, [*params, limit])
-            return [
-                DealSummary(
-                    **{
-                        **dict(row),
-                        "opened_at": datetime.fromisoformat(row["opened_at"]),
-                        "updated_at": datetime.fromisoformat(row["updated_at"]),
-                    }
-                )
-                for row in c.fetchall()
-            ]
+            return [_summary(row) for row in c.fetchall()]
+
+    def select_due(self, offsets: Mapping[str, timedelta], now: datetime, limit: int) -> list[str]:
+        """The deals with something due at `now`: a kind k of `offsets` counted from at or before now - offsets[k].
+
+        Earliest due first (at most `limit`), each deal once. One indexed range per kind, each cut at
+        `limit` rows in the order of its index: the first `limit` deals overall are among them."""
+        kinds = _kinds(offsets)
+        if not kinds or limit <= 0:
+            return []
+        branches, params = [], []
+        for n, kind in enumerate(kinds):
+            column = _DUE_FROM[kind]
+            branches.append(
+                f"SELECT * FROM (SELECT deal_id, {column} AS due_from, {n} AS kind FROM deal_summaries "
+                f"WHERE {column} <= ? ORDER BY {column}, deal_id LIMIT ?)"
+            )
+            params += [_utc_timestamp(now - offsets[kind]), limit]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(" UNION ALL ".join(branches), params)
+            rows = c.fetchall()
+        return _earliest_due(
+            ((row["deal_id"], datetime.fromisoformat(row["due_from"]) + offsets[kinds[row["kind"]]]) for row in rows), limit
+        )
+
+    def select_next_due(self, offsets: Mapping[str, timedelta]) -> datetime | None:
+        """The earliest moment anything falls due under these offsets (None: nothing of theirs is scheduled)."""
+        kinds = _kinds(offsets)
+        if not kinds:
+            return None
+        firsts = ", ".join(
+            f"(SELECT {column} FROM deal_summaries WHERE {column} IS NOT NULL ORDER BY {column} LIMIT 1)"
+            for column in (_DUE_FROM[kind] for kind in kinds)
+        )
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT {firsts}")
+            row = c.fetchone()
+        moments = [datetime.fromisoformat(first) + offsets[kind] for kind, first in zip(kinds, tuple(row), strict=True) if first is not None]
+        return min(moments, default=None)
+
+    def select_unscheduled(self, limit: int) -> list[str]:
+        """Deals whose row was written before deadlines existed (overdue NULL): they have no schedule yet."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT deal_id FROM deal_summaries WHERE overdue IS NULL ORDER BY deal_id LIMIT ?", (limit,))
+            return [row["deal_id"] for row in c.fetchall()]
 
     def select_receipt(self, idempotency_key: str) -> CommandReceipt | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT {_RECEIPT_COLUMNS} FROM command_receipts WHERE idempotency_key = ?", (idempotency_key,))
             row = c.fetchone()
         return None if row is None else CommandReceipt(**dict(row))
+
+
+_UPSERT_SUMMARY = (
+    f"INSERT INTO deal_summaries ({_ROW_COLUMNS}) VALUES ({', '.join('?' * (8 + len(_SCHEDULE_COLUMNS)))}) "
+    "ON CONFLICT (deal_id) DO UPDATE SET stage = excluded.stage, version = excluded.version, updated_at = excluded.updated_at, "
+    + ", ".join(f"{column} = excluded.{column}" for column in _SCHEDULE_COLUMNS)
+)
+
+
+def _summary_row(s: DealSummary) -> tuple[Any, ...]:
+    if not s.due_from.keys() <= _DUE_FROM.keys():
+        raise ValueError(f"not kinds of the schedule: {sorted(s.due_from.keys() - _DUE_FROM.keys())}")
+    return (
+        s.deal_id,
+        s.title,
+        s.client_name,
+        s.owner,
+        s.stage,
+        s.version,
+        _timestamp(s.opened_at),
+        _timestamp(s.updated_at),
+        None if s.overdue is None else int(s.overdue),
+        *(None if (moment := s.due_from.get(kind)) is None else _utc_timestamp(moment) for kind in _DUE_FROM),
+    )
+
+
+def _summary(row: sqlite3.Row) -> DealSummary:
+    return DealSummary(
+        deal_id=row["deal_id"],
+        title=row["title"],
+        client_name=row["client_name"],
+        owner=row["owner"],
+        stage=row["stage"],
+        version=row["version"],
+        opened_at=datetime.fromisoformat(row["opened_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        overdue=None if row["overdue"] is None else bool(row["overdue"]),
+        due_from={kind: datetime.fromisoformat(row[column]) for kind, column in _DUE_FROM.items() if row[column] is not None},
+    )
+
+
+def _earliest_due(due: Iterable[tuple[str, datetime]], limit: int) -> list[str]:
+    """Deal ids by the earliest moment each falls due (then by id), each once, at most `limit`."""
+    first: dict[str, datetime] = {}
+    for deal_id, moment in due:
+        if deal_id not in first or moment < first[deal_id]:
+            first[deal_id] = moment
+    return sorted(first, key=lambda deal_id: (first[deal_id], deal_id))[:limit]
 
 
 def _receipt_fields(receipt: CommandReceipt) -> tuple[str, str, str, int, str | None]:
