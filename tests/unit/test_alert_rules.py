@@ -123,3 +123,34 @@ def test_an_alert_names_the_deal_client_actor_evidence_and_next_step() -> None:
     assert "limit=60" in compose(event, "d-1:4", DealContext("d-1", "Payroll outsourcing", "Acme Ltd", "ann"), replace(owner, sees_private_limits=True)).text
     assert "What to do next: revise the term within the private limit" in alert.text
     assert "sha256:abc" in alert.text
+
+
+def test_the_sample_alerts_the_owner_and_ops_when_time_runs_out() -> None:
+    rules = load_rules(SAMPLE)
+    for event_type, urgency in (("DeadlineMissed", "urgent"), ("ExpectationOverdue", "urgent"), ("ExpectationDueSoon", "normal")):
+        targets = {t.recipient: t for t in rules.targets(event_type, owner="ann")}
+        assert set(targets) == {"owner", "ops", "journal"}, event_type
+        assert {t.urgency for t in targets.values()} == {urgency}, event_type
+        assert targets["owner"].address == "ann@firm.example"
+    for event_type in ("ExpectationMet", "ExpectationMissed"):
+        assert {t.recipient for t in rules.targets(event_type, owner="ann")} == {"owner", "journal"}, event_type
+
+
+def test_a_missed_deadline_alerts_the_owner_urgently_with_how_late_and_what_to_do() -> None:
+    rules = load_rules(SAMPLE)
+    [owner] = [t for t in rules.targets("DeadlineMissed", owner="ann") if t.recipient == "owner"]
+    event = {
+        "deal_id": "d-1", "version": 9, "type": "DeadlineMissed", "timestamp": "2026-12-10T09:30:00+00:00",
+        "actor": "dealflow", "on_behalf_of": None, "correlation_id": "c",
+        "data": {
+            "deadline": "contract_within", "due_at": "2026-12-01T09:00:00+00:00",
+            "expected": "the contract signed, after the transition meeting", "policy_version": "sha256:abc",
+            "counted_from": "2026-11-01T09:00:00+00:00",
+        },
+    }  # fmt: skip
+    alert = compose(event, "d-1:9", DealContext("d-1", "Payroll outsourcing", "Acme Ltd", "ann"), owner)
+    assert (alert.id, alert.address, alert.urgency) == ("d-1:9/owner/email", "ann@firm.example", "urgent")
+    assert alert.title == "URGENT: Deadline missed: Payroll outsourcing (Acme Ltd)"
+    assert "Deadline: contract_within (the contract signed within 30 days of the first transition meeting)" in alert.text.splitlines()
+    assert "How late: 9 days late when recorded" in alert.text.splitlines()
+    assert "What to do next: clear the blockers and sign, or walk away." in alert.text.splitlines()
