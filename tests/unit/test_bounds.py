@@ -208,8 +208,8 @@ def test_a_walk_away_conditions_evidence_quotes_caller_text_briefly() -> None:
 def test_a_commands_answer_shows_the_last_items_of_a_large_deal_and_counts_them_all() -> None:
     deal = domain_deal_in_meeting()
     promises = [deal.record_sales_promise(statement=f"promise {n} " + "x" * 1900, by=BY) for n in range(bounds.MAX_PROMISES)]
-    view = command_view(deal, limits=True)
-    full = deal_view(deal, concessions=[], limits=True)
+    view = command_view(deal, limits=True, policy=POLICY)
+    full = deal_view(deal, concessions=[], limits=True, policy=POLICY)
     assert set(full) <= set(view), "every key of the full view is kept"
     assert [p["id"] for p in view["promises"]] == promises[-COMMAND_VIEW_ITEMS:]
     assert view["counts"]["promises"] == bounds.MAX_PROMISES
@@ -221,9 +221,9 @@ def test_a_commands_answer_shows_the_last_items_of_a_large_deal_and_counts_them_
 def test_a_small_deals_answer_is_the_whole_deal() -> None:
     deal = domain_deal_in_meeting()
     deal.record_sales_promise(statement="go-live in 30 days", by=BY)
-    view = command_view(deal, limits=True)
+    view = command_view(deal, limits=True, policy=POLICY)
     assert view["truncated"] is False
-    assert {k: v for k, v in view.items() if k not in ("truncated", "counts", "full_view")} == deal_view(deal, concessions=[], limits=True)
+    assert {k: v for k, v in view.items() if k not in ("truncated", "counts", "full_view")} == deal_view(deal, concessions=[], limits=True, policy=POLICY)
 
 
 @pytest.mark.parametrize(

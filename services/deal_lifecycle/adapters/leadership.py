@@ -1,4 +1,5 @@
-"""Who relays: one process at a time per store, so no event is published twice or skipped.
+"""Who leads: one process at a time per store for each part that must run once, so no event is
+published twice or skipped (the relay), and no deadline is looked for twice (the scheduler).
 
 SQLite: an OS file lock beside the database (released by the OS if the process dies).
 PostgreSQL: a session advisory lock (released by the server if the session ends).
@@ -16,7 +17,7 @@ import psycopg
 import structlog
 from filelock import FileLock, Timeout
 
-log = structlog.get_logger("dealflow.relay")
+log = structlog.get_logger("dealflow.leadership")
 
 
 class Leadership(Protocol):
@@ -29,9 +30,10 @@ class Leadership(Protocol):
 
 
 class FileLeadership:
-    def __init__(self, database: Path, retry_seconds: float = 1.0) -> None:
-        self.lock = FileLock(f"{database}.relay.lock", thread_local=False)
+    def __init__(self, database: Path, retry_seconds: float = 1.0, *, part: str = "relay") -> None:
+        self.lock = FileLock(f"{database}.{part}.lock", thread_local=False)
         self.retry_seconds = retry_seconds
+        self.part = part
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         while not stop.is_set():
@@ -39,7 +41,7 @@ class FileLeadership:
                 self.lock.acquire(timeout=0)
                 return True
             except Timeout:
-                log.info("another process is relaying; standing by", lock=self.lock.lock_file)
+                log.info("another process leads; standing by", part=self.part, lock=self.lock.lock_file)
                 await _pause(stop, self.retry_seconds)
         return False
 
@@ -52,11 +54,12 @@ class FileLeadership:
 
 
 class PostgresLeadership:
-    def __init__(self, conninfo: str, scope: str, retry_seconds: float = 1.0) -> None:
+    def __init__(self, conninfo: str, scope: str, retry_seconds: float = 1.0, *, part: str = "relay") -> None:
         self.conninfo = conninfo
-        # Advisory locks are keyed by a 64-bit number: derive it from the store's identity.
-        self.key = int.from_bytes(hashlib.sha256(f"dealflow-relay:{scope}".encode()).digest()[:8], "big", signed=True)
+        # Advisory locks are keyed by a 64-bit number: derive it from the part and the store's identity.
+        self.key = int.from_bytes(hashlib.sha256(f"dealflow-{part}:{scope}".encode()).digest()[:8], "big", signed=True)
         self.retry_seconds = retry_seconds
+        self.part = part
         self.conn: psycopg.AsyncConnection | None = None
 
     async def acquire(self, stop: asyncio.Event) -> bool:
@@ -68,9 +71,9 @@ class PostgresLeadership:
                 row = await cursor.fetchone()
                 if row and row[0]:
                     return True
-                log.info("another process is relaying; standing by")
+                log.info("another process leads; standing by", part=self.part)
             except psycopg.Error as e:
-                log.warning("cannot reach PostgreSQL for relay leadership", error=str(e))
+                log.warning("cannot reach PostgreSQL for leadership", part=self.part, error=str(e))
                 await self.release()
             await _pause(stop, self.retry_seconds)
         return False

@@ -58,6 +58,7 @@ from dealflow.deal_lifecycle.adapters.relay_status import (
     now,
 )
 from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.event_loop import first_of
 
 log = structlog.get_logger("dealflow.relay")
 
@@ -194,7 +195,7 @@ class EventRelay:
                 # Not woken by new events (they wait behind it anyway): by time, or a reconnection,
                 # which is often the operator's fix.
                 self._retry.clear()
-                await _first_of(stop.wait(), self._retry.wait(), timeout=self.stalled_retry_seconds)
+                await first_of(stop.wait(), self._retry.wait(), timeout=self.stalled_retry_seconds)
                 await self._reconcile_quietly()
                 continue
             except PublishFailed as e:
@@ -212,7 +213,7 @@ class EventRelay:
             if not published:
                 await self._save_position()  # idle: the store says how far the stream is
                 self._wake.clear()
-                await _first_of(stop.wait(), self._wake.wait(), timeout=self.poll_seconds)
+                await first_of(stop.wait(), self._wake.wait(), timeout=self.poll_seconds)
 
     async def publish_backlog(self) -> int:
         """Publish everything stored after the position; returns how many were published."""
@@ -478,13 +479,5 @@ def _unreadable(notification: Notification, error: Exception) -> Stall:
 
 
 async def _sleep_or(stop: asyncio.Event, seconds: float) -> None:
-    await _first_of(stop.wait(), timeout=seconds)
+    await first_of(stop.wait(), timeout=seconds)
 
-
-async def _first_of(*waits: object, timeout: float) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[arg-type]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

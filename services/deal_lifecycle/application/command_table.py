@@ -144,6 +144,12 @@ COMMANDS: tuple[DealCommand, ...] = (
         lambda d, x: d.withdraw_expectation(x.ids["expectation_id"], reason=x.body.reason, by=x.by),
         "An expectation is taken off the table (e.g. to be refined)",
     ),
+    # -- after signing: did we deliver? ------------------------------------------------------
+    DealCommand(
+        "record_expectation_outcome", "/deals/{deal_id}/expectations/{expectation_id}/outcome", c.RecordExpectationOutcome,
+        lambda d, x: d.record_expectation_outcome(x.ids["expectation_id"], met=x.body.met, evidence=x.body.evidence, by=x.by),
+        "After signing: an agreed expectation (either side's) was met or missed, with the evidence",
+    ),
     # -- Right Terms ----------------------------------------------------------------------------
     DealCommand(
         "propose_term", "/deals/{deal_id}/terms", c.ProposeTerm,

@@ -135,6 +135,13 @@ class Withdraw(Command):
     reason: Reason
 
 
+class RecordExpectationOutcome(Command):
+    """After signing: was an agreed expectation delivered? The evidence says how it is known."""
+
+    met: JsonBool
+    evidence: Text
+
+
 class WalkAway(Command):
     reason: Reason
     cited_conditions: Annotated[list[Name], Field(max_length=bounds.MAX_CITED_CONDITIONS, description="ids of the walk-away conditions that caused it")] = []

@@ -20,23 +20,27 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import structlog
-from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
+from eventsourcing.application import AggregateNotFoundError, Application, ProjectorFunction, Repository, project_aggregate
 from eventsourcing.domain import CanMutateAggregate, OriginatorVersionError
 from eventsourcing.persistence import EventStore, IntegrityError, JSONTranscoder, Recording
+from eventsourcing.utils import strtobool
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from dealflow.deal_lifecycle.application import commands as c
 from dealflow.deal_lifecycle.application import transcodings
 from dealflow.deal_lifecycle.application.access import authorize
+from dealflow.deal_lifecycle.application.clock import Clock, SystemClock
 from dealflow.deal_lifecycle.application.command_table import BY_NAME, Call, DealCommand
 from dealflow.deal_lifecycle.application.deal_locks import DealLocks
 from dealflow.deal_lifecycle.application.read_model import CommandReceipt, Page, decode_cursor, encode_cursor, summary_of
 from dealflow.deal_lifecycle.application.views import standing_concessions
+from dealflow.deal_lifecycle.domain import deadlines
 from dealflow.deal_lifecycle.domain.attempts import SigningAttempts
-from dealflow.deal_lifecycle.domain.deal import Deal
+from dealflow.deal_lifecycle.domain.deal import SERVICE, Deal, event_type
+from dealflow.deal_lifecycle.domain.events import recorded_at
 from dealflow.deal_lifecycle.domain.errors import CommandRefused, DealflowError, InvalidCommand, NotFound, SigningRefused
 from dealflow.deal_lifecycle.domain.model import Attribution, Concession
 from dealflow.deal_lifecycle.domain.policy import Policy
@@ -60,6 +64,17 @@ class StoreDamaged(CommandRefused):
 
 class IdempotencyKeyReused(DealflowError):
     code = "idempotency_key_reused"
+
+
+class DealRepository(Repository[UUID]):
+    """eventsourcing's repository, except that a deal loaded from a snapshot older than its stage
+    anchors (Deal.ANCHORS_UNKNOWN) is replayed from its events: once per deal, until a new snapshot."""
+
+    def _reconstruct_aggregate(self, aggregate_id: UUID, version: int | None, projector_func: ProjectorFunction[Any, Any]) -> Any:
+        aggregate = super()._reconstruct_aggregate(aggregate_id, version, projector_func)
+        if aggregate.__dict__.pop(Deal.ANCHORS_UNKNOWN, False):
+            aggregate = projector_func(None, self.event_store.get(originator_id=aggregate_id, lte=version))
+        return aggregate
 
 
 @dataclass(frozen=True)
@@ -104,9 +119,11 @@ class DealService(Application[UUID]):
     snapshotting_intervals = {Deal: 100}  # noqa: RUF012 - the library's own class attribute
     conflict_retries = CONFLICT_ATTEMPTS
 
-    def __init__(self, env: Mapping[str, str] | None = None, *, policy: Policy) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, *, policy: Policy, clock: Clock | None = None) -> None:
         super().__init__(env)
         self.policy = policy
+        # When facts happen and deadlines fall due: one clock, which tests can move (clock.py).
+        self.clock: Clock = clock or SystemClock()
         self.deal_locks = DealLocks()
         self._recorded_listeners: list[Callable[[], None]] = []
         # Group commit (storage/group_commit.py): concurrent commands saved in one transaction.
@@ -133,6 +150,18 @@ class DealService(Application[UUID]):
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for listener in list(self._recorded_listeners):
             listener()
+
+    def construct_repository(self) -> Repository[UUID]:
+        # The library's own repository, with the same settings from the same environment.
+        maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return DealRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(maxsize) if maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         # Snapshots are chained when written and used only while they match (storage.chain).
@@ -206,9 +235,11 @@ class DealService(Application[UUID]):
         events = self.events.get(SigningAttempts.create_id(str(deal_id)))
         return [e for e in events if isinstance(e, SigningAttempts.SigningRefused)]
 
-    def list_deals(self, *, stage: str | None, owner: str | None, limit: int, cursor: str | None) -> Page:
+    def list_deals(
+        self, *, stage: str | None, owner: str | None, limit: int, cursor: str | None, overdue: bool | None = None
+    ) -> Page:
         after = decode_cursor(cursor) if cursor else None
-        rows = self.recorder.select_summaries(stage=stage, owner=owner, after=after, limit=limit + 1)
+        rows = self.recorder.select_summaries(stage=stage, owner=owner, after=after, limit=limit + 1, overdue=overdue)
         more = len(rows) > limit
         items = rows[:limit]
         return Page(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
@@ -244,9 +275,46 @@ class DealService(Application[UUID]):
             raise NotFound("no events to replay")
         return deal
 
-    @staticmethod
-    def today() -> date:
-        return datetime.now(UTC).date()
+    def today(self) -> date:
+        return self.clock.now().astimezone(UTC).date()
+
+    # -- time ------------------------------------------------------------------------------
+
+    def keep_time(self, deal_id: UUID) -> int:
+        """Record on the deal what the clock says has passed (Deal.keep_time), and write its schedule
+        anew; returns how many facts were recorded. Safe from any process at any moment: the deal
+        remembers what it recorded, and the store's version check makes a second writer run again on
+        the first one's facts, so each deadline is recorded once."""
+        bound = log.bind(command="keep_time", deal_id=str(deal_id), actor=SERVICE)
+        with self._under_way(), self.deal_locks.hold(deal_id):
+            for attempt in _conflict_retries(self.conflict_retries, ConcurrentWrite, bound):
+                with attempt:
+                    deal = self.get_deal(deal_id)
+                    now = self.clock.now()
+                    with recorded_at(now):
+                        recorded = deal.keep_time(now=now, policy=self.policy, correlation_id=f"schedule-{uuid4()}")
+                    facts = [event_type(e) for e in deal.pending_events]
+                    try:
+                        # Written even when nothing is due any more: the row's schedule is then brought up to date.
+                        self.save(deal, summaries=[summary_of(deal)])
+                    except IntegrityError:
+                        raise ConcurrentWrite(f"deal {deal_id} was changed by another command at the same time") from None
+        if recorded:
+            bound.info("command", outcome="accepted", recorded=facts, version=deal.version)
+        return recorded
+
+    def due_deals(self, limit: int) -> list[UUID]:
+        """Deals with something due by the clock's now, by the schedule the read model keeps."""
+        offsets = deadlines.offsets(self.policy.deadlines)
+        return [UUID(deal_id) for deal_id in self.recorder.select_due(offsets, self.clock.now(), limit)]
+
+    def next_due(self) -> datetime | None:
+        """The earliest moment anything on any deal falls due under this policy (None: nothing is scheduled)."""
+        return self.recorder.select_next_due(deadlines.offsets(self.policy.deadlines))  # type: ignore[no-any-return]
+
+    def unscheduled_deals(self, limit: int) -> list[UUID]:
+        """Deals whose read-model row was written before deadlines existed: they have no schedule yet."""
+        return [UUID(deal_id) for deal_id in self.recorder.select_unscheduled(limit)]
 
     # -- the command pipeline ------------------------------------------------------------
 
@@ -303,9 +371,11 @@ class DealService(Application[UUID]):
         role: str,
         fingerprint: str,
     ) -> Outcome:
-        call = Call(body=body, ids=ids, by=_by(ctx), role=role, policy=self.policy, today=self.today())
+        now = self.clock.now()
+        call = Call(body=body, ids=ids, by=_by(ctx), role=role, policy=self.policy, today=now.astimezone(UTC).date())
         if deal_id is None:
-            deal, created_id = command.run(None, call), None
+            with recorded_at(now):
+                deal, created_id = command.run(None, call), None
         else:
             deal = self.get_deal(deal_id)
             if ctx.expected_version is not None and deal.version != ctx.expected_version:
@@ -313,7 +383,8 @@ class DealService(Application[UUID]):
                     f"deal {deal_id} is at version {deal.version}, not the expected {ctx.expected_version}"
                 )
             try:
-                created_id = command.run(deal, call)
+                with recorded_at(now):
+                    created_id = command.run(deal, call)
             except SigningRefused as refused:
                 # Every refusal is recorded, including "already signed" or "walked away" (the
                 # stage blocker): each is an attempt someone made. Recorded here, under the

@@ -15,10 +15,12 @@ from typing import Any, TypedDict, TypeVar
 from uuid import UUID
 
 from dealflow.deal_lifecycle.application.read_model import DealSummary
+from dealflow.deal_lifecycle.domain import deadlines
 from dealflow.deal_lifecycle.domain.deal import Deal, event_type
 from dealflow.deal_lifecycle.domain.health import assess
 from dealflow.deal_lifecycle.domain.model import Concession, Side, WalkAwayCondition
 from dealflow.deal_lifecycle.domain.policy import Policy
+from dealflow.durations import format_duration
 from dealflow.private_limits import event_concealed, limit_unsaid, without_limit
 
 # Fields every stored event has that are not part of its business data.
@@ -40,6 +42,17 @@ class DealSummaryView(TypedDict):
     version: int
     opened_at: str
     updated_at: str
+    overdue: bool  # a deadline missed and not made good, or after signing an expectation overdue and unmarked
+
+
+class DeadlineView(TypedDict):
+    deadline: str  # the policy key: transition_meeting_within, contract_within, stalled_after
+    due_at: str
+    status: str  # pending, met or missed
+    counted_from: str
+    met_at: str | None  # when what was expected happened (for a missed deadline: when it was made good)
+    expected: str
+    policy_version: str | None
 
 
 class ConditionsView(TypedDict):
@@ -73,6 +86,9 @@ class DealView(DealSummaryView):
     escalations: list[dict[str, Any]]
     conditions: ConditionsView
     blockers: list[BlockerView]
+    deadlines: list[DeadlineView]
+    # After signing, per side (client, provider): agreed expectations met, missed, overdue, pending.
+    scorecard: dict[str, dict[str, int]]
 
 
 class CommandDealView(DealView):
@@ -139,9 +155,10 @@ def _condition_view(condition: WalkAwayCondition, *, limits: bool) -> dict[str, 
     return shown
 
 
-def deal_view(deal: Deal, *, concessions: Sequence[Concession], limits: bool) -> DealView:
-    """The whole deal; its concessions, which the deal keeps only as counts, from its history (standing_concessions)."""
-    return _deal_view(deal, None, concessions=concessions, limits=limits)
+def deal_view(deal: Deal, *, concessions: Sequence[Concession], limits: bool, policy: Policy) -> DealView:
+    """The whole deal; its concessions, which the deal keeps only as counts, from its history (standing_concessions).
+    Its deadlines as `policy` sets them: those recorded missed, those met, and those still running."""
+    return _deal_view(deal, None, concessions=concessions, limits=limits, policy=policy)
 
 
 def standing_concessions(history: Iterable[Any]) -> list[Concession]:
@@ -161,7 +178,7 @@ COMMAND_VIEW_ITEMS = 10
 _Shown = TypeVar("_Shown")
 
 
-def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS, *, limits: bool) -> CommandDealView:
+def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS, *, limits: bool, policy: Policy) -> CommandDealView:
     """The deal as a command's response shows it; `GET /deals/{id}` shows all of it."""
     open_conditions = sum(1 for c in deal.conditions.values() if c.is_open)
     blockers = deal.blockers
@@ -179,7 +196,7 @@ def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS, *, limits: bool) -
         "blockers": len(blockers),
     }
     return {
-        **_deal_view(deal, items, blockers, concessions=deal.recent_concessions, limits=limits),
+        **_deal_view(deal, items, blockers, concessions=deal.recent_concessions, limits=limits, policy=policy),
         "truncated": any(count > items for count in counts.values()),
         "counts": counts,
         "full_view": f"/deals/{deal.id}",
@@ -187,7 +204,13 @@ def command_view(deal: Deal, items: int = COMMAND_VIEW_ITEMS, *, limits: bool) -
 
 
 def _deal_view(
-    deal: Deal, items: int | None, blockers: list[Any] | None = None, *, concessions: Sequence[Concession], limits: bool
+    deal: Deal,
+    items: int | None,
+    blockers: list[Any] | None = None,
+    *,
+    concessions: Sequence[Concession],
+    limits: bool,
+    policy: Policy,
 ) -> DealView:
     def last(values: Iterable[_Shown]) -> list[_Shown]:
         shown = list(values)
@@ -205,6 +228,7 @@ def _deal_view(
         "version": deal.version,
         "opened_at": deal.created_on.isoformat(),
         "updated_at": deal.modified_on.isoformat(),
+        "overdue": deadlines.is_overdue(deal),
         "participants": [{"name": p.name, "role": str(p.role)} for p in last(deal.participants)],
         "promises": [_json(asdict(p)) for p in last(deal.sales_promises.values())],
         "expectations": [_expectation_view(e) for e in last(deal.expectations.values())],
@@ -225,6 +249,8 @@ def _deal_view(
             {"code": b.code, "message": b.message, "subject_id": b.subject_id}
             for b in first(deal.blockers if blockers is None else blockers)
         ],
+        "deadlines": [_json(asdict(s)) for s in deadlines.statuses(deal, policy.deadlines, policy.version)],
+        "scorecard": {side: asdict(card) for side, card in deadlines.scorecard(deal.expectations).items()},
     }
 
 
@@ -265,6 +291,8 @@ def policy_view(policy: Policy, *, limits: bool) -> dict[str, Any]:
             "excluded_industries": sorted(policy.right_client.excluded_industries),
         },
         "concessions": asdict(policy.concessions),
+        # Each duration written as in the policy file (`14d`); null: no such deadline.
+        "deadlines": {name: None if value is None else format_duration(value) for name, value in asdict(policy.deadlines).items()},
     }
 
 
@@ -306,6 +334,7 @@ def summary_view(summary: DealSummary) -> DealSummaryView:
         "version": summary.version,
         "opened_at": summary.opened_at.isoformat(),
         "updated_at": summary.updated_at.isoformat(),
+        "overdue": bool(summary.overdue),
     }
 
 

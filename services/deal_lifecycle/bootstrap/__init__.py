@@ -22,6 +22,7 @@ from dealflow.deal_lifecycle.adapters.identity import TrustedKeys, dev_key
 from dealflow.deal_lifecycle.adapters.policy_file import load_policy
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.bootstrap.messaging import DealMessaging
+from dealflow.deal_lifecycle.bootstrap.scheduling import scheduling
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.deal_lifecycle.entrypoints.http.app import create_app
@@ -102,16 +103,26 @@ def service_app(
     keys: TrustedKeys | None = None,
     *,
     relay: bool = True,
+    scheduler: bool = True,
     serving: bool = False,
 ) -> Litestar:
     """The HTTP app on its own service (or `service`, which stays the caller's to close), with the NATS
     command responder and (unless `relay` is False: `dealflow relay` runs it apart) the relay running
-    beside it when NATS is configured; tokens are verified with `keys`, or the configured ones.
+    beside it when NATS is configured, and the scheduler of deadlines (unless `scheduler` is False) in any
+    case; tokens are verified with `keys`, or the configured ones.
     `serving`: the app is the process's own (`dealflow serve`), whose garbage collector is set up for
     serving once it has started (gc_tuning.py); tests build many apps in one process and leave it be."""
     settings = settings or Settings.from_env()
     verifier = keys or trusted_keys(settings)
     companions: list[Callable[[DealService], AbstractAsyncContextManager[None]]] = []
+    if scheduler:
+
+        @asynccontextmanager
+        async def keeping_time(deals: DealService) -> AsyncIterator[None]:
+            async with scheduling(deals, settings):
+                yield
+
+        companions.append(keeping_time)
     if settings.nats_servers:
 
         @asynccontextmanager

@@ -11,17 +11,17 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import structlog
 
 from dealflow.deal_lifecycle.adapters.bus import RELAY_WAKE_SUBJECT, connect
 from dealflow.deal_lifecycle.adapters.checkpoints import CheckpointPublisher, CheckpointSettings
-from dealflow.deal_lifecycle.adapters.leadership import FileLeadership, Leadership, PostgresLeadership
+from dealflow.deal_lifecycle.adapters.leadership import Leadership
 from dealflow.deal_lifecycle.adapters.relay import EventRelay
 from dealflow.deal_lifecycle.application.access import Verifier
 from dealflow.deal_lifecycle.application.service import DealService
+from dealflow.deal_lifecycle.bootstrap.scheduling import conninfo, leadership_for
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.entrypoints.nats_commands import CommandResponder
 from dealflow.nats_connection import shown
@@ -144,12 +144,7 @@ class DealMessaging:
         return asyncio.create_task(supervise(), name=f"dealflow-{part}")
 
     def _leadership(self) -> Leadership:
-        if self.settings.database_url:
-            return PostgresLeadership(_conninfo(self.settings.database_url), scope=self._store_identity())
-        return FileLeadership(self.settings.sqlite_path)
-
-    def _store_identity(self) -> str:
-        return f"{self.settings.database_url}:{self.deals.recorder.events_table_name}"  # type: ignore[attr-defined]
+        return leadership_for(self.settings, self.deals, "relay")
 
     async def _listen_to_postgres(self, wake: object) -> None:
         """Events stored by other processes wake this relay at once (PostgreSQL LISTEN/NOTIFY)."""
@@ -157,7 +152,7 @@ class DealMessaging:
         while not self.stop_event.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    _conninfo(self.settings.database_url or ""), autocommit=True
+                    conninfo(self.settings.database_url or ""), autocommit=True
                 ) as conn:
                     await conn.execute(f'LISTEN "{channel}"')
                     async for _ in conn.notifies():
@@ -204,8 +199,3 @@ def _say_if_failed(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("the service's NATS side stopped", error=repr(task.exception()), exc_info=task.exception())
 
-
-def _conninfo(database_url: str) -> str:
-    """The URL psycopg accepts: ours carries `?schema=`, which is not a libpq parameter."""
-    url = urlsplit(database_url)
-    return urlunsplit((url.scheme, url.netloc, url.path, "", ""))

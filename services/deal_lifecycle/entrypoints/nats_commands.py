@@ -132,7 +132,7 @@ class CommandResponder:
             return _refused(refusal)
         # Opening creates the deal itself: its id is what HTTP's 201 answers with, so the reply carries it too.
         created = str(outcome.deal.id) if command.opens else outcome.created_id
-        return {"id": created, "replayed": outcome.replayed, "deal": command_view(outcome.deal, limits=caller.sees_private_limits)}, {}
+        return {"id": created, "replayed": outcome.replayed, "deal": command_view(outcome.deal, limits=caller.sees_private_limits, policy=self.deals.policy)}, {}
 
 
 def _refused(refusal: DealflowError) -> tuple[dict[str, Any], dict[str, str]]:

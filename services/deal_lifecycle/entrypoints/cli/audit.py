@@ -100,7 +100,7 @@ def show(
     try:
         deal = deals.get_deal(_deal_id(deal_id), version=version, as_of=as_of)
         concessions = deals.standing_concessions(deal.id, version=deal.version)
-        typer.echo(json.dumps(deal_view(deal, concessions=concessions, limits=True), indent=2))
+        typer.echo(json.dumps(deal_view(deal, concessions=concessions, limits=True, policy=deals.policy), indent=2))
     except DealflowError as e:
         _fail(e)
     finally:

@@ -39,10 +39,10 @@ def _route(command: DealCommand) -> HTTPRouteHandler:
         body = arguments.pop("data", None)
         outcome = deals.handle(command.name, deal_id, body, ctx, **arguments)
         if command.opens:
-            response = deal_response(outcome, caller, HTTP_201_CREATED)
+            response = deal_response(outcome, caller, deals.policy, HTTP_201_CREATED)
             response.headers["Location"] = f"/deals/{outcome.deal.id}"
             return response
-        return created_response(outcome, caller) if command.creates else deal_response(outcome, caller)
+        return created_response(outcome, caller, deals.policy) if command.creates else deal_response(outcome, caller, deals.policy)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [

@@ -17,6 +17,7 @@ from dealflow.deal_lifecycle.application.service import DealService, Outcome
 from dealflow.deal_lifecycle.application.views import CommandDealView, DealSummaryView, DealView, EventView, RefusedSigningView, command_view, deal_view, event_view, refused_signing_view, summary_view
 from dealflow.deal_lifecycle.domain.errors import InvalidCommand
 from dealflow.deal_lifecycle.domain.model import Stage
+from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.deal_lifecycle.entrypoints.http.context import ERROR_RESPONSES, etag, read_route
 
 # Versions are stored as 64-bit integers.
@@ -59,16 +60,16 @@ class History(TypedDict):
     refused_signings: list[RefusedSigningView]
 
 
-def deal_response(outcome: Outcome, caller: Caller, status: int = HTTP_200_OK) -> Response[CommandDealView]:
+def deal_response(outcome: Outcome, caller: Caller, policy: Policy, status: int = HTTP_200_OK) -> Response[CommandDealView]:
     # Bounded however large the deal grows; GET /deals/{id} has all of it.
-    view = command_view(outcome.deal, limits=caller.sees_private_limits)
+    view = command_view(outcome.deal, limits=caller.sees_private_limits, policy=policy)
     return Response(view, status_code=status, headers={"ETag": etag(outcome.deal.version)})
 
 
-def created_response(outcome: Outcome, caller: Caller) -> Response[CreatedView]:
+def created_response(outcome: Outcome, caller: Caller, policy: Policy) -> Response[CreatedView]:
     assert outcome.created_id is not None
     return Response(
-        {"id": outcome.created_id, "deal": command_view(outcome.deal, limits=caller.sees_private_limits)},
+        {"id": outcome.created_id, "deal": command_view(outcome.deal, limits=caller.sees_private_limits, policy=policy)},
         status_code=HTTP_201_CREATED,
         headers={"ETag": etag(outcome.deal.version)},
     )
@@ -79,7 +80,7 @@ class DealController(Controller):
     tags = ["deals"]
 
     # Named here: sharing its path with the open_deal route made from the command table, Litestar would name it after its wrapper.
-    @get("/", sync_to_thread=True, summary="List deals by stage or owner (from the read model)", responses=ERROR_RESPONSES, operation_id="DealsListDeals", opt=read_route("list_deals"))
+    @get("/", sync_to_thread=True, summary="List deals by stage, owner or overdue (from the read model)", responses=ERROR_RESPONSES, operation_id="DealsListDeals", opt=read_route("list_deals"))
     def list_deals(
         self,
         deals: NamedDependency[DealService],
@@ -87,8 +88,12 @@ class DealController(Controller):
         owner: Annotated[str | None, QueryParameter(max_length=200)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+        overdue: Annotated[
+            bool | None,
+            QueryParameter(description="true: only deals with a deadline missed and not made good (or, signed, an expectation overdue); false: only the others"),
+        ] = None,
     ) -> DealPage:
-        page = deals.list_deals(stage=stage, owner=owner, limit=limit, cursor=cursor)
+        page = deals.list_deals(stage=stage, owner=owner, limit=limit, cursor=cursor, overdue=overdue)
         return {"items": [summary_view(s) for s in page.items], "next_cursor": page.next_cursor}
 
     @get("/{deal_id:uuid}", sync_to_thread=True, summary="A deal now, or as of a version or a moment", responses=ERROR_RESPONSES, opt=read_route("get_deal"))
@@ -107,7 +112,8 @@ class DealController(Controller):
             raise InvalidCommand("as_of", "give either as_of or as_of_version, not both")
         deal = deals.get_deal(deal_id, version=as_of_version, as_of=_moment(as_of))
         concessions = deals.standing_concessions(deal_id, version=deal.version)
-        return Response(deal_view(deal, concessions=concessions, limits=caller.sees_private_limits), headers={"ETag": etag(deal.version)})
+        view = deal_view(deal, concessions=concessions, limits=caller.sees_private_limits, policy=deals.policy)
+        return Response(view, headers={"ETag": etag(deal.version)})
 
     @get("/{deal_id:uuid}/events", sync_to_thread=True, summary="The deal's full history, oldest first", responses=ERROR_RESPONSES, opt=read_route("history"))
     def history(self, deals: NamedDependency[DealService], caller: NamedDependency[Caller], deal_id: FromPath[UUID]) -> History:
