@@ -326,7 +326,7 @@ def _span(start: str, end: str) -> timedelta | None:
     """`end` minus `start` (ISO-8601 datetimes; one without a time zone is read as UTC), or None if either is not one."""
     try:
         return _moment(end) - _moment(start)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 

@@ -12,13 +12,15 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from litestar.testing import TestClient
 
 from dealflow.deal_lifecycle.application import commands as c
 from dealflow.deal_lifecycle.application.clock import ManualClock
+from dealflow.deal_lifecycle.application import scheduler as scheduler_module
+from dealflow.deal_lifecycle.application.audit import Audit
 from dealflow.deal_lifecycle.application.scheduler import Scheduler
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.bootstrap import service_app
@@ -97,9 +99,18 @@ def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
         time.sleep(0.02)
 
 
-def quietly(seconds: float = 0.3) -> None:
-    """Long enough for a woken scheduler to have looked (it looks at once): what it did not record by then, it will not."""
-    time.sleep(seconds)
+def settled(*runnings: Running) -> None:
+    """Until the leading scheduler has made a whole pass begun after this moment (and after the clock's last
+    move): what it did not record by then, it will not. A pass counter, not a sleep."""
+    eventually(lambda: any(r.scheduler.leading for r in runnings))
+    for running in runnings:
+        if running.scheduler.leading:
+            # Woken twice, each time waiting for the pass it causes: a pass under way at the first wake ends,
+            # and the one that answers the second began after it.
+            for _ in range(2):
+                seen = running.scheduler.passes
+                running.scheduler.wake()
+                eventually(lambda r=running, n=seen: r.scheduler.passes > n)  # type: ignore[misc]
 
 
 def at_letter_of_intent(deals: DealService) -> UUID:
@@ -113,14 +124,14 @@ def test_a_transition_meeting_not_held_in_time_is_recorded_once_when_the_clock_p
 ) -> None:
     deal_id = at_letter_of_intent(deals)
     signed_at = clock.now()
-    with scheduling(deals, settings):
+    with scheduling(deals, settings) as running:
         clock.advance(14 * DAY - timedelta(seconds=1))
-        quietly()
+        settled(running)
         assert facts(deals, deal_id, "DeadlineMissed") == []
         clock.advance(timedelta(seconds=1))
         eventually(lambda: len(facts(deals, deal_id, "DeadlineMissed")) == 1)
         clock.advance(timedelta(hours=1))
-        quietly()
+        settled(running)
     (missed,) = facts(deals, deal_id, "DeadlineMissed")
     assert (missed.deadline, missed.due_at, missed.actor) == ("transition_meeting_within", signed_at + 14 * DAY, "dealflow")
     assert missed.policy_version == TIMED.version
@@ -131,11 +142,11 @@ def test_a_meeting_held_in_time_is_never_reported_and_the_contract_deadline_then
     deals: DealService, settings: Settings, clock: ManualClock
 ) -> None:
     deal_id = at_letter_of_intent(deals)
-    with scheduling(deals, settings):
+    with scheduling(deals, settings) as running:
         clock.advance(13 * DAY)
         deals.handle("hold_transition_meeting", deal_id, meeting(), ctx())
         clock.advance(10 * DAY)  # past the meeting's deadline (met) but not the contract's (30 d from the meeting)
-        quietly()
+        settled(running)
         assert facts(deals, deal_id, "DeadlineMissed") == []
         clock.advance(21 * DAY)  # 31 days after the meeting
         eventually(lambda: len(facts(deals, deal_id, "DeadlineMissed")) == 2)
@@ -144,11 +155,11 @@ def test_a_meeting_held_in_time_is_never_reported_and_the_contract_deadline_then
 
 def test_a_stalled_deal_is_recorded_and_a_new_fact_makes_it_good(deals: DealService, settings: Settings, clock: ManualClock) -> None:
     deal_id = open_deal(deals)
-    with scheduling(deals, settings):
+    with scheduling(deals, settings) as running:
         clock.advance(20 * DAY)
         deals.handle("record_client_facts", deal_id, c.RecordClientFacts(industry="logistics"), ctx())  # in time: met
         clock.advance(2 * DAY)
-        quietly()
+        settled(running)
         assert facts(deals, deal_id, "DeadlineMissed") == []
         clock.advance(20 * DAY)  # 22 days since the last fact
         eventually(lambda: len(facts(deals, deal_id, "DeadlineMissed")) == 1)
@@ -162,9 +173,9 @@ def test_a_stalled_deal_is_recorded_and_a_new_fact_makes_it_good(deals: DealServ
 def test_a_deal_that_moved_on_is_never_reported(deals: DealService, settings: Settings, clock: ManualClock) -> None:
     walked = at_letter_of_intent(deals)
     deals.handle("walk_away", walked, c.WalkAway(reason="not a right client"), ctx())
-    with scheduling(deals, settings):
+    with scheduling(deals, settings) as running:
         clock.advance(400 * DAY)
-        quietly()
+        settled(running)
     assert facts(deals, walked, "DeadlineMissed") == []
 
 
@@ -190,9 +201,9 @@ def test_exactly_once_across_a_restart(settings: Settings, clock: ManualClock) -
     first.close()
     again = DealService(env=settings.eventsourcing_env(), policy=TIMED, clock=clock)
     try:
-        with scheduling(again, settings):
+        with scheduling(again, settings) as running:
             clock.advance(timedelta(hours=1))
-            quietly()
+            settled(running)
         assert [m.deadline for m in facts(again, deal_id, "DeadlineMissed")] == ["transition_meeting_within"]
     finally:
         again.close()
@@ -209,7 +220,7 @@ def test_two_schedulers_on_one_store_record_each_deadline_once(settings: Setting
             assert [a.scheduler.leading, b.scheduler.leading].count(True) == 1  # one leads, the other stands by
             clock.advance(15 * DAY)
             eventually(lambda: all(len(facts(one, d, "DeadlineMissed")) == 1 for d in deal_ids))
-            quietly()
+            settled(a, b)
         assert all(len(facts(other, d, "DeadlineMissed")) == 1 for d in deal_ids)
     finally:
         one.close()
@@ -246,8 +257,8 @@ def test_after_signing_outcomes_reminders_overdue_and_the_scorecard_over_http(
     deals: DealService, settings: Settings, clock: ManualClock
 ) -> None:
     deal_id = ready_to_sign(deals)
-    clock.advance(29 * DAY)
-    deals.handle("sign_contract", deal_id, None, ctx())  # within contract_within of the meeting: met
+    clock.advance(20 * DAY)
+    deals.handle("sign_contract", deal_id, None, ctx())  # within contract_within of the meeting, before a stall: met
     expectations = deals.get_deal(deal_id).expectations
     client_eid, provider_eid = (e.id for e in sorted(expectations.values(), key=lambda e: e.side))
     due_at = expectations[client_eid].due_at
@@ -337,3 +348,61 @@ def test_a_store_from_before_deadlines_is_scheduled_at_the_first_start(deals: De
     assert deals.unscheduled_deals(10) == []
     (rewritten,) = deals.recorder.select_summaries(stage=None, owner=None, after=None, limit=10)
     assert rewritten.overdue is True
+
+
+def test_a_late_meeting_records_the_missed_deadline_first_though_no_scheduler_ran(deals: DealService, clock: ManualClock) -> None:
+    """The command keeps time before its own facts: the meeting held late makes good a missed deadline."""
+    deal_id = at_letter_of_intent(deals)
+    clock.advance(20 * DAY)
+    deals.handle("hold_transition_meeting", deal_id, meeting(), ctx())
+    assert [event_type(e) for e in deals.history(deal_id)][-2:] == ["DeadlineMissed", "TransitionMeetingHeld"]
+    (missed,) = facts(deals, deal_id, "DeadlineMissed")
+    assert (missed.deadline, missed.actor, missed.timestamp) == ("transition_meeting_within", "dealflow", clock.now())
+    view = deals.get_deal(deal_id)
+    assert [(m.deadline, m.made_good_at) for m in view.missed_deadlines] == [("transition_meeting_within", clock.now())]
+
+
+def test_a_deal_with_every_fact_of_time_snapshots_and_loads_as_its_events_replay(settings: Settings, deals: DealService, clock: ManualClock) -> None:
+    deal_id = ready_to_sign(deals)
+    clock.advance(31 * DAY)  # the contract (30 d) and a quiet spell (21 d) both missed
+    deals.handle("sign_contract", deal_id, None, ctx())
+    assert {m.deadline for m in facts(deals, deal_id, "DeadlineMissed")} == {"contract_within", "stalled_after"}
+    client_eid, provider_eid = (e.id for e in sorted(deals.get_deal(deal_id).expectations.values(), key=lambda e: e.side))
+    deals.handle("record_expectation_outcome", deal_id, c.RecordExpectationOutcome(met=True, evidence="reports sent"), ctx(), expectation_id=client_eid)
+    clock.set(deals.get_deal(deal_id).expectations[provider_eid].due_at)
+    assert deals.keep_time(deal_id) == 1  # overdue (the reminder's moment had passed unrecorded: both kinds once)
+    deals.handle("record_expectation_outcome", deal_id, c.RecordExpectationOutcome(met=False, evidence="late"), ctx(), expectation_id=provider_eid)
+    deals.take_snapshot(deal_id)
+
+    fresh = DealService(env=settings.eventsourcing_env(), policy=TIMED, clock=clock)
+    try:
+        assert [s.originator_version for s in fresh.snapshots.get(deal_id)] == [deals.get_deal(deal_id).version]  # type: ignore[union-attr]
+        loaded = fresh.get_deal(deal_id)
+        replayed = fresh.project_from(fresh.history(deal_id))
+        assert {k: v for k, v in vars(loaded).items() if k != "_pending_events"} == {k: v for k, v in vars(replayed).items() if k != "_pending_events"}
+        assert Audit(fresh).verify(deal_id).intact
+    finally:
+        fresh.close()
+
+
+def test_a_deal_that_cannot_keep_time_neither_spins_the_scheduler_nor_crowds_out_the_others(
+    deals: DealService, settings: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "BATCH", 2)
+    deal_id = at_letter_of_intent(deals)
+    (row,) = deals.recorder.select_summaries(stage=None, owner=None, after=None, limit=10)
+    # Rows whose deals have no events (a damaged store): due first, and each fails.
+    orphans = [
+        replace(row, deal_id=str(uuid4()), opened_at=row.opened_at - DAY * n, due_from={k: v - DAY * n for k, v in row.due_from.items()})
+        for n in range(1, 4)
+    ]
+    with deals.recorder.datastore.transaction(commit=True) as cursor:
+        deals.recorder._upsert_summaries(cursor, orphans)
+    clock.advance(15 * DAY)
+    with scheduling(deals, settings) as running:
+        eventually(lambda: len(facts(deals, deal_id, "DeadlineMissed")) == 1)
+        settled(running)
+        seen = running.scheduler.passes
+        time.sleep(1.0)
+        # Still due, still failing: looked at again at the next recheck (or wake), not in a loop.
+        assert running.scheduler.passes - seen <= 3, running.scheduler.passes - seen

@@ -152,6 +152,16 @@ def test_an_expectation_due_in_the_past_is_refused() -> None:
     assert deal.version == 3
 
 
+def test_an_expectation_due_beyond_fifty_years_is_refused_and_the_last_day_allowed_is_due_in_time() -> None:
+    deal = domain_deal_in_meeting()
+    last = TODAY.replace(year=TODAY.year + 50, month=12, day=31)
+    eid = deal.record_expectation(side=Side.CLIENT, statement="s", metric="m", target="t", due=last, priority=1, today=TODAY, by=BY)
+    assert deal.expectations[eid].due_at.date() == last + timedelta(days=1)
+    with pytest.raises(InvalidCommand) as invalid:
+        deal.record_expectation(side=Side.CLIENT, statement="s", metric="m", target="t", due=last + timedelta(days=1), priority=1, today=TODAY, by=BY)
+    assert (invalid.value.field, invalid.value.rule) == ("due", f"must be within 50 years (by {last.isoformat()})")
+
+
 @pytest.mark.parametrize(("priority", "rule"), [(0, "must be 1 (highest) or more"), (100, "must be 99 (lowest) or less")])
 def test_a_priority_outside_1_to_99_is_refused(priority: int, rule: str) -> None:
     deal = domain_deal_in_meeting()

@@ -57,7 +57,7 @@ def every_kind_of_fact(deal: Deal) -> None:
     promise = deal.record_sales_promise(statement="go-live in 30 days", by=BY)
     deal.decide_sales_promise(promise, accepted=False, reason="too soon", policy=POLICY, by=BY)
     deal.record_expectation(
-        side=Side.CLIENT, statement="monthly report", metric="reports", target="12", due=date(2099, 1, 1), priority=1, today=date(2026, 1, 1), by=BY
+        side=Side.CLIENT, statement="monthly report", metric="reports", target="12", due=date(2030, 1, 1), priority=1, today=date(2026, 1, 1), by=BY
     )
     impasse = deal.declare_impasse(topic="price", by=BY)
     deal.escalate(impasse_id=impasse, to="their CFO", counterpart_consented=True, strategies_tried=["trade"], by=BY)

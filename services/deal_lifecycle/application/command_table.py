@@ -132,7 +132,7 @@ COMMANDS: tuple[DealCommand, ...] = (
             side=x.body.side, statement=x.body.statement, metric=x.body.metric, target=x.body.target,
             due=x.body.due, priority=x.body.priority, today=x.today, by=x.by,
         ),
-        "A side states what it expects, measurably (due not in the past; priority 1 is the highest)", creates="expectation",
+        "A side states what it expects, measurably (due not in the past, nor beyond 50 years; priority 1 is the highest)", creates="expectation",
     ),
     DealCommand(
         "decide_expectation", "/deals/{deal_id}/expectations/{expectation_id}/decision", c.DecideExpectation,

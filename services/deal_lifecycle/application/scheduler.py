@@ -17,8 +17,10 @@ the moment it was due.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol
+from uuid import UUID
 
 import structlog
 
@@ -56,6 +58,7 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._woken = asyncio.Event()
         self.leading = False
+        self.passes = 0  # looks at the schedule made while leading: what a test waits on, instead of sleeping
 
     def wake(self) -> None:
         """Look at the schedule again now (from any thread): a command changed a deal, or the clock moved."""
@@ -80,52 +83,63 @@ class Scheduler:
 
     async def _lead(self, stop: asyncio.Event, leadership: Leadership) -> None:
         log.info("scheduler leading", recheck_seconds=self.recheck_seconds)
-        await self._quietly(self.schedule_unscheduled)
+        unscheduled_at = None
         while not stop.is_set():
             if not await leadership.still_leading():
                 log.warning("scheduler lost leadership")
                 return
             self._woken.clear()
-            caught_up = await self._quietly(self.catch_up)
+            # Rows without a schedule (a store from before deadlines; an older process still writing during
+            # a rolling upgrade) are looked for on taking the lead and then now and again, not on every wake.
+            if unscheduled_at is None or self.clock.now() - unscheduled_at >= timedelta(seconds=MAX_RECHECK_SECONDS):
+                unscheduled_at = self.clock.now()
+                await self._quietly(lambda: self.schedule_unscheduled(stop.is_set))
+            caught_up = await self._quietly(lambda: self.catch_up(stop.is_set))
             next_due = await self._quietly(self.deals.next_due)
+            self.passes += 1
             wait = self.recheck_seconds
             if caught_up is not None and next_due is not None:
-                wait = min(wait, max(0.0, (next_due - self.clock.now()).total_seconds()))
+                until_due = (next_due - self.clock.now()).total_seconds()
+                # Still due after a pass: a deal that failed (logged); it is tried at the next look, not in a spin.
+                if until_due > 0:
+                    wait = min(wait, until_due)
             await first_of(stop.wait(), self._woken.wait(), timeout=wait)
 
-    def catch_up(self) -> int:
+    def catch_up(self, stopping: Callable[[], bool] = lambda: False) -> int:
         """Have every deal with something due keep time; returns how many facts were recorded.
 
         Each deal is asked once per call, so a row the deal does not agree with (it has nothing due)
-        is rewritten, not asked about again and again."""
-        recorded, asked = 0, set()
-        while True:
-            due = [deal_id for deal_id in self.deals.due_deals(BATCH) if deal_id not in asked]
-            if not due:
-                return recorded
-            for deal_id in due:
+        is rewritten, not asked about again and again; a deal that fails is logged and the others go on."""
+        return self._each(self.deals.due_deals, stopping, "cannot keep time on a deal")[0]
+
+    def schedule_unscheduled(self, stopping: Callable[[], bool] = lambda: False) -> int:
+        """Give a schedule to deals whose rows were written before deadlines existed (an upgraded store)."""
+        scheduled = self._each(self.deals.unscheduled_deals, stopping, "cannot schedule a deal")[1]
+        if scheduled:
+            log.info("scheduled deals written before deadlines existed", deals=scheduled)
+        return scheduled
+
+    def _each(self, select: Callable[[int], list[UUID]], stopping: Callable[[], bool], failed: str) -> tuple[int, int]:
+        """Have each deal `select` gives keep time, once each, until none is left or the scheduler stops:
+        (facts recorded, deals kept). Deals that fail come back from `select`, so it is asked for more
+        than those each time: failed deals never crowd out the rest."""
+        recorded, kept, asked, failures = 0, 0, set(), 0
+        while not stopping():
+            rows = [deal_id for deal_id in select(failures + BATCH) if deal_id not in asked]
+            if not rows:
+                break
+            for deal_id in rows:
+                if stopping():
+                    break
                 asked.add(deal_id)
                 try:
                     recorded += self.deals.keep_time(deal_id)
-                except DealflowError as e:  # a deal that cannot be replayed: reported, the others go on
-                    log.error("cannot keep time on a deal", deal_id=str(deal_id), code=e.code, reason=e.message)
-
-    def schedule_unscheduled(self) -> int:
-        """Give a schedule to deals whose rows were written before deadlines existed (an upgraded store)."""
-        scheduled, asked = 0, set()
-        while True:
-            rows = [deal_id for deal_id in self.deals.unscheduled_deals(BATCH) if deal_id not in asked]
-            if not rows:
-                if scheduled:
-                    log.info("scheduled deals written before deadlines existed", deals=scheduled)
-                return scheduled
-            for deal_id in rows:
-                asked.add(deal_id)
-                try:
-                    self.deals.keep_time(deal_id)
-                    scheduled += 1
-                except DealflowError as e:
-                    log.error("cannot schedule a deal", deal_id=str(deal_id), code=e.code, reason=e.message)
+                    kept += 1
+                except Exception as e:  # one deal that cannot be replayed or written: reported, the others go on
+                    failures += 1
+                    code = e.code if isinstance(e, DealflowError) else type(e).__name__
+                    log.error(failed, deal_id=str(deal_id), code=code, reason=str(e))
+        return recorded, kept
 
     async def _quietly(self, work: object) -> object:
         """Run store work in a thread; a store that fails is logged and tried again at the next look."""

@@ -382,6 +382,7 @@ class DealService(Application[UUID]):
                 raise VersionMismatch(
                     f"deal {deal_id} is at version {deal.version}, not the expected {ctx.expected_version}"
                 )
+            self._keep_time_first(deal, now, ctx)
             try:
                 with recorded_at(now):
                     created_id = command.run(deal, call)
@@ -410,6 +411,18 @@ class DealService(Application[UUID]):
                 ) from None
             raise ConcurrentWrite(f"deal {deal.id} was changed by another command at the same time") from None
         return Outcome(deal, created_id)
+
+    def _keep_time_first(self, deal: Deal, now: datetime, ctx: c.CommandContext) -> None:
+        """What time has made true comes before the command's own facts: a deadline that passed unrecorded
+        (the scheduler was down, or is still catching up) is recorded now, saved on its own, so the meeting
+        held late is the making good of a missed deadline, not a deadline met, whatever the command does."""
+        with recorded_at(now):
+            recorded = deal.keep_time(now=now, policy=self.policy, correlation_id=ctx.correlation_id)
+        if recorded:
+            try:
+                self.save(deal, summaries=[summary_of(deal)])
+            except IntegrityError:
+                raise ConcurrentWrite(f"deal {deal.id} was changed by another command at the same time") from None
 
     def _replayed(self, ctx: c.CommandContext, fingerprint: str) -> Outcome | None:
         if not ctx.idempotency_key:

@@ -8,7 +8,17 @@ from typing import Any
 
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
-from dealflow.deal_lifecycle.domain.model import Concession, Escalation, Expectation, Impasse, NegotiatedTerm, Participant, SalesPromise, WalkAwayCondition
+from dealflow.deal_lifecycle.domain.model import (
+    Concession,
+    Escalation,
+    Expectation,
+    Impasse,
+    MissedDeadline,
+    NegotiatedTerm,
+    Participant,
+    SalesPromise,
+    WalkAwayCondition,
+)
 
 
 class DateAsISO(Transcoding):
@@ -36,5 +46,5 @@ class DataclassAsDict(Transcoding):
 
 def register(transcoder: JSONTranscoder) -> None:
     transcoder.register(DateAsISO())
-    for cls in (Participant, SalesPromise, Expectation, WalkAwayCondition, Concession, NegotiatedTerm, Impasse, Escalation):
+    for cls in (Participant, SalesPromise, Expectation, WalkAwayCondition, Concession, NegotiatedTerm, Impasse, Escalation, MissedDeadline):
         transcoder.register(DataclassAsDict(cls))

@@ -33,6 +33,9 @@ MAX_CITED_CONDITIONS = 50
 # An expectation's priority, 1 the highest.
 MIN_PRIORITY = 1
 MAX_PRIORITY = 99
+# An expectation is due within this many years: the value creation standard is judged in this
+# relationship's lifetime, and every due moment stays a date the store and the schedule can hold.
+MAX_YEARS_AHEAD = 50
 
 
 def room_for(what: str, count: int, limit: int) -> None:

@@ -227,6 +227,8 @@ class Deal(Aggregate):
     ) -> str:
         if due < today:
             raise InvalidCommand("due", f"must not be in the past (today is {today.isoformat()})")
+        if due.year > today.year + bounds.MAX_YEARS_AHEAD:
+            raise InvalidCommand("due", f"must be within {bounds.MAX_YEARS_AHEAD} years (by {today.year + bounds.MAX_YEARS_AHEAD}-12-31)")
         if priority < bounds.MIN_PRIORITY:
             raise InvalidCommand("priority", f"must be {bounds.MIN_PRIORITY} (highest) or more")
         if priority > bounds.MAX_PRIORITY:

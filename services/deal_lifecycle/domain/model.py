@@ -124,7 +124,10 @@ class Expectation:
     @property
     def due_at(self) -> datetime:
         """The moment it falls due: the end of its due date (UTC), since "by the due date" includes the day."""
-        return datetime.combine(self.due, time(), tzinfo=UTC) + timedelta(days=1)
+        # The last date there is (accepted before due dates were bounded) ends at the end of time.
+        if self.due == date.max:
+            return datetime.max.replace(tzinfo=UTC)
+        return datetime.combine(self.due + timedelta(days=1), time(), tzinfo=UTC)
 
     @property
     def is_agreed(self) -> bool:
