@@ -44,6 +44,7 @@ def read_path(name: str, deal_id: str) -> str:
         "verify_deal": f"/deals/{deal_id}/verify",
         "policy": "/policy",
         "stream": "/stream",
+        "alerts": "/alerts",
     }[name]
 
 

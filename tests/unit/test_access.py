@@ -35,6 +35,7 @@ def test_every_role_reads_and_the_stream_is_for_those_who_watch() -> None:
         "list_deals", "get_deal", "history", "health", "verify_deal", "policy"
     }
     assert READS["stream"] == {OPS, AUDITOR, ADMIN}
+    assert READS["alerts"] == {OPS, AUDITOR, ADMIN}
 
 
 def test_authorize_names_the_role_it_allowed_the_specific_one_before_admin() -> None:
@@ -59,7 +60,7 @@ def test_private_limits_are_for_approvers_and_admins_only() -> None:
     ]
 
 
-def test_every_http_route_declares_who_may_call_it_and_only_health_live_is_open() -> None:
+def test_every_http_route_declares_who_may_call_it_and_only_health_live_and_the_dashboard_are_open() -> None:
     # Access is never granted by omission: a route without a declaration is refused to everyone,
     # and this test makes sure no route of ours is left without one.
     app = service_app(Settings(), keys=TEST_KEYS)
@@ -76,4 +77,7 @@ def test_every_http_route_declares_who_may_call_it_and_only_health_live_is_open(
             declared[f"{sorted(handler.http_methods)[0]} {route.path}"] = opt.get("command") or opt.get("read") or "open"
     assert {v for k, v in declared.items() if k.startswith("POST")} == set(BY_NAME)
     assert {v for k, v in declared.items() if k.startswith("GET")} == set(READS) | {"open"}
-    assert [k for k, v in declared.items() if v == "open"] == ["GET /health/live"]
+    # The dashboard's pages and assets carry no data: what they show comes from the API with the caller's token.
+    assert sorted(k for k, v in declared.items() if v == "open") == [
+        "GET /health/live", "GET /ui", "GET /ui/alerts", "GET /ui/deals/{deal_id:uuid}", "GET /ui/static/{name:str}"
+    ]

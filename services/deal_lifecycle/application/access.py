@@ -46,6 +46,8 @@ READS: dict[str, frozenset[AccessRole]] = {
     "verify_deal": EVERY_ROLE,
     "policy": EVERY_ROLE,
     "stream": frozenset({AccessRole.OPS, AccessRole.AUDITOR, AccessRole.ADMIN}),
+    # What the notifier delivered or dead-lettered (its store), with each alert's tries.
+    "alerts": frozenset({AccessRole.OPS, AccessRole.AUDITOR, AccessRole.ADMIN}),
 }
 
 # "Your private policy should be written in the sand": the firm's private limits are shown to

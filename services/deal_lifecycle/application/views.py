@@ -18,7 +18,7 @@ from dealflow.deal_lifecycle.application.read_model import DealSummary
 from dealflow.deal_lifecycle.domain import deadlines
 from dealflow.deal_lifecycle.domain.deal import Deal, event_type
 from dealflow.deal_lifecycle.domain.health import assess
-from dealflow.deal_lifecycle.domain.model import Concession, Side, WalkAwayCondition
+from dealflow.deal_lifecycle.domain.model import Concession, Side, Stage, WalkAwayCondition
 from dealflow.deal_lifecycle.domain.policy import Policy
 from dealflow.durations import format_duration
 from dealflow.private_limits import event_concealed, limit_unsaid, without_limit
@@ -73,6 +73,9 @@ class HealthView(TypedDict):
 
 
 class DealView(DealSummaryView):
+    # When the deal entered its current stage: opened, the letter of intent, the (first) transition
+    # meeting, signing; for a walk-away, the deal's last fact (nothing is recorded after it).
+    stage_entered_at: str
     participants: list[dict[str, str]]
     promises: list[dict[str, Any]]
     expectations: list[dict[str, Any]]
@@ -229,6 +232,7 @@ def _deal_view(
         "opened_at": deal.created_on.isoformat(),
         "updated_at": deal.modified_on.isoformat(),
         "overdue": deadlines.is_overdue(deal),
+        "stage_entered_at": stage_entered_at(deal).isoformat(),
         "participants": [{"name": p.name, "role": str(p.role)} for p in last(deal.participants)],
         "promises": [_json(asdict(p)) for p in last(deal.sales_promises.values())],
         "expectations": [_expectation_view(e) for e in last(deal.expectations.values())],
@@ -252,6 +256,18 @@ def _deal_view(
         "deadlines": [_json(asdict(s)) for s in deadlines.statuses(deal, policy.deadlines, policy.version)],
         "scorecard": {side: asdict(card) for side, card in deadlines.scorecard(deal.expectations).items()},
     }
+
+
+def stage_entered_at(deal: Deal) -> datetime:
+    """The moment the deal entered its current stage (the anchors the deadlines count from)."""
+    entered = {
+        Stage.PROSPECT: deal.created_on,
+        Stage.LETTER_OF_INTENT: deal.letter_of_intent_at,
+        Stage.TRANSITION_MEETING: deal.transition_meeting_at,
+        Stage.CONTRACT_SIGNED: deal.signed_at,
+    }.get(Stage(deal.stage))
+    # Walked away: the deal keeps no moment of its own for it, and records nothing after it.
+    return entered if entered is not None else deal.modified_on
 
 
 def _expectation_view(expectation: Any) -> dict[str, Any]:

@@ -129,6 +129,7 @@ def up(
                 f"(the development key; `dealflow token --help` for the roles)",
                 err=True,
             )
+        typer.echo(f"dealflow: the ops dashboard: {_dashboard_link(settings, host, port)}", err=True)
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.2)
             relay_health.check()
@@ -181,6 +182,30 @@ class _RelayHealth:
     def close(self) -> None:
         if self.deals is not None:
             self.deals.close()
+
+
+# The dashboard's link from `dealflow up`: a token for watching the pipeline and trying commands.
+DASHBOARD_ROLES = (AccessRole.OPS, AccessRole.EMITTER)
+DASHBOARD_SUB = "ops-dashboard"
+DASHBOARD_TTL_SECONDS = 12 * 3600
+
+
+def _dashboard_link(settings: Settings, host: str, port: int) -> str:
+    """/ui on this host; with the development key, an ops and emitter token in the fragment (which the
+    browser never sends: the page keeps it in the tab and takes it out of the address)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host  # noqa: S104 - naming, not binding
+    url = f"http://{shown}:{port}/ui"
+    if settings.auth_jwks:
+        return f"{url} (sign in with a token of your identity provider)"
+    token = mint(
+        settings.state_dir,
+        sub=DASHBOARD_SUB,
+        roles=[str(role) for role in DASHBOARD_ROLES],
+        ttl_seconds=DASHBOARD_TTL_SECONDS,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+    )
+    return f"{url}#token={token} (ops and emitter, the development key, valid {DASHBOARD_TTL_SECONDS // 3600} h)"
 
 
 def _invoked_as() -> str:

@@ -12,19 +12,22 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.datastructures import State
 from litestar.status_codes import HTTP_400_BAD_REQUEST, HTTP_422_UNPROCESSABLE_ENTITY
 
+from dealflow.deal_lifecycle.adapters.alert_log import AlertLog
 from dealflow.deal_lifecycle.application.access import Unauthenticated, Verifier
 from dealflow.deal_lifecycle.application.service import DealService
 from dealflow.deal_lifecycle.config import Settings
 from dealflow.deal_lifecycle.domain.errors import DealflowError
-from dealflow.deal_lifecycle.entrypoints.http.audit import stream, verify_deal
+from dealflow.deal_lifecycle.entrypoints.http.audit import alerts, stream, verify_deal
 from dealflow.deal_lifecycle.entrypoints.http.commands import COMMAND_ROUTES
 from dealflow.deal_lifecycle.entrypoints.http.context import OPEN_ROUTE, OPENAPI_PATH, REQUEST_ID, StrictRequest, bind_request, echo_request_id, the_caller
 from dealflow.deal_lifecycle.entrypoints.http.live import Streams
 from dealflow.deal_lifecycle.entrypoints.http.negotiation import NegotiationController, active_policy
 from dealflow.deal_lifecycle.entrypoints.http.routes import DealController
 from dealflow.deal_lifecycle.entrypoints.http.server import body_deadline
+from dealflow.deal_lifecycle.entrypoints.http.ui import UI_ROUTES
 from dealflow.deal_lifecycle.entrypoints.refusals import error_body, internal_error_body, invalid_body, status_of
 from dealflow.logs import configure_logging
 
@@ -99,10 +102,12 @@ def create_app(
     deals: DealService | Callable[[], DealService],
     verifier: Verifier,
     companions: Sequence[Companion] = (),
+    alert_log: AlertLog | None = None,
 ) -> Litestar:
     """The HTTP API on `deals` (a service the caller keeps and closes, or a factory whose service the
     app opens at start-up and closes at shutdown), its callers' tokens verified by `verifier`; each
-    companion runs beside it (NATS messaging). The composition root (bootstrap.service_app) decides which."""
+    companion runs beside it (NATS messaging). The composition root (bootstrap.service_app) decides which.
+    `GET /alerts` reads the notifier's store at `alert_log` (unset: where the notifier's settings say)."""
     configure_logging()
 
     @asynccontextmanager
@@ -125,7 +130,8 @@ def create_app(
         return request.app.state.deals
 
     return Litestar(
-        route_handlers=[DealController, *COMMAND_ROUTES, NegotiationController, active_policy, verify_deal, stream, live],
+        route_handlers=[DealController, *COMMAND_ROUTES, NegotiationController, active_policy, verify_deal, stream, alerts, live, *UI_ROUTES],
+        state=State({"alert_log": alert_log if alert_log is not None else AlertLog.from_env()}),
         dependencies={"deals": Provide(provide_deals, sync_to_thread=False), "caller": Provide(the_caller, sync_to_thread=False)},
         lifespan=[lifespan],
         before_request=bind_request,

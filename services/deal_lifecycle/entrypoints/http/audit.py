@@ -1,4 +1,5 @@
-"""Routes for auditors and ops: verify a deal's hash chain, and the lifecycle live over Server-Sent Events."""
+"""Routes for auditors and ops: verify a deal's hash chain, the lifecycle live over Server-Sent Events,
+and what the notifier delivered (its store, read through adapters/alert_log.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from dealflow.deal_lifecycle.adapters.alert_log import MAX_LIMIT, AlertLog, AlertsView
 from dealflow.deal_lifecycle.application.access import Caller
 from dealflow.deal_lifecycle.application.audit import Audit
 from dealflow.deal_lifecycle.application.service import DealService
@@ -89,3 +91,22 @@ def live_streams(app: Litestar, deals: DealService) -> Streams:
     if streams is None:
         streams = app.state.streams = Streams(deals)
     return streams
+
+
+@get(
+    "/alerts",
+    tags=["audit"],
+    sync_to_thread=True,
+    summary="What the notifier delivered or dead-lettered, newest first, with each alert's tries (from the notifier's store)",
+    description="For ops, auditor and admin. The store is the notifier's (DEALFLOW_NOTIFIER_DB, default var/notifier.sqlite3, "
+    "or DEALFLOW_NOTIFIER_DATABASE_URL); where there is none, 404 `alerts_unavailable`. What each alert said is not shown.",
+    opt=read_route("alerts"),
+    responses=ERROR_RESPONSES,
+)
+def alerts(
+    request: Request[Any, Any, Any],
+    deal_id: Annotated[str | None, QueryParameter(description="Only this deal's alerts", max_length=200)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="At most this many alerts (and dead letters)")] = 100,
+) -> AlertsView:
+    log: AlertLog = request.app.state.alert_log
+    return log.recent(deal_id=deal_id, limit=limit)
