@@ -44,7 +44,9 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: sync Playwright runs an event loop on this thread while it is open,
+# and the rest of the suite calls asyncio.run(); it must be closed when the browser tests end.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     missing = _missing()
     if missing:
