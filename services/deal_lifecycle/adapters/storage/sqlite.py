@@ -159,6 +159,12 @@ class DealRecorder(SQLiteApplicationRecorder):
         take turns, and the second finds the columns added."""
         with self.datastore.get_connection(commit=True) as conn:
             c = conn.cursor()
+            # Looked at first without the write lock: a new store (no table yet) or one already migrated
+            # needs none, and processes opening a new store at once must not queue for it.
+            c.execute("PRAGMA table_info(deal_summaries)")
+            present = {row["name"] for row in c.fetchall()}
+            if not present or set(_SCHEDULE_COLUMNS) <= present:
+                return
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.execute("PRAGMA table_info(deal_summaries)")
