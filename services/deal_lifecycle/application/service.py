@@ -294,11 +294,8 @@ class DealService(Application[UUID]):
                     with recorded_at(now):
                         recorded = deal.keep_time(now=now, policy=self.policy, correlation_id=f"schedule-{uuid4()}")
                     facts = [event_type(e) for e in deal.pending_events]
-                    try:
-                        # Written even when nothing is due any more: the row's schedule is then brought up to date.
-                        self.save(deal, summaries=[summary_of(deal)])
-                    except IntegrityError:
-                        raise ConcurrentWrite(f"deal {deal_id} was changed by another command at the same time") from None
+                    # Written even when nothing is due any more: the row's schedule is then brought up to date.
+                    self._save_alone(deal)
         if recorded:
             bound.info("command", outcome="accepted", recorded=facts, version=deal.version)
         return recorded
@@ -419,10 +416,15 @@ class DealService(Application[UUID]):
         with recorded_at(now):
             recorded = deal.keep_time(now=now, policy=self.policy, correlation_id=ctx.correlation_id)
         if recorded:
-            try:
-                self.save(deal, summaries=[summary_of(deal)])
-            except IntegrityError:
-                raise ConcurrentWrite(f"deal {deal.id} was changed by another command at the same time") from None
+            self._save_alone(deal)
+
+    def _save_alone(self, deal: Deal) -> None:
+        """The deal's facts of time and its row, in a transaction of their own; a writer that took the version
+        first makes it a ConcurrentWrite, which the caller's attempts re-run on the winner's facts."""
+        try:
+            self.save(deal, summaries=[summary_of(deal)])
+        except IntegrityError:
+            raise ConcurrentWrite(f"deal {deal.id} was changed by another command at the same time") from None
 
     def _replayed(self, ctx: c.CommandContext, fingerprint: str) -> Outcome | None:
         if not ctx.idempotency_key:
